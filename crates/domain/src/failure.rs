@@ -1,0 +1,78 @@
+//! Why a package ends FAILED: the text a client reads in `data.error`, and a short label
+//! for metrics.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    /// Not a zip, unreadable, or without entries.
+    InvalidZip,
+    /// An entry or a symlink target escapes the package root.
+    UnsafeEntry(String),
+    /// More uncompressed bytes than `packages.max_package_size`.
+    TooLarge,
+    /// The copy job could not copy the source's bits.
+    CopyFailed(String),
+    /// The package stayed pending past `packages.pending_timeout_secs` with its retries
+    /// spent.
+    TimedOut { seconds: u64 },
+    /// Infrastructure kept failing (blobstore, database) until the job's retries ran out.
+    GaveUp(String),
+}
+
+impl FailureReason {
+    /// Cloud Controller's texts where it has one.
+    pub fn message(&self) -> String {
+        match self {
+            FailureReason::InvalidZip => "The zip provided was not valid".into(),
+            FailureReason::UnsafeEntry(detail) => {
+                format!("The zip provided was not valid: {detail}")
+            }
+            FailureReason::TooLarge => "AppBitsPackage::ZipSizeExceeded".into(),
+            FailureReason::CopyFailed(detail) => format!("failed to copy - {detail}"),
+            FailureReason::TimedOut { seconds } => format!(
+                "Package processing timed out: still pending after {seconds} seconds and its retries are spent"
+            ),
+            FailureReason::GaveUp(detail) => {
+                format!("Package processing failed after repeated infrastructure errors: {detail}")
+            }
+        }
+    }
+
+    /// Label of `packages_failed_total{reason}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FailureReason::InvalidZip => "invalid_zip",
+            FailureReason::UnsafeEntry(_) => "unsafe_entry",
+            FailureReason::TooLarge => "too_large",
+            FailureReason::CopyFailed(_) => "copy_failed",
+            FailureReason::TimedOut { .. } => "timed_out",
+            FailureReason::GaveUp(_) => "infrastructure",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureReason;
+
+    #[test]
+    fn cloud_controller_texts() {
+        assert_eq!(
+            FailureReason::InvalidZip.message(),
+            "The zip provided was not valid"
+        );
+        assert_eq!(
+            FailureReason::TooLarge.message(),
+            "AppBitsPackage::ZipSizeExceeded"
+        );
+        assert_eq!(
+            FailureReason::CopyFailed("CloudController::Blobstore::Client::FileNotFound".into())
+                .message(),
+            "failed to copy - CloudController::Blobstore::Client::FileNotFound"
+        );
+        assert!(
+            FailureReason::UnsafeEntry("x".into())
+                .message()
+                .starts_with("The zip provided was not valid")
+        );
+    }
+}

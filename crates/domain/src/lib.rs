@@ -1,0 +1,29 @@
+//! The package store's domain: packages and their states, the apps, spaces and
+//! organizations they hang off, who may do what, and the rules for requests.
+//!
+//! Nothing here does I/O. Adapters (database, blobstore, queue, HTTP) build on these types
+//! so that every backend shares the same rules.
+
+pub mod access;
+pub mod context;
+pub mod failure;
+pub mod list;
+pub mod package;
+pub mod request_id;
+pub mod time;
+pub mod upload;
+pub mod validation;
+
+pub use access::{Access, Principal, RoleType, Scope};
+pub use failure::FailureReason;
+pub use list::{ListQuery, PageWindow};
+pub use package::{
+    NewPackage, Package, PackageState, PackageType, Transition, blob_key, staging_key,
+};
+pub use time::Timestamp;
+pub use validation::Invalid;
+
+/// A fresh random GUID, as Cloud Controller hands out.
+pub fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

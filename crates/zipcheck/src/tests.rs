@@ -1,0 +1,936 @@
+use std::cell::Cell;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use flate2::Compression;
+use flate2::write::DeflateEncoder;
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// A minimal zip writer, so each test states exactly the headers it needs.
+
+const UNIX: u8 = 3;
+const FILE_MODE: u32 = 0o100_644;
+const DIR_MODE: u32 = 0o040_755;
+const LINK_MODE: u32 = 0o120_777;
+
+#[derive(Clone)]
+struct TestEntry {
+    name: Vec<u8>,
+    data: Vec<u8>,
+    /// Uncompressed size to record instead of the real one (zip bombs).
+    claimed: Option<u64>,
+    mode: u32,
+    host: u8,
+    deflate: bool,
+    /// Compression method to record instead of the real one.
+    method: Option<u16>,
+}
+
+impl TestEntry {
+    fn new(name: impl AsRef<[u8]>, data: impl AsRef<[u8]>, mode: u32) -> Self {
+        Self {
+            name: name.as_ref().to_vec(),
+            data: data.as_ref().to_vec(),
+            claimed: None,
+            mode,
+            host: UNIX,
+            deflate: false,
+            method: None,
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct ZipBuilder {
+    entries: Vec<TestEntry>,
+    zip64: bool,
+    comment: Vec<u8>,
+}
+
+/// A built archive and where its parts are, for tests that damage it.
+struct Built {
+    bytes: Vec<u8>,
+    cd_offset: usize,
+    eocd_offset: usize,
+}
+
+impl ZipBuilder {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn entry(mut self, entry: TestEntry) -> Self {
+        self.entries.push(entry);
+        self
+    }
+
+    fn file(self, name: impl AsRef<[u8]>, data: &[u8]) -> Self {
+        self.entry(TestEntry::new(name, data, FILE_MODE))
+    }
+
+    fn dir(self, name: &str) -> Self {
+        self.entry(TestEntry::new(name, b"", DIR_MODE))
+    }
+
+    fn claiming(self, name: &str, claimed: u64) -> Self {
+        let mut entry = TestEntry::new(name, b"", FILE_MODE);
+        entry.claimed = Some(claimed);
+        self.entry(entry)
+    }
+
+    fn symlink(self, name: &str, target: &str) -> Self {
+        self.entry(TestEntry::new(name, target, LINK_MODE))
+    }
+
+    fn deflated_symlink(self, name: &str, target: &str) -> Self {
+        let mut entry = TestEntry::new(name, target, LINK_MODE);
+        entry.deflate = true;
+        self.entry(entry)
+    }
+
+    fn zip64(mut self) -> Self {
+        self.zip64 = true;
+        self
+    }
+
+    fn comment(mut self, comment: &[u8]) -> Self {
+        self.comment = comment.to_vec();
+        self
+    }
+
+    fn build(&self) -> Vec<u8> {
+        self.build_parts().bytes
+    }
+
+    fn build_parts(&self) -> Built {
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for entry in &self.entries {
+            let offset = out.len() as u64;
+            let stored = if entry.deflate {
+                let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
+                encoder.write_all(&entry.data).expect("deflate");
+                encoder.finish().expect("deflate")
+            } else {
+                entry.data.clone()
+            };
+            let method = entry.method.unwrap_or(if entry.deflate { 8 } else { 0 });
+            let mut crc = flate2::Crc::new();
+            crc.update(&entry.data);
+            let uncompressed = entry.claimed.unwrap_or(entry.data.len() as u64);
+            let compressed = stored.len() as u64;
+
+            // Saturate whatever does not fit, or everything when Zip64 is forced.
+            let wide = |v: u64| self.zip64 || v >= 0xFFFF_FFFF;
+            let mut zip64_values = Vec::new();
+            let mut field32 = |v: u64| {
+                if wide(v) {
+                    zip64_values.extend_from_slice(&v.to_le_bytes());
+                    0xFFFF_FFFF
+                } else {
+                    v as u32
+                }
+            };
+            let uncompressed32 = field32(uncompressed);
+            let compressed32 = field32(compressed);
+            let offset32 = field32(offset);
+            let mut extra = Vec::new();
+            if !zip64_values.is_empty() {
+                extra.extend_from_slice(&1u16.to_le_bytes());
+                extra.extend_from_slice(&(zip64_values.len() as u16).to_le_bytes());
+                extra.extend_from_slice(&zip64_values);
+            }
+            let needed: u16 = if extra.is_empty() { 20 } else { 45 };
+
+            out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+            out.extend_from_slice(&needed.to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes()); // flags
+            out.extend_from_slice(&method.to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes()); // time
+            out.extend_from_slice(&0x21u16.to_le_bytes()); // date: 1980-01-01
+            out.extend_from_slice(&crc.sum().to_le_bytes());
+            out.extend_from_slice(&(compressed.min(0xFFFF_FFFF) as u32).to_le_bytes());
+            out.extend_from_slice(&(uncompressed.min(0xFFFF_FFFF) as u32).to_le_bytes());
+            out.extend_from_slice(&(entry.name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes()); // extra length
+            out.extend_from_slice(&entry.name);
+            out.extend_from_slice(&stored);
+
+            central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+            central.extend_from_slice(&(u16::from(entry.host) << 8 | 45).to_le_bytes());
+            central.extend_from_slice(&needed.to_le_bytes());
+            central.extend_from_slice(&0u16.to_le_bytes()); // flags
+            central.extend_from_slice(&method.to_le_bytes());
+            central.extend_from_slice(&0u16.to_le_bytes()); // time
+            central.extend_from_slice(&0x21u16.to_le_bytes()); // date
+            central.extend_from_slice(&crc.sum().to_le_bytes());
+            central.extend_from_slice(&compressed32.to_le_bytes());
+            central.extend_from_slice(&uncompressed32.to_le_bytes());
+            central.extend_from_slice(&(entry.name.len() as u16).to_le_bytes());
+            central.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+            central.extend_from_slice(&0u16.to_le_bytes()); // comment length
+            central.extend_from_slice(&0u16.to_le_bytes()); // disk
+            central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+            central.extend_from_slice(&(entry.mode << 16).to_le_bytes());
+            central.extend_from_slice(&offset32.to_le_bytes());
+            central.extend_from_slice(&entry.name);
+            central.extend_from_slice(&extra);
+        }
+
+        let cd_offset = out.len();
+        let count = self.entries.len() as u64;
+        out.extend_from_slice(&central);
+        if self.zip64 {
+            let record_offset = out.len() as u64;
+            out.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
+            out.extend_from_slice(&44u64.to_le_bytes());
+            out.extend_from_slice(&(u16::from(UNIX) << 8 | 45).to_le_bytes());
+            out.extend_from_slice(&45u16.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+            out.extend_from_slice(&(central.len() as u64).to_le_bytes());
+            out.extend_from_slice(&(cd_offset as u64).to_le_bytes());
+            out.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&record_offset.to_le_bytes());
+            out.extend_from_slice(&1u32.to_le_bytes());
+        }
+        let eocd_offset = out.len();
+        let (count16, size32, offset32) = if self.zip64 {
+            (0xFFFF, 0xFFFF_FFFF, 0xFFFF_FFFF)
+        } else {
+            (count as u16, central.len() as u32, cd_offset as u32)
+        };
+        out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&count16.to_le_bytes());
+        out.extend_from_slice(&count16.to_le_bytes());
+        out.extend_from_slice(&size32.to_le_bytes());
+        out.extend_from_slice(&offset32.to_le_bytes());
+        out.extend_from_slice(&(self.comment.len() as u16).to_le_bytes());
+        out.extend_from_slice(&self.comment);
+        Built {
+            bytes: out,
+            cd_offset,
+            eocd_offset,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Readers and helpers.
+
+/// Counts `read_at` calls, the cost that matters when each is an HTTP request.
+struct Counting {
+    bytes: Vec<u8>,
+    reads: Cell<usize>,
+}
+
+impl Counting {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            reads: Cell::new(0),
+        }
+    }
+}
+
+impl ReadAt for Counting {
+    fn len(&self) -> io::Result<u64> {
+        ReadAt::len(&self.bytes)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads.set(self.reads.get() + 1);
+        self.bytes.read_at(offset, buf)
+    }
+}
+
+/// Hands out at most one byte per call, like a reader that returns short reads.
+struct Trickle(Vec<u8>);
+
+impl ReadAt for Trickle {
+    fn len(&self) -> io::Result<u64> {
+        ReadAt::len(&self.0)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let one = buf.get_mut(..1).unwrap_or_default();
+        self.0.read_at(offset, one)
+    }
+}
+
+struct Failing {
+    len_fails: bool,
+}
+
+impl ReadAt for Failing {
+    fn len(&self) -> io::Result<u64> {
+        if self.len_fails {
+            Err(io::Error::other("stat failed"))
+        } else {
+            Ok(1 << 20)
+        }
+    }
+
+    fn read_at(&self, _offset: u64, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "range request timed out",
+        ))
+    }
+}
+
+/// Claims to be longer than the bytes it can deliver, like an object replaced mid-check.
+struct Shrunk(Vec<u8>);
+
+impl ReadAt for Shrunk {
+    fn len(&self) -> io::Result<u64> {
+        Ok(ReadAt::len(&self.0)? + 100)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_at(offset, buf)
+    }
+}
+
+const GIB: u64 = 1 << 30;
+const LIMITS: Limits = Limits {
+    max_uncompressed_bytes: GIB,
+};
+
+fn run(bytes: &[u8]) -> Result<Summary, CheckError> {
+    check(bytes, &LIMITS)
+}
+
+fn problem(result: Result<Summary, CheckError>) -> Problem {
+    match result {
+        Err(CheckError::Invalid(problem)) => problem,
+        other => panic!("expected an invalid archive, got {other:?}"),
+    }
+}
+
+fn assert_not_a_zip(result: Result<Summary, CheckError>) {
+    match problem(result) {
+        Problem::NotAZip(_) => {}
+        other => panic!("expected NotAZip, got {other:?}"),
+    }
+}
+
+fn unsafe_path(name: &str) -> Problem {
+    Problem::UnsafePath {
+        name: name.to_owned(),
+    }
+}
+
+fn unsafe_symlink(name: &str, target: &str) -> Problem {
+    Problem::UnsafeSymlink {
+        name: name.to_owned(),
+        target: target.to_owned(),
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/{name}",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/cloud-controller"
+        )
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Cloud Controller's fixtures.
+
+#[test]
+fn cloud_controller_good_fixtures_pass() {
+    for name in [
+        "good.zip",
+        "express-app.zip",
+        "special_character_names.zip",
+        "many_dirs.zip",
+        "good_relative_paths.zip",
+        "broken-file-symlink.zip",
+    ] {
+        let summary = run(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(summary.entries > 0, "{name}");
+    }
+}
+
+#[test]
+fn good_zip_summary_counts_entries_and_claimed_bytes() {
+    // bye (4), hi (3), subdir/ (0), subdir/greetings (10)
+    assert_eq!(
+        run(&fixture("good.zip")).expect("valid"),
+        Summary {
+            entries: 4,
+            uncompressed_bytes: 17,
+        }
+    );
+}
+
+#[test]
+fn fixtures_check_through_a_file() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/cloud-controller"
+    );
+    let good = std::fs::File::open(format!("{dir}/express-app.zip")).expect("fixture");
+    assert_eq!(check(&good, &LIMITS).expect("valid").entries, 7);
+    let bad = std::fs::File::open(format!("{dir}/bad_relative_paths.zip")).expect("fixture");
+    assert_eq!(problem(check(&bad, &LIMITS)), unsafe_path("../fakezip.zip"));
+}
+
+#[test]
+fn cloud_controller_bad_zip_is_not_a_zip() {
+    assert_not_a_zip(run(&fixture("bad.zip")));
+}
+
+#[test]
+fn cloud_controller_empty_zip_is_empty() {
+    assert_eq!(problem(run(&fixture("empty.zip"))), Problem::Empty);
+}
+
+#[test]
+fn cloud_controller_bad_relative_paths_escape() {
+    assert_eq!(
+        problem(run(&fixture("bad_relative_paths.zip"))),
+        unsafe_path("../fakezip.zip")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Structure.
+
+#[test]
+fn built_archive_passes_with_its_summary() {
+    let zip = ZipBuilder::new()
+        .dir("app/")
+        .file("app/index.js", b"console.log('hi')\n")
+        .file("app/readme", b"hello")
+        .build();
+    assert_eq!(
+        run(&zip).expect("valid"),
+        Summary {
+            entries: 3,
+            uncompressed_bytes: 23,
+        }
+    );
+}
+
+#[test]
+fn empty_file_and_random_bytes_are_not_zips() {
+    assert_not_a_zip(run(b""));
+    assert_not_a_zip(run(b"PK"));
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..100_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    assert_not_a_zip(run(&noise));
+}
+
+#[test]
+fn archive_without_entries_is_empty() {
+    assert_eq!(problem(run(&ZipBuilder::new().build())), Problem::Empty);
+    assert_eq!(
+        problem(run(&ZipBuilder::new().zip64().build())),
+        Problem::Empty
+    );
+}
+
+#[test]
+fn zip64_archive_passes() {
+    let zip = ZipBuilder::new()
+        .zip64()
+        .dir("app/")
+        .file("app/a.txt", b"alpha")
+        .symlink("app/link", "a.txt")
+        .claiming("app/big.bin", 5 * GIB)
+        .build();
+    let limits = Limits {
+        max_uncompressed_bytes: 6 * GIB,
+    };
+    assert_eq!(
+        check(zip.as_slice(), &limits).expect("valid"),
+        Summary {
+            entries: 4,
+            uncompressed_bytes: 5 * GIB + 10,
+        }
+    );
+}
+
+#[test]
+fn zip64_end_record_without_locator_is_not_a_zip() {
+    let built = ZipBuilder::new().zip64().file("a", b"x").build_parts();
+    let mut zip = built.bytes;
+    // Break the locator signature just before the classic end record.
+    zip[built.eocd_offset - 20] ^= 0xFF;
+    assert_not_a_zip(run(&zip));
+}
+
+#[test]
+fn archive_cut_inside_the_central_directory_is_not_a_zip() {
+    let built = ZipBuilder::new()
+        .file("a.txt", b"alpha")
+        .file("b.txt", b"beta")
+        .file("c.txt", b"gamma")
+        .build_parts();
+    let cut = built.cd_offset + 50;
+    assert_not_a_zip(run(&built.bytes[..cut]));
+
+    // Keep the end record but drop part of the directory: its offsets no longer fit.
+    let mut spliced = built.bytes[..cut].to_vec();
+    spliced.extend_from_slice(&built.bytes[built.eocd_offset..]);
+    assert_not_a_zip(run(&spliced));
+}
+
+#[test]
+fn every_truncation_is_invalid_and_never_panics() {
+    let zip = ZipBuilder::new()
+        .dir("d/")
+        .file("d/a.txt", b"alpha")
+        .deflated_symlink("d/link", "a.txt")
+        .comment(b"a comment")
+        .build();
+    for len in 0..zip.len() {
+        assert_not_a_zip(run(&zip[..len]));
+    }
+}
+
+#[test]
+fn end_record_claiming_more_entries_than_present_is_not_a_zip() {
+    let built = ZipBuilder::new()
+        .file("a", b"1")
+        .file("b", b"2")
+        .build_parts();
+    let mut zip = built.bytes;
+    for at in [8, 10] {
+        zip[built.eocd_offset + at] = 3;
+    }
+    assert_not_a_zip(run(&zip));
+}
+
+#[test]
+fn end_record_claiming_fewer_entries_than_present_is_not_a_zip() {
+    let built = ZipBuilder::new()
+        .file("a", b"1")
+        .file("b", b"2")
+        .build_parts();
+    let mut zip = built.bytes;
+    for at in [8, 10] {
+        zip[built.eocd_offset + at] = 1;
+    }
+    assert_not_a_zip(run(&zip));
+}
+
+#[test]
+fn huge_entry_count_fails_without_walking() {
+    let built = ZipBuilder::new().zip64().file("a", b"1").build_parts();
+    let mut zip = built.bytes;
+    // Zip64 end record: entries on this disk and in total.
+    let record = built.eocd_offset - 20 - 56;
+    for at in [24, 32] {
+        zip[record + at..record + at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    }
+    let reader = Counting::new(zip);
+    assert_not_a_zip(check(&reader, &LIMITS));
+    assert!(reader.reads.get() <= 2, "{} reads", reader.reads.get());
+}
+
+#[test]
+fn comment_containing_the_signature_does_not_mislead() {
+    let zip = ZipBuilder::new()
+        .file("a", b"1")
+        .comment(b"see PK\x05\x06 in here")
+        .build();
+    assert_eq!(run(&zip).expect("valid").entries, 1);
+
+    // A complete fake end record ending exactly at the end of the file, pointing nowhere.
+    let mut fake = 0x0605_4b50u32.to_le_bytes().to_vec();
+    fake.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+    fake.extend_from_slice(&1000u32.to_le_bytes());
+    fake.extend_from_slice(&5_000_000u32.to_le_bytes());
+    fake.extend_from_slice(&0u16.to_le_bytes());
+    let zip = ZipBuilder::new().file("a", b"1").comment(&fake).build();
+    assert_eq!(run(&zip).expect("valid").entries, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Size limits.
+
+#[test]
+fn single_entry_claiming_2_pow_63_bytes_is_too_large_fast() {
+    let zip = ZipBuilder::new().claiming("bomb", 1 << 63).build();
+    let started = Instant::now();
+    let result = run(&zip);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        problem(result),
+        Problem::TooLarge {
+            claimed: 1 << 63,
+            limit: GIB,
+        }
+    );
+}
+
+#[test]
+fn many_entries_claiming_4_gib_each_stop_at_the_limit() {
+    let mut builder = ZipBuilder::new();
+    for i in 0..5000 {
+        builder = builder.claiming(&format!("bomb/{i:05}"), 4 * GIB);
+    }
+    let reader = Counting::new(builder.build());
+    let limits = Limits {
+        max_uncompressed_bytes: 1024 * GIB,
+    };
+    let started = Instant::now();
+    let result = check(&reader, &limits);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // 256 entries reach the limit exactly; the 257th passes it and the walk stops there.
+    assert_eq!(
+        problem(result),
+        Problem::TooLarge {
+            claimed: 257 * 4 * u128::from(GIB),
+            limit: 1024 * GIB,
+        }
+    );
+    assert!(reader.reads.get() <= 3, "{} reads", reader.reads.get());
+}
+
+#[test]
+fn total_exactly_at_the_limit_passes_and_one_byte_more_fails() {
+    let zip = ZipBuilder::new()
+        .claiming("a", GIB / 2)
+        .claiming("b", GIB / 2 - 1)
+        .file("c", b"x")
+        .build();
+    assert_eq!(run(&zip).expect("valid").uncompressed_bytes, GIB);
+    let tighter = Limits {
+        max_uncompressed_bytes: GIB - 1,
+    };
+    assert_eq!(
+        problem(check(zip.as_slice(), &tighter)),
+        Problem::TooLarge {
+            claimed: u128::from(GIB),
+            limit: GIB - 1,
+        }
+    );
+}
+
+#[test]
+fn sizes_cannot_wrap_around() {
+    let zip = ZipBuilder::new()
+        .claiming("a", u64::MAX)
+        .claiming("b", u64::MAX)
+        .build();
+    let limits = Limits {
+        max_uncompressed_bytes: u64::MAX,
+    };
+    assert_eq!(
+        problem(check(zip.as_slice(), &limits)),
+        Problem::TooLarge {
+            claimed: 2 * u128::from(u64::MAX),
+            limit: u64::MAX,
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Entry paths.
+
+#[test]
+fn escaping_entry_paths_are_unsafe() {
+    for name in [
+        "/etc/passwd",
+        "\\evil",
+        "C:\\evil",
+        "c:/evil",
+        "..\\evil",
+        "../evil",
+        "a/../../x",
+        "a/b/../../../x",
+        "ok/\0/x",
+    ] {
+        let zip = ZipBuilder::new().file("fine", b"").file(name, b"x").build();
+        assert_eq!(problem(run(&zip)), unsafe_path(name), "{name:?}");
+    }
+}
+
+#[test]
+fn relative_paths_staying_inside_pass() {
+    let zip = ZipBuilder::new()
+        .file("bar/../cat", b"meow")
+        .file("./dot", b"")
+        .file("a/b/../../c", b"")
+        .file("a\\b\\c", b"")
+        .file("odd:name", b"")
+        .build();
+    assert_eq!(run(&zip).expect("valid").entries, 5);
+}
+
+#[test]
+fn non_utf8_names_are_checked_as_bytes() {
+    let zip = ZipBuilder::new().file(b"caf\x82/men\xfa", b"cp437").build();
+    assert_eq!(run(&zip).expect("valid").entries, 1);
+
+    let zip = ZipBuilder::new().file(b"../caf\x82", b"x").build();
+    assert_eq!(problem(run(&zip)), unsafe_path("../caf\u{FFFD}"));
+}
+
+#[test]
+fn empty_entry_name_is_not_a_zip() {
+    assert_not_a_zip(run(&ZipBuilder::new().file("", b"x").build()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Symlinks.
+
+#[test]
+fn symlink_to_an_absolute_path_is_unsafe() {
+    let zip = ZipBuilder::new().symlink("passwd", "/etc/passwd").build();
+    assert_eq!(problem(run(&zip)), unsafe_symlink("passwd", "/etc/passwd"));
+    let zip = ZipBuilder::new().symlink("win", "C:\\Windows").build();
+    assert_eq!(problem(run(&zip)), unsafe_symlink("win", "C:\\Windows"));
+}
+
+#[test]
+fn symlink_climbing_above_the_root_is_unsafe() {
+    for zip in [
+        ZipBuilder::new().dir("a/").symlink("a/link", "../../x"),
+        ZipBuilder::new()
+            .dir("a/")
+            .deflated_symlink("a/link", "../../x"),
+        ZipBuilder::new().symlink("a/link", "..\\..\\x"),
+    ] {
+        let problem = problem(run(&zip.build()));
+        assert!(
+            matches!(&problem, Problem::UnsafeSymlink { name, .. } if name == "a/link"),
+            "{problem:?}"
+        );
+    }
+}
+
+#[test]
+fn symlink_staying_inside_passes() {
+    let zip = ZipBuilder::new()
+        .dir("a/")
+        .symlink("a/link", "../x")
+        .deflated_symlink("a/other", "../a/./missing-file")
+        .symlink("top", "a/link")
+        .build();
+    assert_eq!(run(&zip).expect("valid").entries, 4);
+}
+
+#[test]
+fn symlink_chain_with_parent_steps_is_unsafe() {
+    let zip = ZipBuilder::new()
+        .symlink("d/up", "..")
+        .symlink("d/x", "up/..")
+        .build();
+    assert_eq!(problem(run(&zip)), unsafe_symlink("d/x", "up/.."));
+}
+
+#[test]
+fn entry_through_a_symlink_is_unsafe() {
+    let zip = ZipBuilder::new()
+        .symlink("a", "b")
+        .file("a/x", b"payload")
+        .build();
+    assert_eq!(problem(run(&zip)), unsafe_path("a/x"));
+
+    // The entry may come before the link in the directory.
+    let zip = ZipBuilder::new()
+        .file("a\\x", b"payload")
+        .symlink("a", "b")
+        .build();
+    assert_eq!(problem(run(&zip)), unsafe_path("a\\x"));
+
+    // Through a link, then back out: lexically `c`, but resolved through `a`.
+    let zip = ZipBuilder::new()
+        .dir("a/")
+        .symlink("a/up", "..")
+        .file("a/up/../c", b"")
+        .build();
+    assert_eq!(problem(run(&zip)), unsafe_path("a/up/../c"));
+}
+
+#[test]
+fn entries_beside_a_symlink_pass() {
+    let zip = ZipBuilder::new()
+        .symlink("a", "b")
+        .file("ab/x", b"")
+        .file("b/x", b"")
+        .build();
+    assert_eq!(run(&zip).expect("valid").entries, 3);
+}
+
+#[test]
+fn symlink_mode_counts_whatever_the_host() {
+    let mut link = TestEntry::new("link", "/etc/passwd", LINK_MODE);
+    link.host = 0;
+    let zip = ZipBuilder::new().entry(link).build();
+    assert_eq!(problem(run(&zip)), unsafe_symlink("link", "/etc/passwd"));
+}
+
+#[test]
+fn oversized_symlink_target_is_not_a_zip() {
+    let target = "a/".repeat(2049);
+    assert_not_a_zip(run(&ZipBuilder::new().symlink("link", &target).build()));
+    // Tiny compressed, but claiming a long target.
+    let mut bomb = TestEntry::new("link", "x".repeat(5000), LINK_MODE);
+    bomb.deflate = true;
+    assert_not_a_zip(run(&ZipBuilder::new().entry(bomb).build()));
+}
+
+#[test]
+fn symlink_with_unknown_method_or_bad_data_is_not_a_zip() {
+    let mut bzip2 = TestEntry::new("link", "target", LINK_MODE);
+    bzip2.method = Some(12);
+    assert_not_a_zip(run(&ZipBuilder::new().entry(bzip2).build()));
+
+    // Stored bytes recorded as deflated do not inflate to the recorded size.
+    let mut garbage = TestEntry::new("link", "\u{7f}\u{7f}\u{7f}\u{7f}", LINK_MODE);
+    garbage.method = Some(8);
+    assert_not_a_zip(run(&ZipBuilder::new().entry(garbage).build()));
+}
+
+#[test]
+fn symlink_with_missing_local_header_is_not_a_zip() {
+    let built = ZipBuilder::new().symlink("link", "target").build_parts();
+    let mut zip = built.bytes;
+    zip[0] = b'X';
+    assert_not_a_zip(run(&zip));
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading.
+
+#[test]
+fn reader_failure_is_an_io_error() {
+    for len_fails in [false, true] {
+        match check(&Failing { len_fails }, &LIMITS) {
+            Err(CheckError::Io(_)) => {}
+            other => panic!("expected an io error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn reader_ending_before_its_length_is_an_io_error() {
+    let zip = ZipBuilder::new().file("a", b"1").build();
+    match check(&Shrunk(zip), &LIMITS) {
+        Err(CheckError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
+        other => panic!("expected an io error, got {other:?}"),
+    }
+}
+
+#[test]
+fn short_reads_are_completed() {
+    let zip = ZipBuilder::new()
+        .file("a", b"1")
+        .deflated_symlink("l", "a")
+        .build();
+    assert_eq!(check(&Trickle(zip), &LIMITS).expect("valid").entries, 2);
+}
+
+#[test]
+fn five_thousand_entries_take_few_reads() {
+    let mut builder = ZipBuilder::new();
+    for i in 0..5000 {
+        builder = builder.file(format!("app/dir{:02}/file{i:05}.txt", i % 50), b"content");
+    }
+    let zip = builder.build();
+    assert!(zip.len() > 500_000);
+    let reader = Counting::new(zip);
+    assert_eq!(check(&reader, &LIMITS).expect("valid").entries, 5000);
+    assert!(reader.reads.get() < 20, "{} reads", reader.reads.get());
+}
+
+#[test]
+fn many_symlinks_take_few_reads() {
+    let mut builder = ZipBuilder::new();
+    for i in 0..2000 {
+        builder = builder
+            .file(format!("lib/file{i:04}"), b"content")
+            .symlink(&format!("bin/link{i:04}"), &format!("../lib/file{i:04}"));
+    }
+    let reader = Counting::new(builder.build());
+    assert_eq!(check(&reader, &LIMITS).expect("valid").entries, 4000);
+    assert!(reader.reads.get() < 20, "{} reads", reader.reads.get());
+}
+
+#[test]
+fn damaged_archives_never_panic() {
+    let zip = ZipBuilder::new()
+        .dir("d/")
+        .file("d/a.txt", b"alpha")
+        .deflated_symlink("d/link", "a.txt")
+        .symlink("d/l2", "../d/a.txt")
+        .claiming("big", 1 << 40)
+        .build();
+    let zip64 = ZipBuilder::new()
+        .zip64()
+        .file("d/a.txt", b"alpha")
+        .deflated_symlink("d/link", "a.txt")
+        .build();
+    for original in [zip, zip64] {
+        for at in 0..original.len() {
+            for value in [0x00, 0x01, 0x7F, 0x80, 0xFF] {
+                let mut damaged = original.clone();
+                damaged[at] = value;
+                // Any verdict is fine; only a panic or an io error would be wrong.
+                if let Err(CheckError::Io(e)) = run(&damaged) {
+                    panic!("io error for byte {at} = {value:#x}: {e}");
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Texts.
+
+#[test]
+fn problems_read_well() {
+    assert_eq!(
+        unsafe_path("../evil").to_string(),
+        "entry '../evil' escapes the package root"
+    );
+    assert_eq!(
+        unsafe_symlink("a/link", "/etc/passwd").to_string(),
+        "symlink 'a/link' points to '/etc/passwd', outside the package root"
+    );
+    assert_eq!(
+        Problem::Empty.to_string(),
+        "the zip archive contains no files"
+    );
+    assert_eq!(
+        Problem::TooLarge {
+            claimed: 2048,
+            limit: 1024,
+        }
+        .to_string(),
+        "the zip archive's entries claim at least 2048 bytes uncompressed, \
+         more than the limit of 1024 bytes"
+    );
+    let error = run(b"not a zip").expect_err("invalid");
+    assert!(
+        error
+            .to_string()
+            .starts_with("the file is not a valid zip archive: "),
+        "{error}"
+    );
+    assert!(error.problem().is_some());
+}

@@ -1,0 +1,183 @@
+//! One connection type for PostgreSQL and SQLite, so every query is written once.
+
+use std::path::Path;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::StorageError;
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// A parsed `database.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    /// Path of the SQLite file.
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    /// `postgres://…` / `postgresql://…`, or `sqlite://PATH` (relative or, with a third
+    /// slash, absolute). Anything else is refused rather than guessed.
+    pub fn parse(url: &str) -> Result<Self, StorageError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_owned()));
+        }
+        match url.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => Ok(DatabaseUrl::Sqlite(path.to_owned())),
+            _ => Err(StorageError::BadUrl(format!(
+                "database.url must be sqlite://PATH or postgres://…, got '{url}'"
+            ))),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Postgres(_) => "postgres",
+            DatabaseUrl::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// An r2d2 manager that dispatches on the URL scheme, so an unreachable PostgreSQL server
+/// reports its own error instead of diesel's generic multi-connection one.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl Manager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Manager { url }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Connection(#[from] diesel::ConnectionError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("cannot create the database directory: {0}")]
+    Directory(#[from] std::io::Error),
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<AnyConnection, ConnectError> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => Ok(AnyConnection::Postgresql(PgConnection::establish(
+                &with_connect_timeout(url),
+            )?)),
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(dir) = Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut conn = SqliteConnection::establish(path)?;
+                // WAL lets readers run beside the single writer; the busy timeout makes a
+                // writer wait for the lock instead of failing at once.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectError> {
+        Ok(conn.batch_execute("SELECT 1")?)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        match conn {
+            AnyConnection::Postgresql(c) => {
+                AnsiTransactionManager::is_broken_transaction_manager(c)
+            }
+            AnyConnection::Sqlite(c) => AnsiTransactionManager::is_broken_transaction_manager(c),
+        }
+    }
+}
+
+/// libpq waits for the OS TCP timeout (minutes) on an unreachable host unless told.
+fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&connect_timeout=5")
+    } else {
+        format!("{url}?connect_timeout=5")
+    }
+}
+
+/// Applies pending migrations. On PostgreSQL an advisory lock keeps processes that start
+/// together (an API and several workers) from migrating at the same time.
+pub fn migrate(conn: &mut AnyConnection) -> Result<(), StorageError> {
+    const LOCK: i64 = 0x7061_636b_6167_6573; // "packages"
+    match conn {
+        AnyConnection::Postgresql(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({LOCK})"))?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|_| ())
+                .map_err(|e| StorageError::Migration(e.to_string()));
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({LOCK})"))?;
+            result
+        }
+        AnyConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|_| ())
+            .map_err(|e| StorageError::Migration(e.to_string())),
+    }
+}
+
+/// Runs `f` in a transaction that holds the write lock from its first statement.
+///
+/// SQLite's default deferred transactions take the write lock at their first write; two
+/// such transactions that both read first then fail with SQLITE_BUSY instead of waiting.
+/// `BEGIN IMMEDIATE` makes them queue. PostgreSQL needs nothing special: its conditional
+/// updates re-check their condition after waiting for a row lock.
+pub fn write_transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    let AnyConnection::Sqlite(c) = conn else {
+        return conn.transaction(f);
+    };
+    AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(value) => {
+            end_transaction(conn, true)?;
+            Ok(value)
+        }
+        Err(e) => {
+            end_transaction(conn, false)?;
+            Err(e)
+        }
+    }
+}
+
+fn end_transaction(conn: &mut AnyConnection, commit: bool) -> QueryResult<()> {
+    match (conn, commit) {
+        (AnyConnection::Postgresql(c), true) => AnsiTransactionManager::commit_transaction(c),
+        (AnyConnection::Postgresql(c), false) => AnsiTransactionManager::rollback_transaction(c),
+        (AnyConnection::Sqlite(c), true) => AnsiTransactionManager::commit_transaction(c),
+        (AnyConnection::Sqlite(c), false) => AnsiTransactionManager::rollback_transaction(c),
+    }
+}

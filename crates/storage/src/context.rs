@@ -1,0 +1,447 @@
+//! Organizations, spaces, roles and apps: what packages hang off and what decides who
+//! sees them.
+
+use diesel::prelude::*;
+use packages_domain::access::Membership;
+use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
+use packages_domain::{ListQuery, Package, PackageType, RoleType, Timestamp};
+
+use crate::jobs::{self, NewJob};
+use crate::rows::{AppRow, OrganizationRow, PackageRow, RoleRow, SpaceRow};
+use crate::schema::{apps, organizations, packages, roles, spaces};
+use crate::{AnyConnection, StorageError, write_transaction};
+
+/// Which rows a list returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// Admins see everything.
+    All,
+    /// Others see what their roles reach; holds the user's GUID.
+    User(String),
+}
+
+/// GUIDs of the spaces a user reaches through a space role or by managing the space's
+/// organization.
+pub(crate) fn visible_space_guids(
+    conn: &mut AnyConnection,
+    user: &str,
+) -> Result<Vec<String>, StorageError> {
+    let held: Vec<(String, String, Option<String>)> = roles::table
+        .filter(roles::user_guid.eq(user))
+        .select((roles::role_type, roles::target_guid, roles::space_guid))
+        .load(conn)?;
+    let mut guids: Vec<String> = Vec::new();
+    let mut managed_orgs: Vec<String> = Vec::new();
+    for (role, target, space) in held {
+        if space.is_some() {
+            guids.push(target);
+        } else if role == RoleType::OrganizationManager.as_str() {
+            managed_orgs.push(target);
+        }
+    }
+    if !managed_orgs.is_empty() {
+        let in_managed: Vec<String> = spaces::table
+            .filter(spaces::organization_guid.eq_any(&managed_orgs))
+            .select(spaces::guid)
+            .load(conn)?;
+        guids.extend(in_managed);
+    }
+    guids.sort();
+    guids.dedup();
+    Ok(guids)
+}
+
+/// GUIDs of the organizations a user holds any role in, directly or through a space.
+fn visible_org_guids(conn: &mut AnyConnection, user: &str) -> Result<Vec<String>, StorageError> {
+    let held: Vec<(String, Option<String>)> = roles::table
+        .filter(roles::user_guid.eq(user))
+        .select((roles::target_guid, roles::space_guid))
+        .load(conn)?;
+    let (space_targets, org_targets): (Vec<_>, Vec<_>) =
+        held.into_iter().partition(|(_, space)| space.is_some());
+    let mut guids: Vec<String> = org_targets.into_iter().map(|(target, _)| target).collect();
+    let space_guids: Vec<String> = space_targets
+        .into_iter()
+        .map(|(target, _)| target)
+        .collect();
+    if !space_guids.is_empty() {
+        let via_spaces: Vec<String> = spaces::table
+            .filter(spaces::guid.eq_any(&space_guids))
+            .select(spaces::organization_guid)
+            .load(conn)?;
+        guids.extend(via_spaces);
+    }
+    guids.sort();
+    guids.dedup();
+    Ok(guids)
+}
+
+/// What `user` holds in `space_guid`; `None` when the space does not exist.
+pub fn membership(
+    conn: &mut AnyConnection,
+    user: &str,
+    space_guid: &str,
+) -> Result<Option<Membership>, StorageError> {
+    let Some((org_guid, org_suspended)) = spaces::table
+        .inner_join(organizations::table.on(organizations::guid.eq(spaces::organization_guid)))
+        .filter(spaces::guid.eq(space_guid))
+        .select((spaces::organization_guid, organizations::suspended))
+        .first::<(String, bool)>(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let held: Vec<(String, String)> = roles::table
+        .filter(roles::user_guid.eq(user))
+        .filter(roles::target_guid.eq_any([space_guid, org_guid.as_str()]))
+        .select((roles::role_type, roles::target_guid))
+        .load(conn)?;
+    let mut membership = Membership {
+        org_suspended,
+        ..Membership::default()
+    };
+    for (role, target) in held {
+        match role.parse::<RoleType>() {
+            Ok(RoleType::OrganizationManager) if target == org_guid => {
+                membership.org_manager = true
+            }
+            Ok(r) if r.is_space_role() && target == space_guid => membership.space_roles.push(r),
+            _ => {}
+        }
+    }
+    Ok(Some(membership))
+}
+
+/// Whether `user` holds any role in the organization or one of its spaces.
+pub fn is_org_member(
+    conn: &mut AnyConnection,
+    user: &str,
+    org_guid: &str,
+) -> Result<bool, StorageError> {
+    Ok(visible_org_guids(conn, user)?.iter().any(|g| g == org_guid))
+}
+
+fn page<T>(rows: Vec<T>, total: i64) -> (Vec<T>, u64) {
+    (rows, u64::try_from(total).unwrap_or(0))
+}
+
+// Organizations
+
+pub fn insert_org(conn: &mut AnyConnection, org: &Organization) -> Result<(), StorageError> {
+    diesel::insert_into(organizations::table)
+        .values((
+            organizations::guid.eq(&org.guid),
+            organizations::name.eq(&org.name),
+            organizations::suspended.eq(org.suspended),
+            organizations::created_at.eq(org.created_at.seconds()),
+            organizations::updated_at.eq(org.updated_at.seconds()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_org(
+    conn: &mut AnyConnection,
+    guid: &str,
+) -> Result<Option<Organization>, StorageError> {
+    Ok(organizations::table
+        .filter(organizations::guid.eq(guid))
+        .select(OrganizationRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Organization::from))
+}
+
+pub fn list_orgs(
+    conn: &mut AnyConnection,
+    visibility: &Visibility,
+    query: &ListQuery,
+) -> Result<(Vec<Organization>, u64), StorageError> {
+    let visible = match visibility {
+        Visibility::All => None,
+        Visibility::User(user) => Some(visible_org_guids(conn, user)?),
+    };
+    let filtered = || {
+        let mut q = organizations::table.into_boxed();
+        if let Some(guids) = &visible {
+            q = q.filter(organizations::guid.eq_any(guids.clone()));
+        }
+        q
+    };
+    let total: i64 = filtered().count().get_result(conn)?;
+    let rows: Vec<OrganizationRow> = filtered()
+        .order(organizations::id.asc())
+        .limit(query.limit())
+        .offset(query.offset())
+        .select(OrganizationRow::as_select())
+        .load(conn)?;
+    Ok(page(
+        rows.into_iter().map(Organization::from).collect(),
+        total,
+    ))
+}
+
+/// Bits packages under a set of apps, whose blobs must go when their rows go.
+fn bits_packages_of_apps(
+    conn: &mut AnyConnection,
+    app_guids: &[String],
+) -> Result<Vec<Package>, StorageError> {
+    packages::table
+        .filter(packages::app_guid.eq_any(app_guids))
+        .filter(packages::package_type.eq(PackageType::Bits.as_str()))
+        .select(PackageRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Package::try_from)
+        .collect()
+}
+
+fn record_bits_deletions(
+    conn: &mut AnyConnection,
+    doomed: &[Package],
+    delete_job: &dyn Fn(&Package) -> NewJob,
+) -> Result<(), StorageError> {
+    for package in doomed {
+        jobs::insert(conn, &delete_job(package))?;
+    }
+    Ok(())
+}
+
+/// Deletes an organization with its spaces, roles, apps and packages (the database
+/// cascades); jobs to delete the packages' bits are recorded in the same transaction.
+pub fn delete_org(
+    conn: &mut AnyConnection,
+    guid: &str,
+    delete_job: &dyn Fn(&Package) -> NewJob,
+) -> Result<bool, StorageError> {
+    write_transaction(conn, |conn| {
+        let app_guids: Vec<String> = apps::table
+            .filter(
+                apps::space_guid.eq_any(
+                    spaces::table
+                        .filter(spaces::organization_guid.eq(guid))
+                        .select(spaces::guid),
+                ),
+            )
+            .select(apps::guid)
+            .load(conn)?;
+        let doomed = bits_packages_of_apps(conn, &app_guids)?;
+        let deleted = diesel::delete(organizations::table.filter(organizations::guid.eq(guid)))
+            .execute(conn)?;
+        if deleted == 1 {
+            record_bits_deletions(conn, &doomed, delete_job)?;
+        }
+        Ok(deleted == 1)
+    })
+}
+
+// Spaces
+
+pub fn insert_space(conn: &mut AnyConnection, space: &Space) -> Result<(), StorageError> {
+    diesel::insert_into(spaces::table)
+        .values((
+            spaces::guid.eq(&space.guid),
+            spaces::name.eq(&space.name),
+            spaces::organization_guid.eq(&space.organization_guid),
+            spaces::created_at.eq(space.created_at.seconds()),
+            spaces::updated_at.eq(space.updated_at.seconds()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_space(conn: &mut AnyConnection, guid: &str) -> Result<Option<Space>, StorageError> {
+    Ok(spaces::table
+        .filter(spaces::guid.eq(guid))
+        .select(SpaceRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Space::from))
+}
+
+pub fn list_spaces(
+    conn: &mut AnyConnection,
+    visibility: &Visibility,
+    query: &ListQuery,
+) -> Result<(Vec<Space>, u64), StorageError> {
+    let visible = match visibility {
+        Visibility::All => None,
+        Visibility::User(user) => Some(visible_space_guids(conn, user)?),
+    };
+    let filtered = || {
+        let mut q = spaces::table.into_boxed();
+        if let Some(guids) = &visible {
+            q = q.filter(spaces::guid.eq_any(guids.clone()));
+        }
+        q
+    };
+    let total: i64 = filtered().count().get_result(conn)?;
+    let rows: Vec<SpaceRow> = filtered()
+        .order(spaces::id.asc())
+        .limit(query.limit())
+        .offset(query.offset())
+        .select(SpaceRow::as_select())
+        .load(conn)?;
+    Ok(page(rows.into_iter().map(Space::from).collect(), total))
+}
+
+pub fn delete_space(
+    conn: &mut AnyConnection,
+    guid: &str,
+    delete_job: &dyn Fn(&Package) -> NewJob,
+) -> Result<bool, StorageError> {
+    write_transaction(conn, |conn| {
+        let app_guids: Vec<String> = apps::table
+            .filter(apps::space_guid.eq(guid))
+            .select(apps::guid)
+            .load(conn)?;
+        let doomed = bits_packages_of_apps(conn, &app_guids)?;
+        let deleted = diesel::delete(spaces::table.filter(spaces::guid.eq(guid))).execute(conn)?;
+        if deleted == 1 {
+            record_bits_deletions(conn, &doomed, delete_job)?;
+        }
+        Ok(deleted == 1)
+    })
+}
+
+// Roles
+
+pub fn insert_role(conn: &mut AnyConnection, role: &Role) -> Result<(), StorageError> {
+    let (space, org, target) = match &role.target {
+        RoleTarget::Space(s) => (Some(s.as_str()), None, s.as_str()),
+        RoleTarget::Organization(o) => (None, Some(o.as_str()), o.as_str()),
+    };
+    diesel::insert_into(roles::table)
+        .values((
+            roles::guid.eq(&role.guid),
+            roles::role_type.eq(role.role_type.as_str()),
+            roles::user_guid.eq(&role.user_guid),
+            roles::space_guid.eq(space),
+            roles::organization_guid.eq(org),
+            roles::target_guid.eq(target),
+            roles::created_at.eq(role.created_at.seconds()),
+            roles::updated_at.eq(role.updated_at.seconds()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_role(conn: &mut AnyConnection, guid: &str) -> Result<Option<Role>, StorageError> {
+    roles::table
+        .filter(roles::guid.eq(guid))
+        .select(RoleRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Role::try_from)
+        .transpose()
+}
+
+pub fn list_roles(
+    conn: &mut AnyConnection,
+    visibility: &Visibility,
+    query: &ListQuery,
+) -> Result<(Vec<Role>, u64), StorageError> {
+    let visible = match visibility {
+        Visibility::All => None,
+        Visibility::User(user) => {
+            let mut targets = visible_space_guids(conn, user)?;
+            targets.extend(visible_org_guids(conn, user)?);
+            Some(targets)
+        }
+    };
+    let filtered = || {
+        let mut q = roles::table.into_boxed();
+        if let Some(targets) = &visible {
+            q = q.filter(roles::target_guid.eq_any(targets.clone()));
+        }
+        q
+    };
+    let total: i64 = filtered().count().get_result(conn)?;
+    let rows: Vec<RoleRow> = filtered()
+        .order(roles::id.asc())
+        .limit(query.limit())
+        .offset(query.offset())
+        .select(RoleRow::as_select())
+        .load(conn)?;
+    let roles = rows
+        .into_iter()
+        .map(Role::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok(page(roles, total))
+}
+
+pub fn delete_role(conn: &mut AnyConnection, guid: &str) -> Result<bool, StorageError> {
+    Ok(diesel::delete(roles::table.filter(roles::guid.eq(guid))).execute(conn)? == 1)
+}
+
+// Apps
+
+pub fn insert_app(conn: &mut AnyConnection, app: &App) -> Result<(), StorageError> {
+    diesel::insert_into(apps::table)
+        .values((
+            apps::guid.eq(&app.guid),
+            apps::name.eq(&app.name),
+            apps::space_guid.eq(&app.space_guid),
+            apps::created_at.eq(app.created_at.seconds()),
+            apps::updated_at.eq(app.updated_at.seconds()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_app(conn: &mut AnyConnection, guid: &str) -> Result<Option<App>, StorageError> {
+    Ok(apps::table
+        .filter(apps::guid.eq(guid))
+        .select(AppRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(App::from))
+}
+
+pub fn list_apps(
+    conn: &mut AnyConnection,
+    visibility: &Visibility,
+    query: &ListQuery,
+) -> Result<(Vec<App>, u64), StorageError> {
+    let visible = match visibility {
+        Visibility::All => None,
+        Visibility::User(user) => Some(visible_space_guids(conn, user)?),
+    };
+    let filtered = || {
+        let mut q = apps::table.into_boxed();
+        if let Some(guids) = &visible {
+            q = q.filter(apps::space_guid.eq_any(guids.clone()));
+        }
+        q
+    };
+    let total: i64 = filtered().count().get_result(conn)?;
+    let rows: Vec<AppRow> = filtered()
+        .order(apps::id.asc())
+        .limit(query.limit())
+        .offset(query.offset())
+        .select(AppRow::as_select())
+        .load(conn)?;
+    Ok(page(rows.into_iter().map(App::from).collect(), total))
+}
+
+/// Deletes an app and its packages; their bits go through jobs recorded in the same
+/// transaction.
+pub fn delete_app(
+    conn: &mut AnyConnection,
+    guid: &str,
+    delete_job: &dyn Fn(&Package) -> NewJob,
+) -> Result<bool, StorageError> {
+    write_transaction(conn, |conn| {
+        let doomed = bits_packages_of_apps(conn, &[guid.to_owned()])?;
+        let deleted = diesel::delete(apps::table.filter(apps::guid.eq(guid))).execute(conn)?;
+        if deleted == 1 {
+            record_bits_deletions(conn, &doomed, delete_job)?;
+        }
+        Ok(deleted == 1)
+    })
+}
+
+/// Current time for new rows.
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}

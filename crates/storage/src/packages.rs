@@ -1,0 +1,310 @@
+//! Packages: creation, lookups, lists, and every state change as one conditional update.
+
+use diesel::prelude::*;
+use packages_domain::{
+    ListQuery, NewPackage, Package, PackageState, PackageType, Timestamp, Transition,
+};
+
+use crate::context::{Visibility, visible_space_guids};
+use crate::jobs::{self, NewJob};
+use crate::rows::PackageRow;
+use crate::schema::{apps, packages};
+use crate::{AnyConnection, StorageError, write_transaction};
+
+pub fn insert(conn: &mut AnyConnection, new: &NewPackage) -> Result<Package, StorageError> {
+    insert_row(conn, new)?;
+    find(conn, &new.guid)?
+        .ok_or_else(|| StorageError::Corrupt(format!("package {} vanished", new.guid)))
+}
+
+fn insert_row(conn: &mut AnyConnection, new: &NewPackage) -> Result<(), StorageError> {
+    let pending_since = new.state.is_pending().then_some(new.created_at.seconds());
+    diesel::insert_into(packages::table)
+        .values((
+            packages::guid.eq(&new.guid),
+            packages::app_guid.eq(&new.app_guid),
+            packages::package_type.eq(new.package_type.as_str()),
+            packages::state.eq(new.state.as_str()),
+            packages::url.eq(&new.url),
+            packages::created_at.eq(new.created_at.seconds()),
+            packages::updated_at.eq(None::<i64>),
+            packages::pending_since.eq(pending_since),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Creates a package and, in the same transaction, the job that will fill it (a copy).
+pub fn insert_with_job(
+    conn: &mut AnyConnection,
+    new: &NewPackage,
+    job: Option<&NewJob>,
+) -> Result<Package, StorageError> {
+    write_transaction(conn, |conn| {
+        insert_row(conn, new)?;
+        if let Some(job) = job {
+            jobs::insert(conn, job)?;
+        }
+        Ok::<_, StorageError>(())
+    })?;
+    find(conn, &new.guid)?
+        .ok_or_else(|| StorageError::Corrupt(format!("package {} vanished", new.guid)))
+}
+
+pub fn find(conn: &mut AnyConnection, guid: &str) -> Result<Option<Package>, StorageError> {
+    packages::table
+        .filter(packages::guid.eq(guid))
+        .select(PackageRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Package::try_from)
+        .transpose()
+}
+
+/// A package with the GUID of its app's space, which decides who may see it.
+pub fn find_with_space(
+    conn: &mut AnyConnection,
+    guid: &str,
+) -> Result<Option<(Package, String)>, StorageError> {
+    packages::table
+        .inner_join(apps::table.on(apps::guid.eq(packages::app_guid)))
+        .filter(packages::guid.eq(guid))
+        .select((PackageRow::as_select(), apps::space_guid))
+        .first::<(PackageRow, String)>(conn)
+        .optional()?
+        .map(|(row, space)| Ok((Package::try_from(row)?, space)))
+        .transpose()
+}
+
+/// A page of packages in creation order, with the total count. `app_guid` narrows the
+/// list to one app; `visibility` to what the caller may read (E2015 ignores organization
+/// suspension here).
+pub fn list(
+    conn: &mut AnyConnection,
+    visibility: &Visibility,
+    app_guid: Option<&str>,
+    query: &ListQuery,
+) -> Result<(Vec<Package>, u64), StorageError> {
+    let visible = match visibility {
+        Visibility::All => None,
+        Visibility::User(user) => Some(visible_space_guids(conn, user)?),
+    };
+    let filtered = || {
+        let mut q = packages::table.into_boxed();
+        if let Some(app) = app_guid {
+            q = q.filter(packages::app_guid.eq(app.to_owned()));
+        }
+        if let Some(spaces) = &visible {
+            q = q.filter(
+                packages::app_guid.eq_any(
+                    apps::table
+                        .filter(apps::space_guid.eq_any(spaces.clone()))
+                        .select(apps::guid),
+                ),
+            );
+        }
+        q
+    };
+    let total: i64 = filtered().count().get_result(conn)?;
+    let rows: Vec<PackageRow> = filtered()
+        .order(packages::id.asc())
+        .limit(query.limit())
+        .offset(query.offset())
+        .select(PackageRow::as_select())
+        .load(conn)?;
+    let packages = rows
+        .into_iter()
+        .map(Package::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok((packages, u64::try_from(total).unwrap_or(0)))
+}
+
+/// What a transition writes besides the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Applies `transition` if the package is in one of its `from` states; returns whether it
+/// did. This single conditional update is what makes a second upload, a duplicate job or a
+/// late job change nothing.
+pub fn apply(
+    conn: &mut AnyConnection,
+    guid: &str,
+    transition: Transition,
+    outcome: &Outcome,
+) -> Result<bool, StorageError> {
+    let from: Vec<&str> = transition.from().iter().map(|s| s.as_str()).collect();
+    let target = packages::table
+        .filter(packages::guid.eq(guid))
+        .filter(packages::state.eq_any(from));
+    let now = Timestamp::now().seconds();
+    let to = transition.to();
+    let pending_since = to.is_pending().then_some(now);
+    let updated = match transition {
+        Transition::AcceptUpload => diesel::update(target)
+            .set((
+                packages::state.eq(to.as_str()),
+                packages::updated_at.eq(Some(now)),
+                packages::pending_since.eq(pending_since),
+            ))
+            .execute(conn)?,
+        Transition::UploadSucceeded | Transition::CopySucceeded => diesel::update(target)
+            .set((
+                packages::state.eq(to.as_str()),
+                packages::package_hash.eq(&outcome.sha1),
+                packages::sha256_checksum.eq(&outcome.sha256),
+                packages::error.eq(None::<String>),
+                packages::updated_at.eq(Some(now)),
+                packages::pending_since.eq(None::<i64>),
+            ))
+            .execute(conn)?,
+        Transition::UploadFailed | Transition::CopyFailed => diesel::update(target)
+            .set((
+                packages::state.eq(to.as_str()),
+                packages::error.eq(&outcome.error),
+                packages::updated_at.eq(Some(now)),
+                packages::pending_since.eq(None::<i64>),
+            ))
+            .execute(conn)?,
+        Transition::Expire => diesel::update(target)
+            .set((
+                packages::state.eq(to.as_str()),
+                packages::package_hash.eq(None::<String>),
+                packages::sha256_checksum.eq(None::<String>),
+                packages::updated_at.eq(Some(now)),
+            ))
+            .execute(conn)?,
+    };
+    Ok(updated == 1)
+}
+
+/// Accepts an upload: AWAITING_UPLOAD → PROCESSING_UPLOAD and its job, in one transaction.
+/// Returns false (and records nothing) when the package no longer awaits an upload.
+pub fn accept_upload(
+    conn: &mut AnyConnection,
+    guid: &str,
+    job: &NewJob,
+) -> Result<bool, StorageError> {
+    write_transaction(conn, |conn| {
+        if !apply(conn, guid, Transition::AcceptUpload, &Outcome::default())? {
+            return Ok(false);
+        }
+        jobs::insert(conn, job)?;
+        Ok(true)
+    })
+}
+
+/// Ends a package's job: applies the final transition and removes the package's job rows
+/// in one transaction, so the job is either finished or still there to run again.
+pub fn finish(
+    conn: &mut AnyConnection,
+    guid: &str,
+    transition: Transition,
+    outcome: &Outcome,
+    job_kinds: &[&str],
+) -> Result<bool, StorageError> {
+    write_transaction(conn, |conn| {
+        let applied = apply(conn, guid, transition, outcome)?;
+        jobs::delete_for_package(conn, guid, job_kinds)?;
+        Ok(applied)
+    })
+}
+
+/// Deletes a package; a bits package's blob is deleted by `delete_job`, recorded in the
+/// same transaction. Returns whether a package was deleted.
+pub fn delete(
+    conn: &mut AnyConnection,
+    guid: &str,
+    delete_job: impl Fn(&Package) -> NewJob,
+) -> Result<bool, StorageError> {
+    write_transaction(conn, |conn| {
+        let Some(package) = find(conn, guid)? else {
+            return Ok(false);
+        };
+        diesel::delete(packages::table.filter(packages::guid.eq(guid))).execute(conn)?;
+        if package.package_type == PackageType::Bits {
+            jobs::insert(conn, &delete_job(&package))?;
+        }
+        Ok(true)
+    })
+}
+
+/// Expires the app's READY packages beyond the `keep` newest: they become EXPIRED, lose
+/// their hashes, and a job per package deletes their bits. Returns the expired GUIDs.
+pub fn expire(
+    conn: &mut AnyConnection,
+    app_guid: &str,
+    keep: usize,
+    delete_job: impl Fn(&Package) -> NewJob,
+) -> Result<Vec<String>, StorageError> {
+    write_transaction(conn, |conn| {
+        let rows: Vec<PackageRow> = packages::table
+            .filter(packages::app_guid.eq(app_guid))
+            .filter(packages::state.eq(PackageState::Ready.as_str()))
+            .filter(packages::package_type.eq(PackageType::Bits.as_str()))
+            .order((packages::created_at.desc(), packages::id.desc()))
+            .offset(i64::try_from(keep).unwrap_or(i64::MAX))
+            .limit(i64::MAX)
+            .select(PackageRow::as_select())
+            .load(conn)?;
+        let mut expired = Vec::new();
+        for row in rows {
+            let package = Package::try_from(row)?;
+            if apply(conn, &package.guid, Transition::Expire, &Outcome::default())? {
+                jobs::insert(conn, &delete_job(&package))?;
+                expired.push(package.guid);
+            }
+        }
+        Ok(expired)
+    })
+}
+
+/// Packages pending (PROCESSING_UPLOAD, COPYING) since before `before` (seconds).
+pub fn pending_since_before(
+    conn: &mut AnyConnection,
+    before: i64,
+) -> Result<Vec<Package>, StorageError> {
+    let pending: Vec<&str> = PackageState::ALL
+        .iter()
+        .filter(|s| s.is_pending())
+        .map(|s| s.as_str())
+        .collect();
+    packages::table
+        .filter(packages::state.eq_any(pending))
+        .filter(packages::pending_since.lt(before))
+        .order(packages::id.asc())
+        .limit(1000)
+        .select(PackageRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Package::try_from)
+        .collect()
+}
+
+/// Restarts a pending package's timeout clock (it was re-driven); only while still in
+/// `state`.
+pub fn restart_pending_clock(
+    conn: &mut AnyConnection,
+    guid: &str,
+    state: PackageState,
+) -> Result<bool, StorageError> {
+    let updated = diesel::update(
+        packages::table
+            .filter(packages::guid.eq(guid))
+            .filter(packages::state.eq(state.as_str())),
+    )
+    .set(packages::pending_since.eq(Some(Timestamp::now().seconds())))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Packages per state, for metrics.
+pub fn count_by_state(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, StorageError> {
+    Ok(packages::table
+        .group_by(packages::state)
+        .select((packages::state, diesel::dsl::count_star()))
+        .load(conn)?)
+}

@@ -1,0 +1,83 @@
+//! Tables, as both migration folders create them.
+
+diesel::table! {
+    organizations (id) {
+        id -> BigInt,
+        guid -> Text,
+        name -> Text,
+        suspended -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    spaces (id) {
+        id -> BigInt,
+        guid -> Text,
+        name -> Text,
+        organization_guid -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    roles (id) {
+        id -> BigInt,
+        guid -> Text,
+        #[sql_name = "type"]
+        role_type -> Text,
+        user_guid -> Text,
+        space_guid -> Nullable<Text>,
+        organization_guid -> Nullable<Text>,
+        target_guid -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    apps (id) {
+        id -> BigInt,
+        guid -> Text,
+        name -> Text,
+        space_guid -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    packages (id) {
+        id -> BigInt,
+        guid -> Text,
+        app_guid -> Text,
+        #[sql_name = "type"]
+        package_type -> Text,
+        state -> Text,
+        package_hash -> Nullable<Text>,
+        sha256_checksum -> Nullable<Text>,
+        error -> Nullable<Text>,
+        url -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> Nullable<BigInt>,
+        pending_since -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Text,
+        package_guid -> Text,
+        kind -> Text,
+        body -> Text,
+        attempts -> Integer,
+        available_at -> BigInt,
+        published_at -> Nullable<BigInt>,
+        claimed_until -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(organizations, spaces, roles, apps, packages, jobs);

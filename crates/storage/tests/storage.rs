@@ -1,0 +1,497 @@
+//! The storage layer against real databases: a fresh SQLite file and a fresh PostgreSQL
+//! database per test. Every test runs on both.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Barrier};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
+use packages_domain::{
+    ListQuery, NewPackage, PackageState, PackageType, RoleType, Timestamp, Transition,
+};
+use packages_storage::context::{self, Visibility};
+use packages_storage::jobs::{self, NewJob};
+use packages_storage::packages::{self, Outcome};
+use packages_storage::{AnyConnection, Database};
+
+/// A database that removes itself.
+struct TestDb {
+    db: Database,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut admin) = PgConnection::establish(&admin_url()) {
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("PACKAGES_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/packages.db", dir.path().display());
+    TestDb {
+        db: Database::connect(&url, 16).unwrap(),
+        _dir: Some(dir),
+        pg_name: None,
+    }
+}
+
+fn postgres() -> TestDb {
+    let name = format!("packages_storage_{}", uuid::Uuid::new_v4().simple());
+    let mut admin =
+        PgConnection::establish(&admin_url()).expect("PostgreSQL must be running (see README)");
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .unwrap();
+    let base = admin_url();
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    TestDb {
+        db: Database::connect(&url, 16).unwrap(),
+        _dir: None,
+        pg_name: Some(name),
+    }
+}
+
+fn both(test: impl Fn(&Database)) {
+    test(&sqlite().db);
+    test(&postgres().db);
+}
+
+fn conn(db: &Database) -> r2d2::PooledConnection<packages_storage::connection::Manager> {
+    db.pool().get().unwrap()
+}
+
+fn seed(c: &mut AnyConnection) -> (String, String, String) {
+    let now = Timestamp::now();
+    let org = Organization {
+        guid: packages_domain::new_guid(),
+        name: "o".into(),
+        suspended: false,
+        created_at: now,
+        updated_at: now,
+    };
+    context::insert_org(c, &org).unwrap();
+    let space = Space {
+        guid: packages_domain::new_guid(),
+        name: "s".into(),
+        organization_guid: org.guid.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    context::insert_space(c, &space).unwrap();
+    let app = App {
+        guid: packages_domain::new_guid(),
+        name: "a".into(),
+        space_guid: space.guid.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    context::insert_app(c, &app).unwrap();
+    (org.guid, space.guid, app.guid)
+}
+
+fn new_bits(app: &str) -> NewPackage {
+    NewPackage {
+        guid: packages_domain::new_guid(),
+        app_guid: app.into(),
+        package_type: PackageType::Bits,
+        state: PackageState::AwaitingUpload,
+        url: None,
+        created_at: Timestamp::now(),
+    }
+}
+
+fn job(package: &str, kind: &str) -> NewJob {
+    NewJob::new(
+        uuid::Uuid::new_v4().to_string(),
+        package.into(),
+        kind,
+        "{}".into(),
+    )
+}
+
+#[test]
+fn package_lifecycle() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let created = packages::insert(c, &new_bits(&app)).unwrap();
+        assert_eq!(created.state, PackageState::AwaitingUpload);
+        assert_eq!(created.updated_at, None);
+
+        assert!(
+            packages::accept_upload(c, &created.guid, &job(&created.guid, "process_upload"))
+                .unwrap()
+        );
+        // A second upload finds the package no longer awaiting and records nothing.
+        assert!(
+            !packages::accept_upload(c, &created.guid, &job(&created.guid, "process_upload"))
+                .unwrap()
+        );
+        assert!(
+            jobs::find_for_package(c, &created.guid, &["process_upload"])
+                .unwrap()
+                .is_some()
+        );
+
+        let outcome = Outcome {
+            sha1: Some("a".repeat(40)),
+            sha256: Some("b".repeat(64)),
+            error: None,
+        };
+        assert!(
+            packages::finish(
+                c,
+                &created.guid,
+                Transition::UploadSucceeded,
+                &outcome,
+                &["process_upload"]
+            )
+            .unwrap()
+        );
+        let ready = packages::find(c, &created.guid).unwrap().unwrap();
+        assert_eq!(ready.state, PackageState::Ready);
+        assert_eq!(ready.sha1, outcome.sha1);
+        assert_eq!(ready.sha256, outcome.sha256);
+        assert!(ready.updated_at.is_some());
+        assert!(
+            jobs::find_for_package(c, &created.guid, &["process_upload"])
+                .unwrap()
+                .is_none()
+        );
+
+        // A late failure changes nothing.
+        let failure = Outcome {
+            error: Some("late".into()),
+            ..Outcome::default()
+        };
+        assert!(
+            !packages::finish(
+                c,
+                &created.guid,
+                Transition::UploadFailed,
+                &failure,
+                &["process_upload"]
+            )
+            .unwrap()
+        );
+        assert_eq!(
+            packages::find(c, &created.guid).unwrap().unwrap().state,
+            PackageState::Ready
+        );
+
+        assert!(packages::delete(c, &created.guid, |p| job(&p.guid, "delete_bits")).unwrap());
+        assert!(packages::find(c, &created.guid).unwrap().is_none());
+        assert!(
+            jobs::find_for_package(c, &created.guid, &["delete_bits"])
+                .unwrap()
+                .is_some()
+        );
+        assert!(!packages::delete(c, &created.guid, |p| job(&p.guid, "delete_bits")).unwrap());
+    });
+}
+
+#[test]
+fn concurrent_uploads_admit_exactly_one() {
+    both(|db| {
+        let (_, _, app) = seed(&mut conn(db));
+        let package = packages::insert(&mut conn(db), &new_bits(&app)).unwrap();
+        let barrier = Arc::new(Barrier::new(10));
+        let handles: Vec<_> = (0..10)
+            .map(|_| {
+                let (db, barrier, guid) = (db.clone(), barrier.clone(), package.guid.clone());
+                std::thread::spawn(move || {
+                    let mut c = db.pool().get().unwrap();
+                    barrier.wait();
+                    packages::accept_upload(&mut c, &guid, &job(&guid, "process_upload")).unwrap()
+                })
+            })
+            .collect();
+        let admitted = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|a| *a)
+            .count();
+        assert_eq!(admitted, 1);
+        assert_eq!(
+            jobs::count_unpublished(&mut conn(db)).unwrap(),
+            1,
+            "exactly one job recorded"
+        );
+    });
+}
+
+#[test]
+fn lists_respect_roles_and_pages() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (org, space, app) = seed(c);
+        let (_, _, other_app) = {
+            let now = Timestamp::now();
+            let org2 = Organization {
+                guid: packages_domain::new_guid(),
+                name: "o2".into(),
+                suspended: false,
+                created_at: now,
+                updated_at: now,
+            };
+            context::insert_org(c, &org2).unwrap();
+            let space2 = Space {
+                guid: packages_domain::new_guid(),
+                name: "s".into(),
+                organization_guid: org2.guid.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            context::insert_space(c, &space2).unwrap();
+            let app2 = App {
+                guid: packages_domain::new_guid(),
+                name: "a".into(),
+                space_guid: space2.guid.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            context::insert_app(c, &app2).unwrap();
+            (org2.guid, space2.guid, app2.guid)
+        };
+        let mine: Vec<String> = (0..3)
+            .map(|_| packages::insert(c, &new_bits(&app)).unwrap().guid)
+            .collect();
+        packages::insert(c, &new_bits(&other_app)).unwrap();
+
+        let query = ListQuery {
+            page: 1,
+            per_page: 2,
+        };
+        let (all, total) = packages::list(c, &Visibility::All, None, &query).unwrap();
+        assert_eq!((all.len(), total), (2, 4));
+
+        let user = Visibility::User("dev".into());
+        assert_eq!(packages::list(c, &user, None, &query).unwrap().1, 0);
+        let now = Timestamp::now();
+        context::insert_role(
+            c,
+            &Role {
+                guid: packages_domain::new_guid(),
+                role_type: RoleType::SpaceAuditor,
+                user_guid: "dev".into(),
+                target: RoleTarget::Space(space.clone()),
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .unwrap();
+        let (page1, total) = packages::list(c, &user, None, &query).unwrap();
+        assert_eq!(total, 3);
+        assert_eq!(
+            page1.iter().map(|p| p.guid.clone()).collect::<Vec<_>>(),
+            mine[..2].to_vec()
+        );
+        let (page2, _) = packages::list(
+            c,
+            &user,
+            None,
+            &ListQuery {
+                page: 2,
+                per_page: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(page2[0].guid, mine[2]);
+        assert_eq!(
+            packages::list(c, &user, Some(&other_app), &query)
+                .unwrap()
+                .1,
+            0
+        );
+
+        // Org managers see the spaces of their org.
+        context::insert_role(
+            c,
+            &Role {
+                guid: packages_domain::new_guid(),
+                role_type: RoleType::OrganizationManager,
+                user_guid: "mgr".into(),
+                target: RoleTarget::Organization(org.clone()),
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            packages::list(c, &Visibility::User("mgr".into()), None, &query)
+                .unwrap()
+                .1,
+            3
+        );
+        let m = context::membership(c, "mgr", &space).unwrap().unwrap();
+        assert!(m.org_manager && m.space_roles.is_empty() && !m.org_suspended);
+        let m = context::membership(c, "dev", &space).unwrap().unwrap();
+        assert_eq!(m.space_roles, vec![RoleType::SpaceAuditor]);
+        assert!(context::membership(c, "dev", "nope").unwrap().is_none());
+        assert!(context::is_org_member(c, "dev", &org).unwrap());
+        assert_eq!(
+            context::list_orgs(c, &Visibility::User("dev".into()), &ListQuery::default())
+                .unwrap()
+                .1,
+            1
+        );
+        assert_eq!(
+            context::list_spaces(c, &Visibility::User("mgr".into()), &ListQuery::default())
+                .unwrap()
+                .1,
+            1
+        );
+        assert_eq!(
+            context::list_roles(c, &Visibility::User("dev".into()), &ListQuery::default())
+                .unwrap()
+                .1,
+            2
+        );
+    });
+}
+
+#[test]
+fn uniqueness_is_enforced() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, space, _) = seed(c);
+        let now = Timestamp::now();
+        let dup = App {
+            guid: packages_domain::new_guid(),
+            name: "a".into(),
+            space_guid: space,
+            created_at: now,
+            updated_at: now,
+        };
+        assert!(matches!(
+            context::insert_app(c, &dup),
+            Err(packages_storage::StorageError::Conflict(_))
+        ));
+    });
+}
+
+#[test]
+fn expiration_keeps_the_newest_ready_packages() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let mut guids = Vec::new();
+        for i in 0..4 {
+            let mut p = new_bits(&app);
+            p.created_at = Timestamp(1_000 + i);
+            let p = packages::insert(c, &p).unwrap();
+            packages::accept_upload(c, &p.guid, &job(&p.guid, "process_upload")).unwrap();
+            let outcome = Outcome {
+                sha1: Some("1".repeat(40)),
+                sha256: Some("2".repeat(64)),
+                error: None,
+            };
+            packages::finish(
+                c,
+                &p.guid,
+                Transition::UploadSucceeded,
+                &outcome,
+                &["process_upload"],
+            )
+            .unwrap();
+            guids.push(p.guid);
+        }
+        let expired = packages::expire(c, &app, 2, |p| job(&p.guid, "delete_bits")).unwrap();
+        assert_eq!(expired, vec![guids[1].clone(), guids[0].clone()]);
+        let oldest = packages::find(c, &guids[0]).unwrap().unwrap();
+        assert_eq!(oldest.state, PackageState::Expired);
+        assert_eq!((oldest.sha1, oldest.sha256), (None, None));
+        assert_eq!(
+            packages::find(c, &guids[3]).unwrap().unwrap().state,
+            PackageState::Ready
+        );
+        assert!(
+            packages::expire(c, &app, 2, |p| job(&p.guid, "delete_bits"))
+                .unwrap()
+                .is_empty()
+        );
+    });
+}
+
+#[test]
+fn outbox_claims_publishes_and_reschedules() {
+    both(|db| {
+        let c = &mut conn(db);
+        jobs::insert(c, &job("p1", "process_upload")).unwrap();
+        jobs::insert(c, &job("p2", "copy_bits")).unwrap();
+        let claimed = jobs::claim_due(c, 10, 30_000).unwrap();
+        assert_eq!(claimed.len(), 2);
+        // Claimed rows are not handed to a second relay.
+        assert!(jobs::claim_due(c, 10, 30_000).unwrap().is_empty());
+        jobs::mark_published(c, &claimed[0].id).unwrap();
+        jobs::release(c, &claimed[1].id).unwrap();
+        let again = jobs::claim_due(c, 10, 30_000).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, claimed[1].id);
+        assert_eq!(
+            jobs::reschedule(c, &claimed[0].id, 60_000).unwrap(),
+            Some(1)
+        );
+        // Not due yet.
+        assert!(
+            jobs::claim_due(c, 10, 30_000)
+                .unwrap()
+                .iter()
+                .all(|j| j.id != claimed[0].id)
+        );
+        jobs::mark_published(c, &again[0].id).unwrap();
+        assert_eq!(jobs::republish_all(c).unwrap(), 1);
+        assert_eq!(jobs::count_unpublished(c).unwrap(), 2);
+        jobs::delete(c, &claimed[0].id).unwrap();
+        assert_eq!(jobs::reschedule(c, &claimed[0].id, 0).unwrap(), None);
+    });
+}
+
+#[test]
+fn deleting_an_org_cascades_and_records_bit_deletions() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (org, space, app) = seed(c);
+        let p = packages::insert(c, &new_bits(&app)).unwrap();
+        assert!(context::delete_org(c, &org, &|p| job(&p.guid, "delete_bits")).unwrap());
+        assert!(context::find_space(c, &space).unwrap().is_none());
+        assert!(context::find_app(c, &app).unwrap().is_none());
+        assert!(packages::find(c, &p.guid).unwrap().is_none());
+        assert!(
+            jobs::find_for_package(c, &p.guid, &["delete_bits"])
+                .unwrap()
+                .is_some()
+        );
+    });
+}
+
+#[test]
+fn bad_urls_and_unreachable_servers_fail_fast() {
+    assert!(matches!(
+        Database::connect("mysql://x", 1),
+        Err(packages_storage::StorageError::BadUrl(_))
+    ));
+    assert!(matches!(
+        Database::connect("packages.db", 1),
+        Err(packages_storage::StorageError::BadUrl(_))
+    ));
+    let started = std::time::Instant::now();
+    let err = Database::connect("postgres://postgres@127.0.0.1:1/none", 1)
+        .err()
+        .unwrap();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(started.elapsed().as_secs() < 20);
+}

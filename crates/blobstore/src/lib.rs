@@ -1,0 +1,180 @@
+//! Where package bits live: a small trait with a local-disk and an S3 implementation.
+//!
+//! Keys are plain strings such as `gu/id/guid-…` (package bits) or
+//! `staging/<package guid>/<upload id>` (uploads waiting for the worker). The logic above
+//! this crate never knows which implementation it talks to.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+mod local;
+mod s3;
+
+pub use local::LocalBlobstore;
+pub use s3::{S3Blobstore, S3Settings, S3Writer};
+
+/// A stream of bytes read from a blob.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BlobError>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The key holds no blob.
+    #[error("blob not found: {0}")]
+    NotFound(String),
+    /// The store could not be reached or answered with a server error; worth retrying.
+    #[error("blobstore unavailable: {0}")]
+    Unavailable(String),
+    #[error("blobstore I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Anything else the store refused (bad credentials, bad request, …).
+    #[error("blobstore error: {0}")]
+    Other(String),
+}
+
+impl BlobError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BlobError::NotFound(_))
+    }
+}
+
+/// How a blob reaches a client.
+pub enum Download {
+    /// The service streams the bytes itself (local store).
+    Stream { length: u64, body: ByteStream },
+    /// The client fetches a presigned URL from the store (S3).
+    Redirect { url: String },
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Download::Stream { length, .. } => f
+                .debug_struct("Stream")
+                .field("length", length)
+                .finish_non_exhaustive(),
+            Download::Redirect { url } => f.debug_struct("Redirect").field("url", url).finish(),
+        }
+    }
+}
+
+/// One blob in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub key: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub last_modified: i64,
+}
+
+#[async_trait]
+pub trait Blobstore: Send + Sync + 'static {
+    /// Starts a new blob under `key`. Nothing is visible under `key` until
+    /// [`BlobWriter::finish`] returns; an aborted or dropped writer leaves nothing behind.
+    async fn writer(&self, key: &str) -> Result<Box<dyn BlobWriter>, BlobError>;
+
+    /// Size of the blob, or `None` when there is none.
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError>;
+
+    /// Reads `len` bytes starting at `offset` (fewer only at the end of the blob).
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, BlobError>;
+
+    /// Copies a blob inside the store without passing its bytes through this process
+    /// where the store allows it (S3 server-side copy). Overwrites `to`.
+    async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError>;
+
+    /// Moves a blob: a rename on disk, copy-then-delete on S3. Overwrites `to`.
+    async fn rename(&self, from: &str, to: &str) -> Result<(), BlobError>;
+
+    /// Deletes a blob; deleting a missing blob succeeds.
+    async fn delete(&self, key: &str) -> Result<(), BlobError>;
+
+    /// How a client gets the bytes of `key`: a stream or a presigned URL valid for the
+    /// configured expiry.
+    async fn download(&self, key: &str) -> Result<Download, BlobError>;
+
+    /// Blobs whose keys start with `prefix`.
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>, BlobError>;
+
+    /// Cheap reachability check for readiness probes.
+    async fn check(&self) -> Result<(), BlobError>;
+
+    /// Short name for logs and readiness bodies: `local` or `s3`.
+    fn kind(&self) -> &'static str;
+}
+
+#[async_trait]
+pub trait BlobWriter: Send {
+    /// Appends a chunk. Implementations keep memory bounded (S3: one part buffered and at
+    /// most one part in flight), whatever the total size.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError>;
+
+    /// Makes the blob visible under its key; returns its size in bytes.
+    async fn finish(self: Box<Self>) -> Result<u64, BlobError>;
+
+    /// Discards everything written so far.
+    async fn abort(self: Box<Self>) -> Result<(), BlobError>;
+}
+
+/// Longest key accepted; S3 allows 1024 bytes.
+const MAX_KEY_LEN: usize = 1024;
+
+/// Checks a key the same way for every store, so a key that works locally also works on
+/// S3 and cannot step outside the local root: relative `/`-separated segments, none empty,
+/// `.` or `..`, no backslashes or control characters.
+pub(crate) fn validate_key(key: &str) -> Result<(), BlobError> {
+    let invalid = |why: &str| Err(BlobError::Other(format!("invalid blob key {key:?}: {why}")));
+    if key.is_empty() {
+        return invalid("empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return invalid("longer than 1024 bytes");
+    }
+    if key.starts_with('/') {
+        return invalid("absolute");
+    }
+    if key.contains('\\') {
+        return invalid("contains a backslash");
+    }
+    if key.chars().any(char::is_control) {
+        return invalid("contains a control character");
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => return invalid("empty path segment"),
+            "." | ".." => return invalid("relative path segment"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::validate_key;
+
+    #[test]
+    fn accepts_ordinary_keys() {
+        for key in [
+            "a",
+            "gu/id/guid-1",
+            "staging/p/u",
+            "a b/c+d.zip",
+            ".hidden/x",
+        ] {
+            assert!(validate_key(key).is_ok(), "{key}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_keys() {
+        for key in [
+            "", "/abs", "a/../b", "..", ".", "a/./b", "a//b", "a/", "a\\b", "a\nb", "a\0b",
+        ] {
+            assert!(validate_key(key).is_err(), "{key:?}");
+        }
+        assert!(validate_key(&"k".repeat(1025)).is_err());
+    }
+}

@@ -1,0 +1,854 @@
+//! Blobs as files under a root directory.
+//!
+//! A blob is written to `root/.tmp/<uuid>` and renamed into place when finished, so a
+//! reader sees either the old blob, the new one or none, never a partial file.
+
+use std::io::{self, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use tokio::io::{AsyncWriteExt as _, BufWriter};
+use tokio_util::io::ReaderStream;
+
+use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, Download, validate_key};
+
+/// Temporary files live inside the root so the final rename stays on one filesystem.
+const TMP_DIR: &str = ".tmp";
+/// Large enough that a 1 GiB upload in 64 KiB chunks costs ~1k write calls, not 16k.
+const WRITE_BUFFER: usize = 1 << 20;
+const DOWNLOAD_CHUNK: usize = 64 * 1024;
+/// Renames are retried when a concurrent delete pruned the freshly created parent.
+const INSTALL_ATTEMPTS: usize = 3;
+
+/// A blobstore on a local (or mounted) filesystem.
+#[derive(Debug, Clone)]
+pub struct LocalBlobstore {
+    root: PathBuf,
+}
+
+impl LocalBlobstore {
+    /// Opens the store at `root`, creating the directory if needed.
+    pub fn new(root: PathBuf) -> Result<Self, BlobError> {
+        std::fs::create_dir_all(root.join(TMP_DIR))?;
+        Ok(Self { root })
+    }
+
+    /// The directory holding the blobs.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes temporary files not modified for `older_than`, left behind by a process
+    /// that died mid-upload. A live writer touches its file at least every MiB written,
+    /// so a generous `older_than` (minutes) never removes an upload in progress.
+    /// Returns how many files were removed.
+    pub fn cleanup_temp(&self, older_than: Duration) -> Result<usize, BlobError> {
+        let dir = self.root.join(TMP_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or(Duration::ZERO);
+            if age < older_than {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(removed)
+    }
+
+    fn blob_path(&self, key: &str) -> Result<PathBuf, BlobError> {
+        validate_key(key)?;
+        if key == TMP_DIR || key.starts_with(".tmp/") {
+            return Err(BlobError::Other(format!(
+                "invalid blob key {key:?}: {TMP_DIR} is reserved"
+            )));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root
+            .join(TMP_DIR)
+            .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
+/// Runs blocking filesystem work off the async worker threads.
+async fn blocking<T, F>(work: F) -> Result<T, BlobError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, BlobError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BlobError::Other(format!("blocking filesystem task failed: {e}")))?
+}
+
+/// Errors that mean "no blob at this path": the file or one of its parents is missing,
+/// or a parent is a file.
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+fn not_found_or(key: &str, e: io::Error) -> BlobError {
+    if is_missing(&e) {
+        BlobError::NotFound(key.to_string())
+    } else {
+        BlobError::Io(e)
+    }
+}
+
+/// Opens `path` for reading, refusing anything that is not a regular file.
+fn open_blob(path: &Path, key: &str) -> Result<(std::fs::File, u64), BlobError> {
+    let file = std::fs::File::open(path).map_err(|e| not_found_or(key, e))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(BlobError::NotFound(key.to_string()));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Moves a complete temporary file to its final path, creating parent directories.
+fn install(tmp: &Path, dest: &Path) -> io::Result<()> {
+    let mut attempt = 1;
+    loop {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::rename(tmp, dest) {
+            Ok(()) => break,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && attempt < INSTALL_ATTEMPTS
+                    && tmp.exists() =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // The rename is only durable once the directory entry is; failing to sync the
+    // directory does not undo the rename, so it is not reported.
+    if let Some(Ok(dir)) = dest.parent().map(std::fs::File::open) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Removes directories left empty between `path` and `root` (exclusive) so deleted
+/// blobs do not leave a growing tree of empty directories. Stops at the first
+/// directory that is not empty or cannot be removed.
+fn prune_empty_parents(root: &Path, path: &Path) {
+    let mut dir = path.parent();
+    while let Some(current) = dir {
+        if current == root || !current.starts_with(root) {
+            break;
+        }
+        if std::fs::remove_dir(current).is_err() {
+            break;
+        }
+        dir = current.parent();
+    }
+}
+
+fn mtime_secs(meta: &std::fs::Metadata) -> i64 {
+    match meta.modified() {
+        Ok(modified) => match modified.duration_since(UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_secs())
+                .map(|secs| -secs)
+                .unwrap_or(i64::MIN),
+        },
+        Err(_) => 0,
+    }
+}
+
+/// Collects blobs whose key starts with `prefix`, walking only directories that can
+/// hold such keys.
+fn walk(root: &Path, prefix: &str) -> Result<Vec<BlobInfo>, BlobError> {
+    // Start at the deepest directory named completely by the prefix.
+    let start = match prefix.rfind('/') {
+        Some(idx) => &prefix[..idx],
+        None => "",
+    };
+    if !start.is_empty() {
+        if validate_key(start).is_err() {
+            return Err(BlobError::Other(format!("invalid list prefix {prefix:?}")));
+        }
+        if start == TMP_DIR || start.starts_with(".tmp/") {
+            return Ok(Vec::new());
+        }
+    }
+
+    let mut found = Vec::new();
+    let mut pending = vec![start.to_string()];
+    while let Some(rel) = pending.pop() {
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&rel)
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // Removed or replaced while walking, or never there.
+            Err(e) if is_missing(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                // Not a key this store could have written.
+                continue;
+            };
+            if rel.is_empty() && name == TMP_DIR {
+                continue;
+            }
+            let key = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let file_type = match entry.file_type() {
+                Ok(file_type) => file_type,
+                Err(e) if is_missing(&e) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if file_type.is_dir() {
+                let as_dir = format!("{key}/");
+                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                    pending.push(key);
+                }
+            } else if file_type.is_file() && key.starts_with(prefix) {
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if is_missing(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                found.push(BlobInfo {
+                    key,
+                    size: meta.len(),
+                    last_modified: mtime_secs(&meta),
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(found)
+}
+
+#[async_trait]
+impl Blobstore for LocalBlobstore {
+    async fn writer(&self, key: &str) -> Result<Box<dyn BlobWriter>, BlobError> {
+        let dest = self.blob_path(key)?;
+        let tmp = self.temp_path();
+        let file = match tokio::fs::File::create_new(&tmp).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Someone removed the temp directory since startup.
+                tokio::fs::create_dir_all(self.root.join(TMP_DIR)).await?;
+                tokio::fs::File::create_new(&tmp).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Box::new(LocalWriter {
+            tmp,
+            dest,
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            written: 0,
+            done: false,
+        }))
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        let path = self.blob_path(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, BlobError> {
+        let path = self.blob_path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let (file, size) = open_blob(&path, &key)?;
+            if offset >= size || len == 0 {
+                return Ok(Bytes::new());
+            }
+            let want = usize::try_from(len.min(size - offset)).map_err(|_| {
+                BlobError::Other(format!("range of {len} bytes does not fit in memory"))
+            })?;
+            let mut buf = vec![0u8; want];
+            let mut filled = 0;
+            while filled < want {
+                match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            buf.truncate(filled);
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
+        let src = self.blob_path(from)?;
+        let dest = self.blob_path(to)?;
+        let tmp = self.temp_path();
+        let from = from.to_string();
+        blocking(move || {
+            let result = (|| {
+                // Checked first so a directory or missing source reads as "no blob".
+                drop(open_blob(&src, &from)?);
+                std::fs::copy(&src, &tmp).map_err(|e| not_found_or(&from, e))?;
+                std::fs::File::open(&tmp)?.sync_all()?;
+                install(&tmp, &dest)?;
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), BlobError> {
+        let src = self.blob_path(from)?;
+        let dest = self.blob_path(to)?;
+        let root = self.root.clone();
+        let from = from.to_string();
+        blocking(move || {
+            drop(open_blob(&src, &from)?);
+            if src == dest {
+                return Ok(());
+            }
+            install(&src, &dest).map_err(|e| not_found_or(&from, e))?;
+            prune_empty_parents(&root, &src);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        let path = self.blob_path(key)?;
+        let root = self.root.clone();
+        blocking(move || {
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => return Ok(()),
+                Ok(_) => {}
+                Err(e) if is_missing(&e) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if is_missing(&e) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            prune_empty_parents(&root, &path);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn download(&self, key: &str) -> Result<Download, BlobError> {
+        let path = self.blob_path(key)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| not_found_or(key, e))?;
+        let meta = file.metadata().await?;
+        if !meta.is_file() {
+            return Err(BlobError::NotFound(key.to_string()));
+        }
+        // The open handle keeps serving this blob even if it is replaced or deleted
+        // meanwhile, so the length stays right.
+        let body = ReaderStream::with_capacity(file, DOWNLOAD_CHUNK).map_err(BlobError::Io);
+        Ok(Download::Stream {
+            length: meta.len(),
+            body: Box::pin(body),
+        })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>, BlobError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || walk(&root, &prefix)).await
+    }
+
+    async fn check(&self) -> Result<(), BlobError> {
+        let root = self.root.clone();
+        blocking(move || {
+            let unavailable =
+                |what: &str, e: io::Error| BlobError::Unavailable(format!("{what}: {e}"));
+            let meta = std::fs::metadata(&root)
+                .map_err(|e| unavailable(&format!("blob root {}", root.display()), e))?;
+            if !meta.is_dir() {
+                return Err(BlobError::Unavailable(format!(
+                    "blob root {} is not a directory",
+                    root.display()
+                )));
+            }
+            let tmp_dir = root.join(TMP_DIR);
+            std::fs::create_dir_all(&tmp_dir)
+                .map_err(|e| unavailable(&format!("creating {}", tmp_dir.display()), e))?;
+            let probe = tmp_dir.join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
+            let written = std::fs::File::create_new(&probe).and_then(|mut f| f.write_all(b"ok"));
+            let removed = std::fs::remove_file(&probe);
+            written.map_err(|e| unavailable(&format!("writing {}", probe.display()), e))?;
+            removed.map_err(|e| unavailable(&format!("removing {}", probe.display()), e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+}
+
+struct LocalWriter {
+    tmp: PathBuf,
+    dest: PathBuf,
+    /// `None` once finished, aborted or broken by a failed write.
+    file: Option<BufWriter<tokio::fs::File>>,
+    written: u64,
+    /// Set once the temporary file is gone (renamed or removed), so Drop leaves it be.
+    done: bool,
+}
+
+impl LocalWriter {
+    fn file(&mut self) -> Result<&mut BufWriter<tokio::fs::File>, BlobError> {
+        self.file.as_mut().ok_or_else(|| {
+            BlobError::Other("blob writer is unusable after an earlier error".to_string())
+        })
+    }
+}
+
+#[async_trait]
+impl BlobWriter for LocalWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
+        let file = self.file()?;
+        if let Err(e) = file.write_all(&chunk).await {
+            // What reached the file is unknown now; refuse to finish it.
+            self.file = None;
+            return Err(e.into());
+        }
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, BlobError> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| BlobError::Other("blob writer failed earlier".to_string()))?;
+        file.flush().await?;
+        let file = file.into_inner();
+        file.sync_all().await?;
+        drop(file);
+        let tmp = self.tmp.clone();
+        let dest = self.dest.clone();
+        blocking(move || install(&tmp, &dest).map_err(BlobError::Io)).await?;
+        self.done = true;
+        Ok(self.written)
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), BlobError> {
+        drop(self.file.take());
+        let result = match tokio::fs::remove_file(&self.tmp).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        self.done = result.is_ok();
+        result
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            drop(self.file.take());
+            // Best effort: cleanup_temp catches whatever is left.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt as _;
+
+    fn store() -> (tempfile::TempDir, LocalBlobstore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobstore::new(dir.path().join("blobs")).unwrap();
+        (dir, store)
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    async fn put(store: &LocalBlobstore, key: &str, data: &[u8]) {
+        let mut w = store.writer(key).await.unwrap();
+        w.write(Bytes::copy_from_slice(data)).await.unwrap();
+        assert_eq!(w.finish().await.unwrap(), data.len() as u64);
+    }
+
+    async fn collect(download: Download) -> (u64, Vec<u8>) {
+        match download {
+            Download::Stream { length, mut body } => {
+                let mut out = Vec::new();
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.unwrap();
+                    assert!(chunk.len() <= DOWNLOAD_CHUNK);
+                    out.extend_from_slice(&chunk);
+                }
+                (length, out)
+            }
+            Download::Redirect { .. } => panic!("local store must stream"),
+        }
+    }
+
+    fn tmp_entries(store: &LocalBlobstore) -> Vec<PathBuf> {
+        std::fs::read_dir(store.root().join(TMP_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn chunked_write_round_trips() {
+        let (_dir, store) = store();
+        // Not a multiple of the chunk or buffer size, to catch lost tails.
+        let data = pattern(3 * WRITE_BUFFER + 12_345);
+        let mut w = store.writer("gu/id/guid-1").await.unwrap();
+        for chunk in data.chunks(64 * 1024) {
+            w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        // Invisible until finished.
+        assert_eq!(store.size("gu/id/guid-1").await.unwrap(), None);
+        assert_eq!(w.finish().await.unwrap(), data.len() as u64);
+
+        assert_eq!(
+            store.size("gu/id/guid-1").await.unwrap(),
+            Some(data.len() as u64)
+        );
+        let all = store
+            .read_range("gu/id/guid-1", 0, data.len() as u64)
+            .await
+            .unwrap();
+        assert_eq!(&all[..], &data[..]);
+        let mid = store.read_range("gu/id/guid-1", 1000, 5000).await.unwrap();
+        assert_eq!(&mid[..], &data[1000..6000]);
+        let (length, body) = collect(store.download("gu/id/guid-1").await.unwrap()).await;
+        assert_eq!(length, data.len() as u64);
+        assert_eq!(body, data);
+        assert!(tmp_entries(&store).is_empty());
+    }
+
+    #[tokio::test]
+    async fn empty_blob() {
+        let (_dir, store) = store();
+        put(&store, "empty", b"").await;
+        assert_eq!(store.size("empty").await.unwrap(), Some(0));
+        assert!(store.read_range("empty", 0, 10).await.unwrap().is_empty());
+        let (length, body) = collect(store.download("empty").await.unwrap()).await;
+        assert_eq!((length, body.len()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn finish_replaces_existing_blob() {
+        let (_dir, store) = store();
+        put(&store, "a/b", b"old contents").await;
+        put(&store, "a/b", b"new").await;
+        assert_eq!(store.read_range("a/b", 0, 100).await.unwrap(), &b"new"[..]);
+    }
+
+    #[tokio::test]
+    async fn read_range_edges() {
+        let (_dir, store) = store();
+        put(&store, "k", b"0123456789").await;
+        assert_eq!(store.read_range("k", 8, 100).await.unwrap(), &b"89"[..]);
+        assert!(store.read_range("k", 10, 5).await.unwrap().is_empty());
+        assert!(store.read_range("k", 50, 5).await.unwrap().is_empty());
+        assert!(store.read_range("k", 3, 0).await.unwrap().is_empty());
+        assert!(
+            store
+                .read_range("k", u64::MAX, u64::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.read_range("k", 2, u64::MAX).await.unwrap(),
+            &b"23456789"[..]
+        );
+        let err = store.read_range("missing", 0, 1).await.unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        let err = store.read_range("k/below-a-file", 0, 1).await.unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn aborted_writer_leaves_nothing() {
+        let (_dir, store) = store();
+        let mut w = store.writer("x/y").await.unwrap();
+        w.write(Bytes::from(pattern(3 * WRITE_BUFFER)))
+            .await
+            .unwrap();
+        assert_eq!(tmp_entries(&store).len(), 1);
+        w.abort().await.unwrap();
+        assert_eq!(store.size("x/y").await.unwrap(), None);
+        assert!(tmp_entries(&store).is_empty());
+        assert!(!store.root().join("x").exists());
+    }
+
+    #[tokio::test]
+    async fn dropped_writer_leaves_nothing() {
+        let (_dir, store) = store();
+        let mut w = store.writer("x/y").await.unwrap();
+        w.write(Bytes::from(pattern(3 * WRITE_BUFFER)))
+            .await
+            .unwrap();
+        assert_eq!(tmp_entries(&store).len(), 1);
+        drop(w);
+        assert_eq!(store.size("x/y").await.unwrap(), None);
+        assert!(tmp_entries(&store).is_empty());
+    }
+
+    #[tokio::test]
+    async fn failed_finish_leaves_no_temp_file() {
+        let (_dir, store) = store();
+        put(&store, "file", b"x").await;
+        // "file" is a regular file, so "file/child" cannot be created.
+        let mut w = store.writer("file/child").await.unwrap();
+        w.write(Bytes::from_static(b"data")).await.unwrap();
+        assert!(w.finish().await.is_err());
+        assert!(tmp_entries(&store).is_empty());
+    }
+
+    #[tokio::test]
+    async fn copy_rename_delete() {
+        let (_dir, store) = store();
+        put(&store, "src/a", b"hello").await;
+
+        store.copy("src/a", "dst/deep/b").await.unwrap();
+        assert_eq!(
+            store.read_range("dst/deep/b", 0, 10).await.unwrap(),
+            &b"hello"[..]
+        );
+        assert_eq!(store.size("src/a").await.unwrap(), Some(5));
+        // Copy overwrites.
+        put(&store, "src/c", b"other").await;
+        store.copy("src/c", "dst/deep/b").await.unwrap();
+        assert_eq!(
+            store.read_range("dst/deep/b", 0, 10).await.unwrap(),
+            &b"other"[..]
+        );
+        assert!(store.copy("nope", "x").await.unwrap_err().is_not_found());
+        assert!(store.copy("src", "x").await.unwrap_err().is_not_found());
+
+        store.rename("src/a", "moved/here").await.unwrap();
+        assert_eq!(store.size("src/a").await.unwrap(), None);
+        assert_eq!(
+            store.read_range("moved/here", 0, 10).await.unwrap(),
+            &b"hello"[..]
+        );
+        // Rename overwrites.
+        store.rename("src/c", "moved/here").await.unwrap();
+        assert_eq!(
+            store.read_range("moved/here", 0, 10).await.unwrap(),
+            &b"other"[..]
+        );
+        // "src" held only a and c: both moved, so the directory is gone.
+        assert!(!store.root().join("src").exists());
+        assert!(store.rename("nope", "x").await.unwrap_err().is_not_found());
+        assert!(!store.root().join("x").exists());
+
+        store.delete("dst/deep/b").await.unwrap();
+        assert_eq!(store.size("dst/deep/b").await.unwrap(), None);
+        assert!(!store.root().join("dst").exists());
+        assert!(store.root().exists());
+        // Deleting again, or something never there, is fine.
+        store.delete("dst/deep/b").await.unwrap();
+        store.delete("never/was").await.unwrap();
+        // A directory is not a blob.
+        store.delete("moved").await.unwrap();
+        assert_eq!(store.size("moved/here").await.unwrap(), Some(5));
+        assert!(tmp_entries(&store).is_empty());
+    }
+
+    #[tokio::test]
+    async fn delete_keeps_non_empty_parents() {
+        let (_dir, store) = store();
+        put(&store, "p/q/one", b"1").await;
+        put(&store, "p/two", b"2").await;
+        store.delete("p/q/one").await.unwrap();
+        assert!(!store.root().join("p/q").exists());
+        assert!(store.root().join("p").exists());
+        assert_eq!(store.size("p/two").await.unwrap(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn list_by_prefix() {
+        let (_dir, store) = store();
+        put(&store, "staging/p1/u1", b"1").await;
+        put(&store, "staging/p1/u2", b"22").await;
+        put(&store, "staging/p2/u3", b"333").await;
+        put(&store, "gu/id/guid", b"4444").await;
+        put(&store, "stagingx", b"5").await;
+        // An unfinished writer must not show up.
+        let mut open = store.writer("staging/p1/u9").await.unwrap();
+        open.write(Bytes::from_static(b"pending")).await.unwrap();
+
+        let keys = |v: Vec<BlobInfo>| v.into_iter().map(|b| b.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(store.list("").await.unwrap()),
+            [
+                "gu/id/guid",
+                "staging/p1/u1",
+                "staging/p1/u2",
+                "staging/p2/u3",
+                "stagingx"
+            ]
+        );
+        assert_eq!(
+            keys(store.list("staging/").await.unwrap()),
+            ["staging/p1/u1", "staging/p1/u2", "staging/p2/u3"]
+        );
+        assert_eq!(
+            keys(store.list("staging").await.unwrap()),
+            [
+                "staging/p1/u1",
+                "staging/p1/u2",
+                "staging/p2/u3",
+                "stagingx"
+            ]
+        );
+        assert_eq!(
+            keys(store.list("staging/p1/u").await.unwrap()),
+            ["staging/p1/u1", "staging/p1/u2"]
+        );
+        assert!(store.list("nothing/here").await.unwrap().is_empty());
+        assert!(store.list(".tmp/").await.unwrap().is_empty());
+        assert!(store.list("../").await.is_err());
+
+        let infos = store.list("staging/p2/").await.unwrap();
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].size, 3);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now - infos[0].last_modified).abs() < 60);
+        open.abort().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bad_keys_are_refused() {
+        let (dir, store) = store();
+        for key in [
+            "",
+            "/etc/passwd",
+            "../outside",
+            "a/../../outside",
+            "./a",
+            "a\\b",
+            ".tmp",
+            ".tmp/x",
+        ] {
+            assert!(
+                matches!(store.writer(key).await, Err(BlobError::Other(_))),
+                "{key:?}"
+            );
+            assert!(matches!(store.size(key).await, Err(BlobError::Other(_))));
+            assert!(matches!(store.delete(key).await, Err(BlobError::Other(_))));
+            assert!(matches!(
+                store.read_range(key, 0, 1).await,
+                Err(BlobError::Other(_))
+            ));
+            assert!(matches!(
+                store.copy("a", key).await,
+                Err(BlobError::Other(_))
+            ));
+        }
+        assert!(!dir.path().join("outside").exists());
+    }
+
+    #[tokio::test]
+    async fn check_and_kind() {
+        let (dir, store) = store();
+        store.check().await.unwrap();
+        assert_eq!(store.kind(), "local");
+        assert!(tmp_entries(&store).is_empty());
+        std::fs::remove_dir_all(store.root()).unwrap();
+        assert!(matches!(
+            store.check().await,
+            Err(BlobError::Unavailable(_))
+        ));
+        std::fs::write(dir.path().join("blobs"), b"not a dir").unwrap();
+        assert!(matches!(
+            store.check().await,
+            Err(BlobError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn cleanup_temp_removes_only_old_files() {
+        let (_dir, store) = store();
+        let mut live = store.writer("live").await.unwrap();
+        live.write(Bytes::from_static(b"x")).await.unwrap();
+        let leftover = store.root().join(TMP_DIR).join("leftover");
+        std::fs::write(&leftover, b"crashed").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&leftover)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+
+        assert_eq!(store.cleanup_temp(Duration::from_secs(600)).unwrap(), 1);
+        assert!(!leftover.exists());
+        assert_eq!(tmp_entries(&store).len(), 1);
+        assert_eq!(live.finish().await.unwrap(), 1);
+        assert_eq!(store.cleanup_temp(Duration::ZERO).unwrap(), 0);
+    }
+}

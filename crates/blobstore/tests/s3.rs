@@ -1,0 +1,426 @@
+//! The S3 store against a real S3 server (s3s-fs under `make test`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::{MIB, data, fresh_store, raw_bucket, settings};
+use packages_blobstore::{BlobError, BlobWriter, Blobstore, Download, S3Blobstore, S3Settings};
+
+const PART: usize = S3Settings::MIN_PART_SIZE;
+
+async fn put(store: &S3Blobstore, key: &str, bytes: &[u8]) {
+    let mut writer = store.writer(key).await.unwrap();
+    writer.write(Bytes::copy_from_slice(bytes)).await.unwrap();
+    assert_eq!(writer.finish().await.unwrap(), bytes.len() as u64);
+}
+
+async fn write_chunked(writer: &mut dyn BlobWriter, bytes: &[u8], chunk: usize) {
+    for piece in bytes.chunks(chunk) {
+        writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+}
+
+async fn read_all(store: &S3Blobstore, key: &str) -> Vec<u8> {
+    store.read_range(key, 0, u64::MAX).await.unwrap().to_vec()
+}
+
+fn redirect_url(download: Download) -> String {
+    match download {
+        Download::Redirect { url } => url,
+        Download::Stream { .. } => panic!("the S3 store must hand out presigned URLs"),
+    }
+}
+
+/// Fetches a presigned URL the way a client does: plain HTTP, no credentials.
+async fn fetch(url: &str) -> (u16, Vec<u8>) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+/// Whether the multipart upload still exists: uploading a part to it only works then.
+async fn upload_exists(bucket: &str, key: &str, upload_id: &str) -> bool {
+    raw_bucket(bucket)
+        .put_multipart_chunk(
+            b"probe".to_vec(),
+            key,
+            10_000,
+            upload_id,
+            "application/octet-stream",
+        )
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn small_blob_is_a_single_put() {
+    let (store, _) = fresh_store(PART).await;
+    let bytes = data(100_000, 1);
+    let mut writer = store.s3_writer("gu/id/small").unwrap();
+    write_chunked(&mut writer, &bytes, 7_000).await;
+    assert_eq!(
+        writer.upload_id(),
+        None,
+        "no multipart upload below one part"
+    );
+    assert_eq!(store.size("gu/id/small").await.unwrap(), None);
+    assert_eq!(Box::new(writer).finish().await.unwrap(), 100_000);
+
+    assert_eq!(store.size("gu/id/small").await.unwrap(), Some(100_000));
+    assert_eq!(read_all(&store, "gu/id/small").await, bytes);
+    assert_eq!(
+        store.read_range("gu/id/small", 500, 1_000).await.unwrap(),
+        &bytes[500..1_500]
+    );
+    assert_eq!(
+        store.read_range("gu/id/small", 99_990, 100).await.unwrap(),
+        &bytes[99_990..]
+    );
+    assert!(
+        store
+            .read_range("gu/id/small", 100_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .read_range("gu/id/small", 200_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .read_range("gu/id/small", 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let url = redirect_url(store.download("gu/id/small").await.unwrap());
+    let (status, body) = fetch(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, bytes);
+}
+
+#[tokio::test]
+async fn empty_blob() {
+    let (store, _) = fresh_store(PART).await;
+    let writer = store.writer("empty").await.unwrap();
+    assert_eq!(writer.finish().await.unwrap(), 0);
+    assert_eq!(store.size("empty").await.unwrap(), Some(0));
+    assert!(store.read_range("empty", 0, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn multipart_blob_round_trips() {
+    let (store, _) = fresh_store(PART).await;
+    let bytes = data(20 * MIB + 12_345, 2);
+    let mut writer = store.s3_writer("gu/id/big").unwrap();
+    write_chunked(&mut writer, &bytes, 64 * 1024).await;
+    assert!(writer.upload_id().is_some(), "20 MiB must go multipart");
+    // Parts are uploaded, but nothing is visible before finish.
+    assert_eq!(store.size("gu/id/big").await.unwrap(), None);
+    assert!(store.list("gu/").await.unwrap().is_empty());
+    assert_eq!(Box::new(writer).finish().await.unwrap(), bytes.len() as u64);
+
+    assert_eq!(
+        store.size("gu/id/big").await.unwrap(),
+        Some(bytes.len() as u64)
+    );
+    assert_eq!(read_all(&store, "gu/id/big").await, bytes);
+    // Ranges across part boundaries.
+    for (offset, len) in [(PART - 10, 20), (2 * PART - 1, PART + 2), (0, 1)] {
+        assert_eq!(
+            store
+                .read_range("gu/id/big", offset as u64, len as u64)
+                .await
+                .unwrap(),
+            &bytes[offset..offset + len],
+            "range {offset}+{len}"
+        );
+    }
+    let url = redirect_url(store.download("gu/id/big").await.unwrap());
+    let (status, body) = fetch(&url).await;
+    assert_eq!(status, 200);
+    assert!(body == bytes, "presigned download differs");
+}
+
+#[tokio::test]
+async fn blob_of_exactly_whole_parts() {
+    let (store, _) = fresh_store(PART).await;
+    let bytes = data(2 * PART, 3);
+    let mut writer = store.writer("whole").await.unwrap();
+    write_chunked(writer.as_mut(), &bytes, 1 << 20).await;
+    assert_eq!(writer.finish().await.unwrap(), bytes.len() as u64);
+    assert_eq!(read_all(&store, "whole").await, bytes);
+}
+
+#[tokio::test]
+async fn aborted_multipart_writer_leaves_nothing() {
+    let (store, bucket) = fresh_store(PART).await;
+    let mut writer = store.s3_writer("staging/p/u").unwrap();
+    write_chunked(&mut writer, &data(12 * MIB, 4), 64 * 1024).await;
+    let upload_id = writer.upload_id().unwrap().to_string();
+    assert!(upload_exists(&bucket, "staging/p/u", &upload_id).await);
+
+    Box::new(writer).abort().await.unwrap();
+    assert!(!upload_exists(&bucket, "staging/p/u", &upload_id).await);
+    assert_eq!(store.size("staging/p/u").await.unwrap(), None);
+    assert!(store.list("").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn dropped_multipart_writer_aborts_its_upload() {
+    let (store, bucket) = fresh_store(PART).await;
+    let mut writer = store.s3_writer("staging/p/dropped").unwrap();
+    write_chunked(&mut writer, &data(6 * MIB, 5), 64 * 1024).await;
+    let upload_id = writer.upload_id().unwrap().to_string();
+    drop(writer);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upload_exists(&bucket, "staging/p/dropped", &upload_id).await {
+        assert!(Instant::now() < deadline, "upload still pending after drop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(store.size("staging/p/dropped").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn aborted_small_writer_leaves_nothing() {
+    let (store, _) = fresh_store(PART).await;
+    let mut writer = store.writer("small").await.unwrap();
+    writer.write(Bytes::from_static(b"abc")).await.unwrap();
+    writer.abort().await.unwrap();
+    let writer = store.writer("small2").await.unwrap();
+    drop(writer);
+    assert!(store.list("").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn copy_rename_delete() {
+    let (store, _) = fresh_store(PART).await;
+    // Characters that must be URL-encoded in the copy source.
+    let src = "src/a b+c%20d=e.zip";
+    put(&store, src, b"hello").await;
+
+    store.copy(src, "dst/copy").await.unwrap();
+    assert_eq!(read_all(&store, "dst/copy").await, b"hello");
+    assert_eq!(store.size(src).await.unwrap(), Some(5));
+
+    // Overwrites.
+    put(&store, "src/other", b"other").await;
+    store.copy("src/other", "dst/copy").await.unwrap();
+    assert_eq!(read_all(&store, "dst/copy").await, b"other");
+    assert!(
+        store
+            .copy("src/none", "x")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    store.rename(src, "moved/here").await.unwrap();
+    assert_eq!(store.size(src).await.unwrap(), None);
+    assert_eq!(read_all(&store, "moved/here").await, b"hello");
+    store.rename("moved/here", "moved/here").await.unwrap();
+    assert_eq!(read_all(&store, "moved/here").await, b"hello");
+    assert!(
+        store
+            .rename("src/none", "x")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(store.size("x").await.unwrap(), None);
+
+    store.delete("moved/here").await.unwrap();
+    assert_eq!(store.size("moved/here").await.unwrap(), None);
+    store.delete("moved/here").await.unwrap();
+    store.delete("never/was").await.unwrap();
+}
+
+#[tokio::test]
+async fn copy_of_a_multipart_blob() {
+    let (store, _) = fresh_store(PART).await;
+    let bytes = data(11 * MIB, 6);
+    let mut writer = store.writer("big").await.unwrap();
+    write_chunked(writer.as_mut(), &bytes, 256 * 1024).await;
+    writer.finish().await.unwrap();
+    store.rename("big", "big2").await.unwrap();
+    assert_eq!(store.size("big").await.unwrap(), None);
+    assert_eq!(read_all(&store, "big2").await, bytes);
+}
+
+#[tokio::test]
+async fn list_with_prefix_and_pages() {
+    let (store, _) = fresh_store(PART).await;
+    for (key, len) in [
+        ("staging/p1/u1", 1),
+        ("staging/p1/u2", 2),
+        ("staging/p2/u3", 3),
+        ("gu/id/g1", 4),
+        ("stagingx", 5),
+    ] {
+        put(&store, key, &data(len, len as u64)).await;
+    }
+    let keys = |infos: Vec<packages_blobstore::BlobInfo>| {
+        infos.into_iter().map(|info| info.key).collect::<Vec<_>>()
+    };
+    // A page size of 2 makes even these few keys span several pages.
+    let paged = store.clone().with_list_page_size(2);
+    for store in [&store, &paged] {
+        assert_eq!(
+            keys(store.list("").await.unwrap()),
+            [
+                "gu/id/g1",
+                "staging/p1/u1",
+                "staging/p1/u2",
+                "staging/p2/u3",
+                "stagingx"
+            ]
+        );
+        assert_eq!(
+            keys(store.list("staging/").await.unwrap()),
+            ["staging/p1/u1", "staging/p1/u2", "staging/p2/u3"]
+        );
+        assert_eq!(
+            keys(store.list("staging/p1/").await.unwrap()),
+            ["staging/p1/u1", "staging/p1/u2"]
+        );
+        assert!(store.list("nothing/").await.unwrap().is_empty());
+    }
+    let infos = paged.list("staging/p2/").await.unwrap();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0].size, 3);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (now - infos[0].last_modified).abs() < 120,
+        "{} vs {now}",
+        infos[0].last_modified
+    );
+}
+
+#[tokio::test]
+async fn missing_blobs() {
+    let (store, _) = fresh_store(PART).await;
+    assert_eq!(store.size("no/such").await.unwrap(), None);
+    assert!(
+        store
+            .read_range("no/such", 0, 10)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        store
+            .read_range("no/such", 0, 0)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(store.download("no/such").await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn bad_keys_are_refused() {
+    let (store, _) = fresh_store(PART).await;
+    for key in ["", "/abs", "a/../b", "a//b", "a\\b"] {
+        assert!(
+            matches!(store.writer(key).await, Err(BlobError::Other(_))),
+            "{key:?}"
+        );
+        assert!(matches!(store.size(key).await, Err(BlobError::Other(_))));
+    }
+}
+
+#[tokio::test]
+async fn tampered_presigned_url_is_refused() {
+    let (store, _) = fresh_store(PART).await;
+    put(&store, "k", b"secret bits").await;
+    let url = redirect_url(store.download("k").await.unwrap());
+    let (status, body) = fetch(&url).await;
+    assert_eq!((status, body.as_slice()), (200, &b"secret bits"[..]));
+
+    let marker = "X-Amz-Signature=";
+    let at = url.find(marker).unwrap() + marker.len();
+    let mut tampered = url.clone().into_bytes();
+    tampered[at] = if tampered[at] == b'0' { b'1' } else { b'0' };
+    let (status, _) = fetch(&String::from_utf8(tampered).unwrap()).await;
+    assert_eq!(status, 403);
+
+    // Another key under the same signature is refused too.
+    let (status, _) = fetch(&url.replacen("/k?", "/j?", 1)).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn dead_endpoint_is_unavailable_quickly() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut dead = settings("pkgtest-dead", PART);
+    dead.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    let store = S3Blobstore::connect(dead).unwrap();
+
+    let started = Instant::now();
+    let err = store.check().await.unwrap_err();
+    assert!(matches!(err, BlobError::Unavailable(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        store.size("k").await,
+        Err(BlobError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.ensure_bucket().await,
+        Err(BlobError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_refused() {
+    let (_, bucket) = fresh_store(PART).await;
+    let mut wrong = settings(&bucket, PART);
+    wrong.secret_key = Some("not-the-secret".to_string());
+    let store = S3Blobstore::connect(wrong).unwrap();
+    let err = store.check().await.unwrap_err();
+    assert!(matches!(err, BlobError::Other(_)), "{err}");
+}
+
+#[tokio::test]
+async fn ensure_bucket_is_idempotent_and_check_passes() {
+    let bucket = common::bucket_name();
+    let store = S3Blobstore::connect(settings(&bucket, PART)).unwrap();
+    // Before the bucket exists the store is not ready.
+    assert!(store.check().await.is_err());
+    store.ensure_bucket().await.unwrap();
+    store.ensure_bucket().await.unwrap();
+    store.check().await.unwrap();
+    assert_eq!(store.kind(), "s3");
+
+    // A second instance racing to create the same bucket is fine too.
+    let other = S3Blobstore::connect(settings(&bucket, PART)).unwrap();
+    other.ensure_bucket().await.unwrap();
+}
+
+#[tokio::test]
+async fn ensure_bucket_outside_us_east_1() {
+    let mut eu = settings(&common::bucket_name(), PART);
+    eu.region = "eu-west-1".to_string();
+    let store = S3Blobstore::connect(eu).unwrap();
+    store.ensure_bucket().await.unwrap();
+    put(&store, "k", b"v").await;
+    assert_eq!(read_all(&store, "k").await, b"v");
+}

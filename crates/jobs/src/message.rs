@@ -1,0 +1,374 @@
+//! The job message, version 1. Schema: `proto/job-message.v1.schema.json`.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The only version this build understands; anything else is dead-lettered unread.
+pub const JOB_MESSAGE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    ProcessUpload,
+    CopyBits,
+    DeleteBits,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::ProcessUpload => "process_upload",
+            JobKind::CopyBits => "copy_bits",
+            JobKind::DeleteBits => "delete_bits",
+        }
+    }
+}
+
+/// Validate the staged upload, promote it to the package key, mark the package READY.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUpload {
+    pub staging_key: String,
+    pub size: u64,
+    pub sha1: String,
+    pub sha256: String,
+}
+
+/// Copy the bits of `source_package_guid` to the message's package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyBits {
+    pub source_package_guid: String,
+}
+
+/// Delete the blob at `blob_key` (bits of a deleted or expired package).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteBits {
+    pub blob_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "args", rename_all = "snake_case")]
+pub enum JobPayload {
+    ProcessUpload(ProcessUpload),
+    CopyBits(CopyBits),
+    DeleteBits(DeleteBits),
+}
+
+impl JobPayload {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobPayload::ProcessUpload(_) => JobKind::ProcessUpload,
+            JobPayload::CopyBits(_) => JobKind::CopyBits,
+            JobPayload::DeleteBits(_) => JobKind::DeleteBits,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub version: u32,
+    /// Id of the job row in the database that this message publishes.
+    pub job_id: Uuid,
+    pub package_guid: String,
+    /// `X-VCAP-Request-ID` of the request that caused the job, for log correlation.
+    pub request_id: String,
+    #[serde(flatten)]
+    pub payload: JobPayload,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("job message is not valid JSON: {0}")]
+    Malformed(String),
+    #[error(
+        "job message version {0} is not supported (this worker reads version {JOB_MESSAGE_VERSION})"
+    )]
+    UnsupportedVersion(u64),
+}
+
+impl JobMessage {
+    pub fn new(
+        job_id: Uuid,
+        package_guid: String,
+        request_id: String,
+        payload: JobPayload,
+    ) -> Self {
+        JobMessage {
+            version: JOB_MESSAGE_VERSION,
+            job_id,
+            package_guid,
+            request_id,
+            payload,
+        }
+    }
+
+    pub fn kind(&self) -> JobKind {
+        self.payload.kind()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads the version first so that a message from a newer producer is refused as such,
+    /// not misread as a malformed version-1 message.
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: u64,
+        }
+        let versioned: Versioned =
+            serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if versioned.version != u64::from(JOB_MESSAGE_VERSION) {
+            return Err(DecodeError::UnsupportedVersion(versioned.version));
+        }
+        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    const SCHEMA_PATH: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../proto/job-message.v1.schema.json"
+    );
+
+    fn samples() -> Vec<JobMessage> {
+        let job_id = Uuid::parse_str("6f1c1f3e-8a59-4d5e-9a4b-2c1d0e9f8a7b").unwrap();
+        let message = |payload| {
+            JobMessage::new(
+                job_id,
+                "pkg-guid".to_owned(),
+                "req-1::abc".to_owned(),
+                payload,
+            )
+        };
+        vec![
+            message(JobPayload::ProcessUpload(ProcessUpload {
+                staging_key: "staging/pkg-guid/upload".to_owned(),
+                size: 1_234_567,
+                sha1: "a".repeat(40),
+                sha256: "b".repeat(64),
+            })),
+            message(JobPayload::CopyBits(CopyBits {
+                source_package_guid: "src-guid".to_owned(),
+            })),
+            message(JobPayload::DeleteBits(DeleteBits {
+                blob_key: "packages/pkg-guid".to_owned(),
+            })),
+        ]
+    }
+
+    fn keys(value: &Value) -> BTreeSet<String> {
+        value
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn strings(value: &Value) -> BTreeSet<String> {
+        value
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let samples = samples();
+        let kinds: Vec<JobKind> = samples.iter().map(JobMessage::kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                JobKind::ProcessUpload,
+                JobKind::CopyBits,
+                JobKind::DeleteBits
+            ]
+        );
+        for message in samples {
+            let decoded = JobMessage::decode(&message.encode()).unwrap();
+            assert_eq!(decoded, message);
+            assert_eq!(decoded.version, JOB_MESSAGE_VERSION);
+        }
+    }
+
+    #[test]
+    fn wire_format_is_flat_with_kind_and_args() {
+        let message = &samples()[1];
+        let value: Value = serde_json::from_slice(&message.encode()).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "version": 1,
+                "job_id": "6f1c1f3e-8a59-4d5e-9a4b-2c1d0e9f8a7b",
+                "package_guid": "pkg-guid",
+                "request_id": "req-1::abc",
+                "kind": "copy_bits",
+                "args": { "source_package_guid": "src-guid" }
+            })
+        );
+    }
+
+    #[test]
+    fn other_versions_are_refused_unread() {
+        // Version 2 may change anything else; it must not be parsed as version 1.
+        let body = br#"{"version":2,"whatever":"new shape"}"#;
+        assert!(matches!(
+            JobMessage::decode(body),
+            Err(DecodeError::UnsupportedVersion(2))
+        ));
+        let mut value: Value = serde_json::from_slice(&samples()[0].encode()).unwrap();
+        value["version"] = Value::from(0);
+        let body = serde_json::to_vec(&value).unwrap();
+        assert!(matches!(
+            JobMessage::decode(&body),
+            Err(DecodeError::UnsupportedVersion(0))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for body in [
+            &b""[..],
+            b"not json",
+            b"\xff\xfe",
+            b"[1,2]",
+            b"null",
+            b"{\"version\":",
+        ] {
+            assert!(
+                matches!(JobMessage::decode(body), Err(DecodeError::Malformed(_))),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_or_mistyped_version_is_malformed() {
+        let mut value: Value = serde_json::from_slice(&samples()[2].encode()).unwrap();
+        if let Some(object) = value.as_object_mut() {
+            object.remove("version");
+        }
+        let body = serde_json::to_vec(&value).unwrap();
+        assert!(matches!(
+            JobMessage::decode(&body),
+            Err(DecodeError::Malformed(_))
+        ));
+
+        for version in [
+            Value::from("1"),
+            Value::from(-1),
+            Value::from(1.5),
+            Value::Null,
+        ] {
+            value["version"] = version;
+            let body = serde_json::to_vec(&value).unwrap();
+            assert!(matches!(
+                JobMessage::decode(&body),
+                Err(DecodeError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn version_one_with_a_bad_body_is_malformed() {
+        let bodies = [
+            r#"{"version":1}"#,
+            r#"{"version":1,"job_id":"not-a-uuid","package_guid":"p","request_id":"r","kind":"delete_bits","args":{"blob_key":"k"}}"#,
+            r#"{"version":1,"job_id":"6f1c1f3e-8a59-4d5e-9a4b-2c1d0e9f8a7b","package_guid":"p","request_id":"r","kind":"explode","args":{}}"#,
+            r#"{"version":1,"job_id":"6f1c1f3e-8a59-4d5e-9a4b-2c1d0e9f8a7b","package_guid":"p","request_id":"r","kind":"copy_bits","args":{"blob_key":"k"}}"#,
+        ];
+        for body in bodies {
+            assert!(
+                matches!(
+                    JobMessage::decode(body.as_bytes()),
+                    Err(DecodeError::Malformed(_))
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn serialized_messages_match_the_schema() {
+        let text = std::fs::read_to_string(SCHEMA_PATH).unwrap();
+        let schema: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+        assert_eq!(schema["additionalProperties"], Value::Bool(false));
+        assert_eq!(
+            schema["properties"]["version"]["const"],
+            Value::from(JOB_MESSAGE_VERSION)
+        );
+
+        let required = strings(&schema["required"]);
+        assert_eq!(
+            required,
+            keys(&schema["properties"]),
+            "every top-level field is required"
+        );
+        let kinds = strings(&schema["properties"]["kind"]["enum"]);
+        let all_kinds: BTreeSet<String> = [
+            JobKind::ProcessUpload,
+            JobKind::CopyBits,
+            JobKind::DeleteBits,
+        ]
+        .map(|k| k.as_str().to_owned())
+        .into();
+        assert_eq!(kinds, all_kinds);
+
+        // kind -> the $defs entry that the schema's if/then applies to its args.
+        let mut args_schema_of = std::collections::BTreeMap::new();
+        for rule in schema["allOf"].as_array().unwrap() {
+            let kind = rule["if"]["properties"]["kind"]["const"].as_str().unwrap();
+            let reference = rule["then"]["properties"]["args"]["$ref"].as_str().unwrap();
+            let name = reference.strip_prefix("#/$defs/").unwrap();
+            args_schema_of.insert(kind.to_owned(), &schema["$defs"][name]);
+        }
+        assert_eq!(
+            args_schema_of.keys().cloned().collect::<BTreeSet<_>>(),
+            all_kinds
+        );
+
+        for message in samples() {
+            let value: Value = serde_json::from_slice(&message.encode()).unwrap();
+            assert_eq!(keys(&value), required);
+            let kind = value["kind"].as_str().unwrap();
+            assert_eq!(kind, message.kind().as_str());
+            let args_schema = args_schema_of[kind];
+            assert_eq!(args_schema["additionalProperties"], Value::Bool(false));
+            assert_eq!(
+                keys(&value["args"]),
+                strings(&args_schema["required"]),
+                "{kind}"
+            );
+            assert_eq!(
+                keys(&value["args"]),
+                keys(&args_schema["properties"]),
+                "{kind}"
+            );
+            for (field, field_schema) in args_schema["properties"].as_object().unwrap() {
+                let matches_type = match field_schema["type"].as_str().unwrap() {
+                    "string" => value["args"][field].is_string(),
+                    "integer" => value["args"][field].is_u64(),
+                    other => panic!("unexpected type {other}"),
+                };
+                assert!(matches_type, "{kind}.{field}");
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The typed settings every binary reads, and their built-in defaults.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use crate::value::redact_url;
+
+/// Upper bound of `worker.concurrency`: it becomes the AMQP prefetch count, a `u16`.
+pub(crate) const MAX_CONCURRENCY: usize = u16::MAX as usize;
+
+/// Every setting of the service, after defaults, config file and environment are merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub server: Server,
+    pub worker: Worker,
+    pub database: Database,
+    pub queue: Queue,
+    pub blobstore: Blobstore,
+    pub auth: Auth,
+    pub upload: Upload,
+    pub packages: Packages,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// API listen address.
+    pub bind: SocketAddr,
+    /// Base of every absolute `href`, `http(s)://host[:port][/path]` without a trailing
+    /// slash; `None`: the request's scheme and `Host`.
+    pub external_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    /// `packages-worker`'s `/metrics`, `/healthz` and `/readyz`.
+    pub bind: SocketAddr,
+    /// Jobs one worker process runs at once (the AMQP prefetch); at least 1.
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Database {
+    /// `sqlite://PATH`, `postgres://…` or `postgresql://…`.
+    pub url: String,
+    /// r2d2 pool size; at least 1.
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    pub url: QueueUrl,
+    /// Prefix of every exchange and queue name: `[A-Za-z0-9._-]{1,200}`.
+    pub prefix: String,
+    /// Deliveries of one job before the broker dead-letters it (`x-delivery-limit`).
+    pub delivery_limit: u32,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum QueueUrl {
+    /// The in-process queue of the all-in-one `packages` binary.
+    Embedded,
+    /// An `amqp://` or `amqps://` broker URL, as configured.
+    Amqp(String),
+}
+
+impl QueueUrl {
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, QueueUrl::Embedded)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blobstore {
+    pub kind: BlobstoreKind,
+    pub local: LocalBlobstore,
+    pub s3: S3Blobstore,
+    /// Lifetime of the download redirect URL, 1..=604800 (S3's limit of seven days).
+    pub presign_expiry_secs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobstoreKind {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalBlobstore {
+    /// Directory of the local blobstore; relative paths are relative to the working
+    /// directory, not to the config file.
+    pub root: PathBuf,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Blobstore {
+    /// `http(s)://host[:port]`; `None` means AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub path_style: bool,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// HS256 key (UAA symmetric key).
+    pub jwt_secret: Option<String>,
+    /// RS256 PEM public key (UAA asymmetric key).
+    pub jwt_public_key: Option<String>,
+    /// Required `aud` entry.
+    pub audience: String,
+    /// UAA base URL advertised by `GET /`, without a trailing slash.
+    pub uaa_url: Option<String>,
+}
+
+impl Auth {
+    /// Whether a token verification key is configured. Not enforced while loading: the
+    /// all-in-one binary generates a secret when none is set.
+    pub fn has_key(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_public_key.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// Directory a front proxy writes uploads into; `None`: `bits_path` uploads get 422.
+    pub bits_path_root: Option<PathBuf>,
+    /// Larger request bodies get 413 before they are stored.
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packages {
+    /// Largest total uncompressed size of a package's zip.
+    pub max_package_size: u64,
+    /// READY bits packages kept per app.
+    pub max_valid_packages_stored: u32,
+    /// Age after which a package in PROCESSING_UPLOAD or COPYING is re-driven.
+    pub pending_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive string, e.g. `info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Settings {
+    /// The built-in defaults of the operator contract.
+    pub fn defaults() -> Settings {
+        Settings {
+            server: Server {
+                bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                external_url: None,
+            },
+            worker: Worker {
+                bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
+                concurrency: default_concurrency(),
+                max_attempts: 5,
+                retry_base_ms: 1000,
+            },
+            database: Database {
+                url: "sqlite://data/packages.db".to_owned(),
+                pool_size: 16,
+            },
+            queue: Queue {
+                url: QueueUrl::Embedded,
+                prefix: "packages".to_owned(),
+                delivery_limit: 5,
+            },
+            blobstore: Blobstore {
+                kind: BlobstoreKind::Local,
+                local: LocalBlobstore {
+                    root: PathBuf::from("data/blobs"),
+                },
+                s3: S3Blobstore {
+                    endpoint: None,
+                    region: "us-east-1".to_owned(),
+                    bucket: "cc-packages".to_owned(),
+                    access_key: None,
+                    secret_key: None,
+                    path_style: true,
+                },
+                presign_expiry_secs: 3600,
+            },
+            auth: Auth {
+                jwt_secret: None,
+                jwt_public_key: None,
+                audience: "cloud_controller".to_owned(),
+                uaa_url: None,
+            },
+            upload: Upload {
+                bits_path_root: None,
+                max_body_bytes: 1 << 30,
+            },
+            packages: Packages {
+                max_package_size: 536_870_912,
+                max_valid_packages_stored: 5,
+                pending_timeout_secs: 1200,
+            },
+            log: Log {
+                format: LogFormat::Text,
+                level: "info".to_owned(),
+            },
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::defaults()
+    }
+}
+
+/// Number of cores; 1 when the platform cannot tell.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map(NonZeroUsize::get)
+        .unwrap_or(1)
+        .min(MAX_CONCURRENCY)
+}
+
+// Settings end up in logs and panic messages; these impls keep passwords and secret keys
+// out of them.
+
+const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl fmt::Debug for QueueUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueUrl::Embedded => f.write_str("Embedded"),
+            QueueUrl::Amqp(url) => f.debug_tuple("Amqp").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for S3Blobstore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Blobstore")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| REDACTED))
+            .field("path_style", &self.path_style)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| REDACTED))
+            .field("jwt_public_key", &self.jwt_public_key)
+            .field("audience", &self.audience)
+            .field("uaa_url", &self.uaa_url)
+            .finish()
+    }
+}

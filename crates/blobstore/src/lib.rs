@@ -81,6 +81,9 @@ pub trait Blobstore: Send + Sync + 'static {
     /// Reads `len` bytes starting at `offset` (fewer only at the end of the blob).
     async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, BlobError>;
 
+    /// Streams the whole blob.
+    async fn read(&self, key: &str) -> Result<ByteStream, BlobError>;
+
     /// Copies a blob inside the store without passing its bytes through this process
     /// where the store allows it (S3 server-side copy). Overwrites `to`.
     async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError>;

@@ -14,7 +14,7 @@ use futures_util::TryStreamExt as _;
 use tokio::io::{AsyncWriteExt as _, BufWriter};
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, Download, validate_key};
+use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key};
 
 /// Temporary files live inside the root so the final rename stays on one filesystem.
 const TMP_DIR: &str = ".tmp";
@@ -383,6 +383,13 @@ impl Blobstore for LocalBlobstore {
             Ok(())
         })
         .await
+    }
+
+    async fn read(&self, key: &str) -> Result<ByteStream, BlobError> {
+        match self.download(key).await? {
+            Download::Stream { body, .. } => Ok(body),
+            Download::Redirect { .. } => Err(BlobError::Other("local blobs stream".into())),
+        }
     }
 
     async fn download(&self, key: &str) -> Result<Download, BlobError> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::TryStreamExt as _;
 use s3::error::S3Error;
 use s3::request::Request as _;
 use s3::request::tokio_backend::ReqwestRequest;
@@ -16,7 +17,7 @@ use s3::serde_types::Part;
 use s3::{Bucket, BucketConfiguration, Region, command::Command, creds::Credentials};
 use tokio::task::JoinHandle;
 
-use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, Download, validate_key};
+use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key};
 
 /// Requests that move little data (HEAD, list, delete, multipart bookkeeping) fail fast,
 /// so a dead or black-holed endpoint shows up in seconds.
@@ -393,6 +394,19 @@ impl Blobstore for S3Blobstore {
             body.truncate(max);
         }
         Ok(body)
+    }
+
+    async fn read(&self, key: &str) -> Result<ByteStream, BlobError> {
+        validate_key(key)?;
+        let response = self
+            .transfer
+            .get_object_stream(key)
+            .await
+            .map_err(|e| map_error(e, key))?;
+        let owned_key = key.to_string();
+        Ok(Box::pin(
+            response.bytes.map_err(move |e| map_error(e, &owned_key)),
+        ))
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {

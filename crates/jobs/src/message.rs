@@ -24,13 +24,13 @@ impl JobKind {
     }
 }
 
-/// Validate the staged upload, promote it to the package key, mark the package READY.
+/// Validate the staged upload, move it to the package key while hashing it, mark the
+/// package READY.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessUpload {
     pub staging_key: String,
+    /// Bytes the API stored; the worker checks it read as many.
     pub size: u64,
-    pub sha1: String,
-    pub sha256: String,
 }
 
 /// Copy the bits of `source_package_guid` to the message's package.
@@ -154,8 +154,6 @@ mod tests {
             message(JobPayload::ProcessUpload(ProcessUpload {
                 staging_key: "staging/pkg-guid/upload".to_owned(),
                 size: 1_234_567,
-                sha1: "a".repeat(40),
-                sha256: "b".repeat(64),
             })),
             message(JobPayload::CopyBits(CopyBits {
                 source_package_guid: "src-guid".to_owned(),

@@ -1,0 +1,400 @@
+//! Organizations, spaces, roles and apps: the small GA-shaped surface that owns and
+//! authorizes packages.
+
+use packages_domain::context::{self as rules, App, Organization, Role, RoleTarget, Space};
+use packages_domain::validation::{self, Invalid};
+use packages_domain::{Access, Principal, Timestamp, new_guid};
+use packages_storage::StorageError;
+use packages_storage::context::{self as store, Visibility};
+
+use crate::lookup::{require_read_scope, require_write_role, require_write_scope};
+use crate::{Page, Resource, Result, ServiceError, Services, jobs, list_query};
+
+const INVALID_ORG_FOR_SPACE: &str =
+    "Invalid organization. Ensure the organization exists and you have access to it.";
+const INVALID_ORG_FOR_ROLE: &str =
+    "Invalid organization. Ensure that the organization exists and you have access to it.";
+const INVALID_SPACE: &str =
+    "Invalid space. Ensure that the space exists and you have access to it.";
+
+fn require_admin(principal: &Principal) -> Result<()> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::NotAuthorized)
+    }
+}
+
+fn visibility(principal: &Principal) -> Visibility {
+    if principal.is_admin() {
+        Visibility::All
+    } else {
+        Visibility::User(principal.user_guid.clone())
+    }
+}
+
+fn parse(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    validation::parse_object(body).map_err(|e| ServiceError::Unparsable(e.0))
+}
+
+impl Services {
+    // Organizations
+
+    pub async fn create_org(&self, principal: &Principal, body: &[u8]) -> Result<Organization> {
+        require_write_scope(principal)?;
+        require_admin(principal)?;
+        let request = rules::org_create(&parse(body)?)?;
+        let now = Timestamp::now();
+        let org = Organization {
+            guid: new_guid(),
+            name: request.name,
+            suspended: request.suspended,
+            created_at: now,
+            updated_at: now,
+        };
+        let row = org.clone();
+        match self.db.run(move |conn| store::insert_org(conn, &row)).await {
+            Ok(()) => Ok(org),
+            Err(StorageError::Conflict(_)) => {
+                Err(Invalid::one(format!("Organization '{}' already exists.", org.name)).into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn visible_org(&self, principal: &Principal, guid: &str) -> Result<Organization> {
+        let (user, guid, admin) = (
+            principal.user_guid.clone(),
+            guid.to_owned(),
+            principal.is_admin(),
+        );
+        self.db
+            .run(move |conn| {
+                let Some(org) = store::find_org(conn, &guid)? else {
+                    return Ok(None);
+                };
+                let visible = admin || store::is_org_member(conn, &user, &org.guid)?;
+                Ok(visible.then_some(org))
+            })
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Organization))
+    }
+
+    pub async fn get_org(&self, principal: &Principal, guid: &str) -> Result<Organization> {
+        require_read_scope(principal)?;
+        self.visible_org(principal, guid).await
+    }
+
+    pub async fn list_orgs(
+        &self,
+        principal: &Principal,
+        query: &[(String, String)],
+    ) -> Result<Page<Organization>> {
+        require_read_scope(principal)?;
+        let query = list_query(query)?;
+        let visibility = visibility(principal);
+        let (orgs, total) = self
+            .db
+            .run(move |conn| store::list_orgs(conn, &visibility, &query))
+            .await?;
+        Ok(Page::new(orgs, total, query))
+    }
+
+    /// Deletes the organization with everything in it; package bits go through jobs.
+    pub async fn delete_org(
+        &self,
+        principal: &Principal,
+        guid: &str,
+        request_id: &str,
+    ) -> Result<()> {
+        require_write_scope(principal)?;
+        let org = self.visible_org(principal, guid).await?;
+        require_admin(principal)?;
+        let request_id = request_id.to_owned();
+        self.db
+            .run(move |conn| {
+                store::delete_org(conn, &org.guid, &|p| jobs::delete_bits(p, &request_id))
+            })
+            .await?;
+        self.job_recorded();
+        Ok(())
+    }
+
+    // Spaces
+
+    pub async fn create_space(&self, principal: &Principal, body: &[u8]) -> Result<Space> {
+        require_write_scope(principal)?;
+        let request = rules::space_create(&parse(body)?)?;
+        let org = match &request.organization_guid {
+            Some(guid) => self.visible_org(principal, guid).await.ok(),
+            None => None,
+        };
+        let Some(org) = org else {
+            return Err(Invalid::one(INVALID_ORG_FOR_SPACE).into());
+        };
+        require_admin(principal)?;
+        let now = Timestamp::now();
+        let space = Space {
+            guid: new_guid(),
+            name: request.name,
+            organization_guid: org.guid,
+            created_at: now,
+            updated_at: now,
+        };
+        let row = space.clone();
+        match self
+            .db
+            .run(move |conn| store::insert_space(conn, &row))
+            .await
+        {
+            Ok(()) => Ok(space),
+            Err(StorageError::Conflict(_)) => {
+                Err(Invalid::one("Name must be unique per organization").into())
+            }
+            Err(StorageError::MissingParent(_)) => Err(Invalid::one(INVALID_ORG_FOR_SPACE).into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn visible_space(&self, principal: &Principal, guid: &str) -> Result<Space> {
+        let (user, guid, admin) = (
+            principal.user_guid.clone(),
+            guid.to_owned(),
+            principal.is_admin(),
+        );
+        self.db
+            .run(move |conn| {
+                let Some(space) = store::find_space(conn, &guid)? else {
+                    return Ok(None);
+                };
+                let membership = store::membership(conn, &user, &space.guid)?.unwrap_or_default();
+                let visible = admin || membership.org_manager || !membership.space_roles.is_empty();
+                Ok(visible.then_some(space))
+            })
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Space))
+    }
+
+    pub async fn get_space(&self, principal: &Principal, guid: &str) -> Result<Space> {
+        require_read_scope(principal)?;
+        self.visible_space(principal, guid).await
+    }
+
+    pub async fn list_spaces(
+        &self,
+        principal: &Principal,
+        query: &[(String, String)],
+    ) -> Result<Page<Space>> {
+        require_read_scope(principal)?;
+        let query = list_query(query)?;
+        let visibility = visibility(principal);
+        let (spaces, total) = self
+            .db
+            .run(move |conn| store::list_spaces(conn, &visibility, &query))
+            .await?;
+        Ok(Page::new(spaces, total, query))
+    }
+
+    pub async fn delete_space(
+        &self,
+        principal: &Principal,
+        guid: &str,
+        request_id: &str,
+    ) -> Result<()> {
+        require_write_scope(principal)?;
+        let space = self.visible_space(principal, guid).await?;
+        require_admin(principal)?;
+        let request_id = request_id.to_owned();
+        self.db
+            .run(move |conn| {
+                store::delete_space(conn, &space.guid, &|p| jobs::delete_bits(p, &request_id))
+            })
+            .await?;
+        self.job_recorded();
+        Ok(())
+    }
+
+    // Roles
+
+    pub async fn create_role(&self, principal: &Principal, body: &[u8]) -> Result<Role> {
+        require_write_scope(principal)?;
+        require_admin(principal)?;
+        let request = rules::role_create(&parse(body)?)?;
+        let target_name = match &request.target {
+            RoleTarget::Space(guid) => match self.visible_space(principal, guid).await {
+                Ok(space) => format!("space '{}'", space.name),
+                Err(_) => return Err(Invalid::one(INVALID_SPACE).into()),
+            },
+            RoleTarget::Organization(guid) => match self.visible_org(principal, guid).await {
+                Ok(org) => format!("organization '{}'", org.name),
+                Err(_) => return Err(Invalid::one(INVALID_ORG_FOR_ROLE).into()),
+            },
+        };
+        let now = Timestamp::now();
+        let role = Role {
+            guid: new_guid(),
+            role_type: request.role_type,
+            user_guid: request.user_guid,
+            target: request.target,
+            created_at: now,
+            updated_at: now,
+        };
+        let row = role.clone();
+        match self
+            .db
+            .run(move |conn| store::insert_role(conn, &row))
+            .await
+        {
+            Ok(()) => Ok(role),
+            Err(StorageError::Conflict(_)) => Err(Invalid::one(format!(
+                "User '{}' already has '{}' role in {target_name}.",
+                role.user_guid, role.role_type
+            ))
+            .into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn visible_role(&self, principal: &Principal, guid: &str) -> Result<Role> {
+        let role = self
+            .db
+            .run({
+                let guid = guid.to_owned();
+                move |conn| store::find_role(conn, &guid)
+            })
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Role))?;
+        let visible = principal.is_admin()
+            || role.user_guid == principal.user_guid
+            || match &role.target {
+                RoleTarget::Space(space) => self.visible_space(principal, space).await.is_ok(),
+                RoleTarget::Organization(org) => self.visible_org(principal, org).await.is_ok(),
+            };
+        if visible {
+            Ok(role)
+        } else {
+            Err(ServiceError::NotFound(Resource::Role))
+        }
+    }
+
+    pub async fn get_role(&self, principal: &Principal, guid: &str) -> Result<Role> {
+        require_read_scope(principal)?;
+        self.visible_role(principal, guid).await
+    }
+
+    pub async fn list_roles(
+        &self,
+        principal: &Principal,
+        query: &[(String, String)],
+    ) -> Result<Page<Role>> {
+        require_read_scope(principal)?;
+        let query = list_query(query)?;
+        let visibility = visibility(principal);
+        let (roles, total) = self
+            .db
+            .run(move |conn| store::list_roles(conn, &visibility, &query))
+            .await?;
+        Ok(Page::new(roles, total, query))
+    }
+
+    pub async fn delete_role(&self, principal: &Principal, guid: &str) -> Result<()> {
+        require_write_scope(principal)?;
+        let role = self.visible_role(principal, guid).await?;
+        require_admin(principal)?;
+        self.db
+            .run(move |conn| store::delete_role(conn, &role.guid))
+            .await?;
+        Ok(())
+    }
+
+    // Apps
+
+    pub async fn create_app(&self, principal: &Principal, body: &[u8]) -> Result<App> {
+        require_write_scope(principal)?;
+        let request = rules::app_create(&parse(body)?)?;
+        let (user, space_guid) = (principal.user_guid.clone(), request.space_guid.clone());
+        let found = match space_guid {
+            Some(guid) => {
+                self.db
+                    .run(move |conn| {
+                        let Some(space) = store::find_space(conn, &guid)? else {
+                            return Ok(None);
+                        };
+                        let membership =
+                            store::membership(conn, &user, &space.guid)?.unwrap_or_default();
+                        Ok(Some((space, membership)))
+                    })
+                    .await?
+            }
+            None => None,
+        };
+        let Some((space, membership)) = found.filter(|(_, m)| {
+            (Access {
+                principal,
+                membership: m,
+            })
+            .can_read()
+        }) else {
+            return Err(Invalid::one(INVALID_SPACE).into());
+        };
+        require_write_role(principal, &membership)?;
+        let now = Timestamp::now();
+        let app = App {
+            guid: new_guid(),
+            name: request.name,
+            space_guid: space.guid,
+            created_at: now,
+            updated_at: now,
+        };
+        let row = app.clone();
+        match self.db.run(move |conn| store::insert_app(conn, &row)).await {
+            Ok(()) => Ok(app),
+            Err(StorageError::Conflict(_)) => Err(ServiceError::NotUnique(format!(
+                "App with the name '{}' already exists.",
+                app.name
+            ))),
+            Err(StorageError::MissingParent(_)) => Err(Invalid::one(INVALID_SPACE).into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_app(&self, principal: &Principal, guid: &str) -> Result<App> {
+        require_read_scope(principal)?;
+        Ok(self.readable_app(principal, guid).await?.0)
+    }
+
+    pub async fn list_apps(
+        &self,
+        principal: &Principal,
+        query: &[(String, String)],
+    ) -> Result<Page<App>> {
+        require_read_scope(principal)?;
+        let query = list_query(query)?;
+        let visibility = visibility(principal);
+        let (apps, total) = self
+            .db
+            .run(move |conn| store::list_apps(conn, &visibility, &query))
+            .await?;
+        Ok(Page::new(apps, total, query))
+    }
+
+    /// Deletes the app and its packages; their bits go through jobs.
+    pub async fn delete_app(
+        &self,
+        principal: &Principal,
+        guid: &str,
+        request_id: &str,
+    ) -> Result<()> {
+        require_write_scope(principal)?;
+        let (app, membership) = self.readable_app(principal, guid).await?;
+        require_write_role(principal, &membership)?;
+        let request_id = request_id.to_owned();
+        self.db
+            .run(move |conn| {
+                store::delete_app(conn, &app.guid, &|p| jobs::delete_bits(p, &request_id))
+            })
+            .await?;
+        self.job_recorded();
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! The package store's use cases: what each API request does, with its checks in Cloud
+//! Controller's order, independent of HTTP and of which backends are configured.
+//!
+//! [`Services`] holds the backends behind their traits (database through
+//! `packages-storage`, bits through `packages-blobstore`); the job queue is reached only
+//! through the outbox and its [`relay`].
+
+pub mod context;
+mod error;
+pub mod jobs;
+mod lookup;
+pub mod packages;
+pub mod relay;
+pub mod upload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use packages_blobstore::Blobstore;
+use packages_domain::{ListQuery, PageWindow};
+use packages_storage::Database;
+use tokio::sync::Notify;
+
+pub use error::{Resource, Result, ServiceError};
+
+/// Limits and policies from the configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Largest upload accepted (`upload.max_body_bytes`).
+    pub max_body_bytes: u64,
+    /// Directory a front proxy stores uploads in (`upload.bits_path_root`).
+    pub bits_path_root: Option<PathBuf>,
+    /// Largest uncompressed package (`packages.max_package_size`).
+    pub max_package_size: u64,
+    /// READY bits packages kept per app (`packages.max_valid_packages_stored`).
+    pub max_valid_packages_stored: u32,
+    /// How long a package may stay pending before it is re-driven or failed
+    /// (`packages.pending_timeout_secs`).
+    pub pending_timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_body_bytes: 1 << 30,
+            bits_path_root: None,
+            max_package_size: 536_870_912,
+            max_valid_packages_stored: 5,
+            pending_timeout: Duration::from_secs(1200),
+        }
+    }
+}
+
+/// Everything a use case needs; cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub db: Database,
+    pub blobs: Arc<dyn Blobstore>,
+    pub policy: Arc<Policy>,
+    /// Wakes the outbox relay of this process when a job was recorded, so jobs are
+    /// published at once instead of at the next poll.
+    pub relay_wake: Arc<Notify>,
+}
+
+impl Services {
+    pub fn new(db: Database, blobs: Arc<dyn Blobstore>, policy: Policy) -> Self {
+        Services {
+            db,
+            blobs,
+            policy: Arc::new(policy),
+            relay_wake: Arc::new(Notify::new()),
+        }
+    }
+
+    fn job_recorded(&self) {
+        self.relay_wake.notify_one();
+    }
+}
+
+/// One page of a list and where it sits.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub resources: Vec<T>,
+    pub query: ListQuery,
+    pub window: PageWindow,
+}
+
+impl<T> Page<T> {
+    fn new(resources: Vec<T>, total: u64, query: ListQuery) -> Self {
+        Page {
+            resources,
+            window: query.window(total),
+            query,
+        }
+    }
+}
+
+/// Parses list parameters (E2015: only `page` and `per_page`).
+pub fn list_query(pairs: &[(String, String)]) -> Result<ListQuery> {
+    ListQuery::parse(pairs).map_err(ServiceError::BadQuery)
+}

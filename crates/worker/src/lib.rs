@@ -1,0 +1,264 @@
+//! The worker: consumes jobs, runs them through the [`pipeline`], and settles each
+//! delivery only after the database change that ends the job has committed. Also runs
+//! the sweeps that keep the store tidy (stuck packages, abandoned staged uploads).
+//!
+//! It runs the same whether the queue is in process or RabbitMQ, and whichever blobstore
+//! and database are configured.
+
+mod pipeline;
+mod sweep;
+mod zipread;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use packages_jobs::{DecodeError, Delivery, JobConsumer, JobMessage, JobPayload, QueueError};
+use packages_service::Services;
+use packages_storage::jobs;
+use packages_telemetry::{Metrics, job_outcome};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+pub use sweep::Sweeper;
+
+use crate::pipeline::{Done, Pipeline, Retry};
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Jobs run at once (also the AMQP prefetch).
+    pub concurrency: usize,
+    /// Attempts of a job that keeps failing for infrastructure reasons (and re-drives of
+    /// a stuck package) before its package is FAILED.
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt up to [`MAX_RETRY_DELAY`].
+    pub retry_base: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            concurrency: 2,
+            max_attempts: 5,
+            retry_base: Duration::from_secs(1),
+        }
+    }
+}
+
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+impl WorkerSettings {
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        self.retry_base
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(MAX_RETRY_DELAY)
+    }
+}
+
+pub struct Worker {
+    pipeline: Arc<Pipeline>,
+    consumer: Arc<dyn JobConsumer>,
+    settings: WorkerSettings,
+}
+
+/// What to do with a job that hit an infrastructure failure.
+enum RetryDecision {
+    /// Recorded in the outbox to be published again after a delay.
+    Rescheduled(i32),
+    /// Out of attempts.
+    GiveUp,
+    /// Its row is gone: the job was finished by a duplicate.
+    Gone,
+}
+
+impl Worker {
+    pub fn new(
+        services: Services,
+        consumer: Arc<dyn JobConsumer>,
+        metrics: Metrics,
+        settings: WorkerSettings,
+    ) -> Self {
+        Worker {
+            pipeline: Arc::new(Pipeline { services, metrics }),
+            consumer,
+            settings,
+        }
+    }
+
+    /// Consumes until `shutdown` turns true, then finishes the jobs in hand and closes
+    /// the consumer (what was not started goes back to the queue).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.settings.concurrency.max(1)));
+        let mut in_hand = JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit,
+                _ = shutdown.changed() => break,
+            };
+            let Ok(permit) = permit else { break };
+            let delivery = tokio::select! {
+                delivery = this.consumer.next() => delivery,
+                _ = shutdown.changed() => break,
+            };
+            match delivery {
+                Ok(delivery) => {
+                    let worker = this.clone();
+                    in_hand.spawn(async move {
+                        worker.handle(delivery).await;
+                        drop(permit);
+                    });
+                }
+                Err(QueueError::Closed) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving a job failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            while in_hand.try_join_next().is_some() {}
+        }
+        tracing::info!(
+            jobs = in_hand.len(),
+            "worker stopping; finishing the jobs in hand"
+        );
+        while in_hand.join_next().await.is_some() {}
+        this.consumer.close().await;
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let message = match JobMessage::decode(&delivery.body) {
+            Ok(message) => message,
+            Err(e) => return self.reject_unreadable(delivery, e).await,
+        };
+        let span = tracing::info_span!(
+            "job",
+            request_id = %message.request_id,
+            package_guid = %message.package_guid,
+            job_id = %message.job_id,
+            kind = message.kind().as_str(),
+        );
+        self.run_job(delivery, message).instrument(span).await;
+    }
+
+    async fn reject_unreadable(&self, delivery: Delivery, error: DecodeError) {
+        tracing::error!(error = %error, "job message refused; sending it to the dead-letter queue");
+        self.pipeline
+            .metrics
+            .job_started()
+            .finish("unknown", job_outcome::DEAD_LETTERED);
+        if let Err(e) = delivery.dead_letter().await {
+            tracing::warn!(error = %e, "dead-lettering failed; the broker will deliver it again");
+        }
+    }
+
+    async fn run_job(&self, delivery: Delivery, message: JobMessage) {
+        let timer = self.pipeline.metrics.job_started();
+        let kind = message.kind().as_str();
+        let result = match &message.payload {
+            JobPayload::ProcessUpload(job) => self.pipeline.process_upload(&message, job).await,
+            JobPayload::CopyBits(job) => self.pipeline.copy_bits(&message, job).await,
+            JobPayload::DeleteBits(job) => self.pipeline.delete_bits(&message, job).await,
+        };
+        let outcome = match result {
+            Ok(Done::Succeeded) => settle(delivery.ack().await, job_outcome::SUCCEEDED),
+            Ok(Done::Failed(reason)) => {
+                self.pipeline.metrics.package_failed(reason.label());
+                settle(delivery.ack().await, job_outcome::FAILED)
+            }
+            Ok(Done::Ignored(why)) => {
+                tracing::info!(why, "job ignored");
+                settle(delivery.ack().await, job_outcome::IGNORED)
+            }
+            Err(Retry(cause)) => self.retry(delivery, &message, &cause).await,
+        };
+        timer.finish(kind, outcome);
+    }
+
+    /// Infrastructure failure: retried with backoff through the outbox while the
+    /// database answers; after `max_attempts` the package is FAILED with the reason and
+    /// the message goes to the dead-letter queue. When the database itself is down the
+    /// message goes back to the broker, whose delivery limit dead-letters it eventually
+    /// (the pending sweep then fails the package).
+    async fn retry(&self, delivery: Delivery, message: &JobMessage, cause: &str) -> &'static str {
+        tracing::warn!(cause, "job hit an infrastructure error");
+        let id = message.job_id.to_string();
+        let (max, settings) = (self.settings.max_attempts, self.settings.clone());
+        let decision = self
+            .pipeline
+            .services
+            .db
+            .run(move |conn| {
+                let Some(job) = jobs::find(conn, &id)? else {
+                    return Ok(RetryDecision::Gone);
+                };
+                if job.attempts + 1 >= max {
+                    return Ok(RetryDecision::GiveUp);
+                }
+                let delay = settings.retry_delay(u32::try_from(job.attempts).unwrap_or(0));
+                let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                Ok(match jobs::reschedule(conn, &id, delay_ms)? {
+                    Some(attempts) => RetryDecision::Rescheduled(attempts),
+                    None => RetryDecision::Gone,
+                })
+            })
+            .await;
+        match decision {
+            Ok(RetryDecision::Rescheduled(attempt)) => {
+                tracing::info!(attempt, "job rescheduled");
+                self.pipeline.services.relay_wake.notify_one();
+                settle(delivery.ack().await, job_outcome::RETRIED)
+            }
+            Ok(RetryDecision::Gone) => settle(delivery.ack().await, job_outcome::IGNORED),
+            Ok(RetryDecision::GiveUp) => match self.pipeline.give_up(message, cause).await {
+                Ok(reason) => {
+                    if let Some(reason) = reason {
+                        self.pipeline.metrics.package_failed(reason.label());
+                    }
+                    tracing::error!(cause, "job out of attempts; dead-lettered");
+                    settle(delivery.dead_letter().await, job_outcome::DEAD_LETTERED)
+                }
+                Err(e) => self.requeue_later(delivery, &e.0).await,
+            },
+            Err(e) => self.requeue_later(delivery, &e.to_string()).await,
+        }
+    }
+
+    /// The database cannot record anything: wait a little (so a broker redelivery is not
+    /// a hot loop), then hand the message back.
+    async fn requeue_later(&self, delivery: Delivery, cause: &str) -> &'static str {
+        let delay = self.settings.retry_delay(delivery.previous_deliveries);
+        tracing::warn!(
+            cause,
+            delay_ms = delay.as_millis() as u64,
+            "cannot record the retry; requeueing"
+        );
+        tokio::time::sleep(delay).await;
+        settle(delivery.requeue().await, job_outcome::RETRIED)
+    }
+}
+
+/// A settle that fails (connection lost) leaves the message unacknowledged; the broker
+/// delivers it again and the job's idempotence absorbs the repeat.
+fn settle(result: Result<(), QueueError>, outcome: &'static str) -> &'static str {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "settling a delivery failed; it will be delivered again");
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_and_cap() {
+        let s = WorkerSettings {
+            retry_base: Duration::from_secs(1),
+            ..WorkerSettings::default()
+        };
+        assert_eq!(s.retry_delay(0), Duration::from_secs(1));
+        assert_eq!(s.retry_delay(3), Duration::from_secs(8));
+        assert_eq!(s.retry_delay(10), MAX_RETRY_DELAY);
+        assert_eq!(s.retry_delay(u32::MAX), MAX_RETRY_DELAY);
+    }
+}

@@ -1,0 +1,428 @@
+//! What each job does. Every step tolerates running twice: the final state change is a
+//! conditional update, and a job for a package that is already finished or gone is
+//! acknowledged and ignored.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use packages_blobstore::{BlobError, Blobstore};
+use packages_domain::{FailureReason, Package, PackageState, Transition, blob_key};
+use packages_jobs::{CopyBits, DeleteBits, JobMessage, ProcessUpload};
+use packages_service::{Services, jobs as job_rows};
+use packages_storage::packages::{self, Outcome};
+use packages_storage::{StorageError, jobs};
+use packages_telemetry::Metrics;
+use packages_zipcheck::{CheckError, Limits, Problem};
+use sha1::Digest;
+
+use crate::zipread::BlobReadAt;
+
+/// How a job ended, when it ended.
+#[derive(Debug)]
+pub(crate) enum Done {
+    Succeeded,
+    /// The package's own fault (bad zip, too large, nothing to copy): FAILED for good.
+    Failed(FailureReason),
+    /// Nothing to do any more (package finished or deleted meanwhile).
+    Ignored(&'static str),
+}
+
+/// An infrastructure failure (blobstore, database) that a later attempt may get past.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Retry(pub String);
+
+impl From<BlobError> for Retry {
+    fn from(e: BlobError) -> Self {
+        Retry(e.to_string())
+    }
+}
+
+impl From<StorageError> for Retry {
+    fn from(e: StorageError) -> Self {
+        Retry(e.to_string())
+    }
+}
+
+/// SHA-1 and SHA-256 computed in the pass that moves the bits.
+struct Digests {
+    sha1: sha1::Sha1,
+    sha256: sha2::Sha256,
+}
+
+impl Digests {
+    fn new() -> Self {
+        Digests {
+            sha1: sha1::Sha1::new(),
+            sha256: sha2::Sha256::new(),
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        self.sha1.update(chunk);
+        self.sha256.update(chunk);
+    }
+
+    fn finish(self) -> (String, String) {
+        (
+            hex::encode(self.sha1.finalize()),
+            hex::encode(self.sha256.finalize()),
+        )
+    }
+}
+
+pub(crate) struct Pipeline {
+    pub services: Services,
+    pub metrics: Metrics,
+}
+
+impl Pipeline {
+    fn blobs(&self) -> &Arc<dyn Blobstore> {
+        &self.services.blobs
+    }
+
+    async fn find(&self, guid: &str) -> Result<Option<Package>, Retry> {
+        let guid = guid.to_owned();
+        Ok(self
+            .services
+            .db
+            .run(move |conn| packages::find(conn, &guid))
+            .await?)
+    }
+
+    /// Applies a job's final transition and removes the package's job rows, together.
+    async fn finish(
+        &self,
+        guid: &str,
+        transition: Transition,
+        outcome: Outcome,
+    ) -> Result<bool, Retry> {
+        let guid = guid.to_owned();
+        Ok(self
+            .services
+            .db
+            .run(move |conn| {
+                packages::finish(
+                    conn,
+                    &guid,
+                    transition,
+                    &outcome,
+                    &job_rows::PACKAGE_JOB_KINDS,
+                )
+            })
+            .await?)
+    }
+
+    async fn discard(&self, key: &str) {
+        if let Err(e) = self.blobs().delete(key).await {
+            tracing::warn!(error = %e, key, "deleting a blob failed; the staging sweep will retry");
+        }
+    }
+
+    /// Marks the package FAILED (if it is still pending in `state`) and removes the
+    /// staged bits.
+    async fn fail(
+        &self,
+        package: &Package,
+        reason: FailureReason,
+        staging_key: Option<&str>,
+    ) -> Result<Done, Retry> {
+        let Some(transition) = Transition::failure_from(package.state) else {
+            return Ok(Done::Ignored("package no longer pending"));
+        };
+        let outcome = Outcome {
+            error: Some(reason.message()),
+            ..Outcome::default()
+        };
+        let applied = self.finish(&package.guid, transition, outcome).await?;
+        if let Some(key) = staging_key {
+            self.discard(key).await;
+        }
+        if applied {
+            tracing::info!(reason = %reason.message(), "package FAILED");
+            Ok(Done::Failed(reason))
+        } else {
+            Ok(Done::Ignored("package finished meanwhile"))
+        }
+    }
+
+    /// Keeps the app's newest READY packages; older ones expire and lose their bits.
+    async fn expire(&self, app_guid: &str, request_id: &str) {
+        let keep =
+            usize::try_from(self.services.policy.max_valid_packages_stored).unwrap_or(usize::MAX);
+        let (app, request_id) = (app_guid.to_owned(), request_id.to_owned());
+        let result = self
+            .services
+            .db
+            .run(move |conn| {
+                packages::expire(conn, &app, keep, |p| job_rows::delete_bits(p, &request_id))
+            })
+            .await;
+        match result {
+            Ok(expired) if !expired.is_empty() => {
+                tracing::info!(expired = ?expired, "older packages expired");
+                self.services.relay_wake.notify_one();
+            }
+            Ok(_) => {}
+            // The package itself is READY; expiration runs again after the next upload.
+            Err(e) => tracing::warn!(error = %e, "expiring older packages failed"),
+        }
+    }
+
+    /// After a final update found the package changed: bits we wrote for a package that
+    /// is gone or did not become READY must not stay behind.
+    async fn drop_orphaned_bits(&self, guid: &str) -> Result<(), Retry> {
+        match self.find(guid).await? {
+            Some(p) if p.state == PackageState::Ready => {}
+            _ => self.discard(&blob_key(guid)).await,
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn process_upload(
+        &self,
+        message: &JobMessage,
+        job: &ProcessUpload,
+    ) -> Result<Done, Retry> {
+        let staging = job.staging_key.as_str();
+        let Some(package) = self.find(&message.package_guid).await? else {
+            self.discard(staging).await;
+            return Ok(Done::Ignored("package deleted"));
+        };
+        if package.state != PackageState::ProcessingUpload {
+            self.discard(staging).await;
+            return Ok(Done::Ignored("package already finished"));
+        }
+        let Some(size) = self.blobs().size(staging).await? else {
+            return self.staged_bits_missing(&package).await;
+        };
+        match self.check_zip(staging, size).await {
+            Ok(summary) => tracing::debug!(
+                entries = summary.entries,
+                uncompressed = summary.uncompressed_bytes,
+                "zip is valid"
+            ),
+            Err(CheckError::Invalid(problem)) => {
+                return self
+                    .fail(&package, failure_for(problem), Some(staging))
+                    .await;
+            }
+            Err(CheckError::Io(e)) => return Err(Retry(format!("reading the staged upload: {e}"))),
+        }
+        let (sha1, sha256, moved) = match self.move_hashing(staging, &package.blob_key()).await {
+            Ok(done) => done,
+            Err(BlobError::NotFound(_)) => return self.staged_bits_missing(&package).await,
+            Err(e) => return Err(e.into()),
+        };
+        if moved != job.size {
+            tracing::warn!(
+                staged = job.size,
+                moved,
+                "staged upload changed size since it was accepted"
+            );
+        }
+        let outcome = Outcome {
+            sha1: Some(sha1),
+            sha256: Some(sha256),
+            error: None,
+        };
+        if !self
+            .finish(&package.guid, Transition::UploadSucceeded, outcome)
+            .await?
+        {
+            self.drop_orphaned_bits(&package.guid).await?;
+            self.discard(staging).await;
+            return Ok(Done::Ignored("package finished or deleted meanwhile"));
+        }
+        self.discard(staging).await;
+        tracing::info!(bytes = moved, "package READY");
+        self.expire(&package.app_guid, &message.request_id).await;
+        Ok(Done::Succeeded)
+    }
+
+    /// The staged bits vanished while the package still waits for them: a duplicate job
+    /// may have just finished, otherwise nothing can bring them back.
+    async fn staged_bits_missing(&self, package: &Package) -> Result<Done, Retry> {
+        match self.find(&package.guid).await? {
+            Some(p) if p.state == PackageState::ProcessingUpload => {
+                self.fail(
+                    &p,
+                    FailureReason::GaveUp(
+                        "the uploaded bits are missing from the staging area".into(),
+                    ),
+                    None,
+                )
+                .await
+            }
+            _ => Ok(Done::Ignored("package finished meanwhile")),
+        }
+    }
+
+    /// Reads only the central directory, on a blocking thread (each read waits on the
+    /// runtime).
+    async fn check_zip(
+        &self,
+        key: &str,
+        size: u64,
+    ) -> Result<packages_zipcheck::Summary, CheckError> {
+        let reader = BlobReadAt {
+            blobs: self.blobs().clone(),
+            key: key.to_owned(),
+            size,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let limits = Limits {
+            max_uncompressed_bytes: self.services.policy.max_package_size,
+        };
+        tokio::task::spawn_blocking(move || packages_zipcheck::check(&reader, &limits))
+            .await
+            .map_err(|e| CheckError::Io(std::io::Error::other(e.to_string())))?
+    }
+
+    /// Streams `from` into `to`, hashing every byte on the way: one read of the bits.
+    async fn move_hashing(&self, from: &str, to: &str) -> Result<(String, String, u64), BlobError> {
+        let mut source = self.blobs().read(from).await?;
+        let mut writer = self.blobs().writer(to).await?;
+        let mut digests = Digests::new();
+        let mut moved: u64 = 0;
+        while let Some(chunk) = source.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            };
+            digests.update(&chunk);
+            moved += chunk.len() as u64;
+            self.metrics.bits_hashed(chunk.len() as u64);
+            if let Err(e) = writer.write(chunk).await {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        }
+        writer.finish().await?;
+        let (sha1, sha256) = digests.finish();
+        Ok((sha1, sha256, moved))
+    }
+
+    pub(crate) async fn copy_bits(
+        &self,
+        message: &JobMessage,
+        job: &CopyBits,
+    ) -> Result<Done, Retry> {
+        let Some(package) = self.find(&message.package_guid).await? else {
+            return Ok(Done::Ignored("package deleted"));
+        };
+        if package.state != PackageState::Copying {
+            return Ok(Done::Ignored("package already finished"));
+        }
+        let source = match self.find(&job.source_package_guid).await? {
+            None => {
+                return self
+                    .fail(
+                        &package,
+                        FailureReason::CopyFailed("source package does not exist".into()),
+                        None,
+                    )
+                    .await;
+            }
+            Some(source) if source.state != PackageState::Ready || source.sha1.is_none() => {
+                let detail = format!("source package has no bits (it is {})", source.state);
+                return self
+                    .fail(&package, FailureReason::CopyFailed(detail), None)
+                    .await;
+            }
+            Some(source) => source,
+        };
+        match self
+            .blobs()
+            .copy(&source.blob_key(), &package.blob_key())
+            .await
+        {
+            Ok(()) => {}
+            Err(BlobError::NotFound(_)) => {
+                let detail = "the source package's bits are missing from the blobstore".to_owned();
+                return self
+                    .fail(&package, FailureReason::CopyFailed(detail), None)
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let outcome = Outcome {
+            sha1: source.sha1.clone(),
+            sha256: source.sha256.clone(),
+            error: None,
+        };
+        if !self
+            .finish(&package.guid, Transition::CopySucceeded, outcome)
+            .await?
+        {
+            self.drop_orphaned_bits(&package.guid).await?;
+            return Ok(Done::Ignored("package finished or deleted meanwhile"));
+        }
+        tracing::info!(source = %source.guid, "package copied, READY");
+        self.expire(&package.app_guid, &message.request_id).await;
+        Ok(Done::Succeeded)
+    }
+
+    pub(crate) async fn delete_bits(
+        &self,
+        message: &JobMessage,
+        job: &DeleteBits,
+    ) -> Result<Done, Retry> {
+        self.blobs().delete(&job.blob_key).await?;
+        let id = message.job_id.to_string();
+        self.services
+            .db
+            .run(move |conn| jobs::delete(conn, &id))
+            .await?;
+        tracing::info!(key = %job.blob_key, "bits deleted");
+        Ok(Done::Succeeded)
+    }
+
+    /// Gives up on a job after its retries: the package becomes FAILED with the reason
+    /// (delete jobs just stop).
+    pub(crate) async fn give_up(
+        &self,
+        message: &JobMessage,
+        cause: &str,
+    ) -> Result<Option<FailureReason>, Retry> {
+        match &message.payload {
+            packages_jobs::JobPayload::DeleteBits(_) => {
+                let id = message.job_id.to_string();
+                self.services
+                    .db
+                    .run(move |conn| jobs::delete(conn, &id))
+                    .await?;
+                Ok(None)
+            }
+            payload => {
+                let staging = match payload {
+                    packages_jobs::JobPayload::ProcessUpload(u) => Some(u.staging_key.as_str()),
+                    _ => None,
+                };
+                let Some(package) = self.find(&message.package_guid).await? else {
+                    return Ok(None);
+                };
+                match self
+                    .fail(&package, FailureReason::GaveUp(cause.to_owned()), staging)
+                    .await?
+                {
+                    Done::Failed(reason) => Ok(Some(reason)),
+                    _ => Ok(None),
+                }
+            }
+        }
+    }
+}
+
+fn failure_for(problem: Problem) -> FailureReason {
+    match problem {
+        Problem::NotAZip(_) | Problem::Empty => FailureReason::InvalidZip,
+        Problem::TooLarge { .. } => FailureReason::TooLarge,
+        unsafe_entry @ (Problem::UnsafePath { .. } | Problem::UnsafeSymlink { .. }) => {
+            FailureReason::UnsafeEntry(unsafe_entry.to_string())
+        }
+    }
+}

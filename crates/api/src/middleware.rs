@@ -1,0 +1,72 @@
+//! Wraps every request: derives its `X-VCAP-Request-ID`, opens the log span that carries
+//! it, sets the headers Cloud Controller always sends, and records metrics under the
+//! route pattern (never the raw path).
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+use packages_domain::request_id;
+use packages_telemetry::Metrics;
+use tracing::Instrument;
+
+use crate::JSON_CONTENT_TYPE;
+
+/// The request's id, for handlers (it travels into jobs).
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(pub String);
+
+static VCAP_REQUEST_ID: HeaderName = HeaderName::from_static("x-vcap-request-id");
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Use with `actix_web::middleware::from_fn`.
+pub async fn request_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let incoming = req
+        .headers()
+        .get(&VCAP_REQUEST_ID)
+        .or_else(|| req.headers().get(&REQUEST_ID))
+        .and_then(|v| v.to_str().ok());
+    let id = request_id::derive(incoming, &uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        user_guid = tracing::field::Empty,
+    );
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let headers = res.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(VCAP_REQUEST_ID.clone(), value);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        );
+    }
+    let status = res.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(metrics) = metrics {
+        metrics.http_request(&method, &route, status, seconds);
+    }
+    span.in_scope(|| tracing::info!(status, duration_ms = seconds * 1000.0, "request finished"));
+    Ok(res)
+}

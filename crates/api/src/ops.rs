@@ -1,0 +1,161 @@
+//! Operator endpoints, on the API and on the worker: `/healthz` (the process runs),
+//! `/readyz` (its backends answer) and `/metrics` (Prometheus text). None needs a token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+use async_trait::async_trait;
+use packages_blobstore::Blobstore;
+use packages_jobs::{JobConsumer, JobPublisher};
+use packages_storage::Database;
+use packages_telemetry::{METRICS_CONTENT_TYPE, Metrics};
+use serde_json::{Map, Value, json};
+
+/// How long a backend may take to answer a readiness check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One backend a process needs.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// The backends `/readyz` checks, all at once, each with a short timeout.
+#[derive(Default)]
+pub struct Readiness {
+    probes: Vec<Box<dyn Probe>>,
+}
+
+impl Readiness {
+    pub fn new(probes: Vec<Box<dyn Probe>>) -> Self {
+        Readiness { probes }
+    }
+
+    /// Whether everything answered, and each backend's status.
+    pub async fn check(&self) -> (bool, Map<String, Value>) {
+        let results = futures_util::future::join_all(self.probes.iter().map(|probe| async move {
+            let outcome = match tokio::time::timeout(CHECK_TIMEOUT, probe.check()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(format!("no answer within {} ms", CHECK_TIMEOUT.as_millis())),
+            };
+            (probe.name(), outcome)
+        }))
+        .await;
+        let mut ready = true;
+        let mut checks = Map::new();
+        for (name, outcome) in results {
+            let status = match outcome {
+                Ok(()) => json!("ok"),
+                Err(e) => {
+                    ready = false;
+                    json!(format!("unavailable: {e}"))
+                }
+            };
+            checks.insert(name.to_owned(), status);
+        }
+        (ready, checks)
+    }
+}
+
+pub struct DatabaseProbe(pub Database);
+
+#[async_trait]
+impl Probe for DatabaseProbe {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.check().await.map_err(|e| e.to_string())
+    }
+}
+
+pub struct BlobstoreProbe(pub Arc<dyn Blobstore>);
+
+#[async_trait]
+impl Probe for BlobstoreProbe {
+    fn name(&self) -> &'static str {
+        "blobstore"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.check().await.map_err(|e| e.to_string())
+    }
+}
+
+pub struct PublisherProbe(pub Arc<dyn JobPublisher>);
+
+#[async_trait]
+impl Probe for PublisherProbe {
+    fn name(&self) -> &'static str {
+        "queue"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.check().await.map_err(|e| e.to_string())
+    }
+}
+
+pub struct ConsumerProbe(pub Arc<dyn JobConsumer>);
+
+#[async_trait]
+impl Probe for ConsumerProbe {
+    fn name(&self) -> &'static str {
+        "queue"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.depths().await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::JSON_CONTENT_TYPE),
+        ))
+        .body(serde_json::to_vec(body).unwrap_or_default())
+}
+
+async fn healthz() -> HttpResponse {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+async fn readyz(readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
+    let (ready, checks) = readiness.check().await;
+    if ready {
+        json_response(
+            StatusCode::OK,
+            &json!({"status": "ready", "checks": checks}),
+        )
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "unavailable", "checks": checks}),
+        )
+    }
+}
+
+async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(METRICS_CONTENT_TYPE),
+        ))
+        .body(metrics.render())
+}
+
+/// Registers `/healthz`, `/readyz` and `/metrics`.
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    metrics_registry: Metrics,
+    readiness: Arc<Readiness>,
+) {
+    cfg.app_data(web::Data::new(readiness))
+        .app_data(web::Data::new(metrics_registry))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}

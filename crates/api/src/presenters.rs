@@ -1,0 +1,298 @@
+//! JSON bodies. Packages use the superset of section 12 of the spec: every E2015 key as
+//! the seed shows it, plus GA's `data.checksum`, `relationships` and `metadata`. Every
+//! `href` is absolute.
+
+use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
+use packages_domain::{Package, PackageType};
+use packages_service::Page;
+use serde_json::{Value, json};
+
+/// Builds absolute links from `server.external_url` or the request's scheme and host.
+#[derive(Debug, Clone)]
+pub struct Links {
+    base: String,
+}
+
+impl Links {
+    pub fn new(base: impl Into<String>) -> Self {
+        Links {
+            base: base.into().trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn href(&self, path: &str) -> Value {
+        json!({ "href": format!("{}{path}", self.base) })
+    }
+
+    fn action(&self, path: &str, method: &str) -> Value {
+        json!({ "href": format!("{}{path}", self.base), "method": method })
+    }
+}
+
+const NO_METADATA: fn() -> Value = || json!({"labels": {}, "annotations": {}});
+
+pub fn package(links: &Links, p: &Package) -> Value {
+    let path = format!("/v3/packages/{}", p.guid);
+    let mut link_map = serde_json::Map::new();
+    link_map.insert("self".into(), links.href(&path));
+    if p.package_type == PackageType::Bits {
+        link_map.insert(
+            "upload".into(),
+            links.action(&format!("{path}/upload"), "POST"),
+        );
+        link_map.insert(
+            "download".into(),
+            links.action(&format!("{path}/download"), "GET"),
+        );
+        link_map.insert(
+            "stage".into(),
+            links.action(&format!("{path}/droplets"), "POST"),
+        );
+    }
+    link_map.insert(
+        "app".into(),
+        links.href(&format!("/v3/apps/{}", p.app_guid)),
+    );
+    json!({
+        "guid": p.guid,
+        "type": p.package_type.as_str(),
+        "data": {
+            "hash": {"type": "sha1", "value": p.sha1},
+            "checksum": {"type": "sha256", "value": p.sha256},
+            "error": p.error,
+        },
+        "url": p.url,
+        "state": p.state.as_str(),
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "relationships": {"app": {"data": {"guid": p.app_guid}}},
+        "metadata": NO_METADATA(),
+        "links": link_map,
+    })
+}
+
+pub fn organization(links: &Links, o: &Organization) -> Value {
+    json!({
+        "guid": o.guid,
+        "created_at": o.created_at,
+        "updated_at": o.updated_at,
+        "name": o.name,
+        "suspended": o.suspended,
+        "metadata": NO_METADATA(),
+        "links": {"self": links.href(&format!("/v3/organizations/{}", o.guid))},
+    })
+}
+
+pub fn space(links: &Links, s: &Space) -> Value {
+    json!({
+        "guid": s.guid,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "name": s.name,
+        "relationships": {"organization": {"data": {"guid": s.organization_guid}}},
+        "metadata": NO_METADATA(),
+        "links": {
+            "self": links.href(&format!("/v3/spaces/{}", s.guid)),
+            "organization": links.href(&format!("/v3/organizations/{}", s.organization_guid)),
+        },
+    })
+}
+
+pub fn app(links: &Links, a: &App) -> Value {
+    json!({
+        "guid": a.guid,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "name": a.name,
+        "state": "STOPPED",
+        "lifecycle": {"type": "buildpack", "data": {"buildpacks": [], "stack": null}},
+        "relationships": {"space": {"data": {"guid": a.space_guid}}},
+        "metadata": NO_METADATA(),
+        "links": {
+            "self": links.href(&format!("/v3/apps/{}", a.guid)),
+            "space": links.href(&format!("/v3/spaces/{}", a.space_guid)),
+            "packages": links.href(&format!("/v3/apps/{}/packages", a.guid)),
+        },
+    })
+}
+
+pub fn role(links: &Links, r: &Role) -> Value {
+    let (space, org, target_link) = match &r.target {
+        RoleTarget::Space(g) => (
+            json!({"guid": g}),
+            Value::Null,
+            ("space", format!("/v3/spaces/{g}")),
+        ),
+        RoleTarget::Organization(g) => (
+            Value::Null,
+            json!({"guid": g}),
+            ("organization", format!("/v3/organizations/{g}")),
+        ),
+    };
+    let mut link_map = serde_json::Map::new();
+    link_map.insert("self".into(), links.href(&format!("/v3/roles/{}", r.guid)));
+    link_map.insert(target_link.0.into(), links.href(&target_link.1));
+    json!({
+        "guid": r.guid,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "type": r.role_type.as_str(),
+        "relationships": {
+            "user": {"data": {"guid": r.user_guid}},
+            "space": {"data": space},
+            "organization": {"data": org},
+        },
+        "links": link_map,
+    })
+}
+
+/// A list: `pagination` (E2015 keys plus GA's `total_pages`) and `resources`.
+pub fn page<T>(
+    links: &Links,
+    path: &str,
+    page: &Page<T>,
+    present: impl Fn(&Links, &T) -> Value,
+) -> Value {
+    let w = &page.window;
+    let at = |n: u64| links.href(&format!("{path}?page={n}&per_page={}", w.per_page));
+    json!({
+        "pagination": {
+            "total_results": w.total_results,
+            "total_pages": w.total_pages,
+            "first": at(w.first),
+            "last": at(w.last),
+            "next": w.next.map(at),
+            "previous": w.previous.map(at),
+        },
+        "resources": page.resources.iter().map(|r| present(links, r)).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /`: enough of Cloud Controller's root document for clients to find the v3 API and
+/// the UAA.
+pub fn root(links: &Links, uaa_url: Option<&str>) -> Value {
+    let uaa = uaa_url.map(|u| json!({"href": u}));
+    json!({
+        "links": {
+            "self": {"href": links.base()},
+            "cloud_controller_v3": {
+                "href": format!("{}/v3", links.base()),
+                "meta": {"version": crate::API_VERSION},
+            },
+            "login": uaa,
+            "uaa": uaa,
+        }
+    })
+}
+
+/// `GET /v3`: links to the resources this service serves.
+pub fn v3_root(links: &Links) -> Value {
+    json!({
+        "links": {
+            "self": links.href("/v3"),
+            "apps": links.href("/v3/apps"),
+            "organizations": links.href("/v3/organizations"),
+            "packages": links.href("/v3/packages"),
+            "roles": links.href("/v3/roles"),
+            "spaces": links.href("/v3/spaces"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use packages_domain::{PackageState, Timestamp};
+
+    use super::*;
+
+    fn bits(state: PackageState) -> Package {
+        Package {
+            guid: "guid-e036ecfe-35d3-482d-a6da-5276a9d4d01e".into(),
+            app_guid: "guid-9976b72b-6a91-4bf3-a121-cfd7a1a13120".into(),
+            package_type: PackageType::Bits,
+            state,
+            sha1: None,
+            sha256: None,
+            error: None,
+            url: None,
+            created_at: Timestamp(1_444_757_503),
+            updated_at: Some(Timestamp(1_444_757_503)),
+        }
+    }
+
+    #[test]
+    fn package_superset_keeps_the_seed_keys_in_order() {
+        let links = Links::new("https://api.example.org/");
+        let v = package(&links, &bits(PackageState::ProcessingUpload));
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "guid",
+                "type",
+                "data",
+                "url",
+                "state",
+                "created_at",
+                "updated_at",
+                "relationships",
+                "metadata",
+                "links"
+            ]
+        );
+        assert_eq!(v["data"]["hash"], json!({"type": "sha1", "value": null}));
+        assert_eq!(
+            v["data"]["checksum"],
+            json!({"type": "sha256", "value": null})
+        );
+        assert_eq!(v["created_at"], "2015-10-13T17:31:43Z");
+        let link_keys: Vec<&str> = v["links"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(link_keys, ["self", "upload", "download", "stage", "app"]);
+        assert_eq!(
+            v["links"]["upload"],
+            json!({"href": "https://api.example.org/v3/packages/guid-e036ecfe-35d3-482d-a6da-5276a9d4d01e/upload", "method": "POST"})
+        );
+        assert_eq!(
+            v["links"]["app"]["href"],
+            "https://api.example.org/v3/apps/guid-9976b72b-6a91-4bf3-a121-cfd7a1a13120"
+        );
+    }
+
+    #[test]
+    fn docker_packages_have_the_same_keys_and_two_links() {
+        let mut p = bits(PackageState::Ready);
+        p.package_type = PackageType::Docker;
+        p.url = Some("docker://cloudfoundry/runtime-ci".into());
+        p.updated_at = None;
+        let v = package(&Links::new("http://h"), &p);
+        assert_eq!(v["updated_at"], Value::Null);
+        assert_eq!(v["url"], "docker://cloudfoundry/runtime-ci");
+        let link_keys: Vec<&str> = v["links"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(link_keys, ["self", "app"]);
+    }
+
+    #[test]
+    fn root_document() {
+        let v = root(&Links::new("https://api.example.org"), None);
+        assert_eq!(
+            v["links"]["cloud_controller_v3"]["href"],
+            "https://api.example.org/v3"
+        );
+        assert_eq!(v["links"]["uaa"], Value::Null);
+        assert_eq!(v["links"]["self"]["href"], "https://api.example.org");
+    }
+}

@@ -1,0 +1,87 @@
+//! Routes. A path the service does not know, or a method a path does not take, answers
+//! Cloud Controller's `404 NotFound` (`Unknown request`) without asking for a token.
+
+mod context;
+mod packages;
+mod upload;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+
+use crate::middleware::RequestId;
+use crate::{ApiError, ApiState, json, presenters};
+
+/// Largest JSON body accepted (creates are a few hundred bytes).
+const MAX_JSON_BODY: usize = 1 << 20;
+
+pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found_route())
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(not_found))
+}
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/").route(web::get().to(root)))
+        .service(resource("/v3").route(web::get().to(v3_root)))
+        .service(
+            resource("/v3/apps/{guid}/packages")
+                .route(web::post().to(packages::create_or_copy))
+                .route(web::get().to(packages::list_for_app)),
+        )
+        .service(resource("/v3/packages").route(web::get().to(packages::list)))
+        .service(
+            resource("/v3/packages/{guid}")
+                .route(web::get().to(packages::show))
+                .route(web::delete().to(packages::delete)),
+        )
+        .service(resource("/v3/packages/{guid}/upload").route(web::post().to(upload::upload)))
+        .service(resource("/v3/packages/{guid}/download").route(web::get().to(packages::download)))
+        .service(resource("/v3/packages/{guid}/droplets").route(web::post().to(packages::stage)))
+        .configure(context::configure)
+        .default_service(web::to(not_found));
+}
+
+async fn root(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    json(
+        StatusCode::OK,
+        &presenters::root(&state.links(&req), state.uaa_url.as_deref()),
+    )
+}
+
+async fn v3_root(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    json(StatusCode::OK, &presenters::v3_root(&state.links(&req)))
+}
+
+/// The request id the middleware derived.
+pub(crate) fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
+/// The query string as ordered pairs.
+pub(crate) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(req.query_string()).unwrap_or_default()
+}
+
+/// Reads a small request body, refusing more than [`MAX_JSON_BODY`] bytes.
+pub(crate) async fn read_body(mut payload: web::Payload) -> Result<bytes::Bytes, ApiError> {
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::parse_error(&e.to_string()))?;
+        if body.len() + chunk.len() > MAX_JSON_BODY {
+            return Err(ApiError {
+                status: 413,
+                ..ApiError::parse_error(&format!(
+                    "the request body is larger than {MAX_JSON_BODY} bytes"
+                ))
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

@@ -1,0 +1,110 @@
+//! The backends configuration asks for, behind the traits the rest of the code uses.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use packages_blobstore::{Blobstore, LocalBlobstore, S3Blobstore, S3Settings};
+use packages_config::{BlobstoreKind, QueueUrl, Settings};
+use packages_jobs::{AmqpQueue, AmqpSettings, EmbeddedQueue};
+use packages_storage::{Database, jobs};
+
+use crate::cli::Binary;
+use crate::{Queue, StartError};
+
+/// How long a process waits for the broker at start-up before giving up.
+const BROKER_WAIT: Duration = Duration::from_secs(30);
+
+/// Connects and migrates; an unreachable database stops start-up.
+pub async fn database(settings: &Settings) -> Result<Database, StartError> {
+    let (url, pool_size) = (settings.database.url.clone(), settings.database.pool_size);
+    tokio::task::spawn_blocking(move || Database::connect(&url, pool_size))
+        .await
+        .map_err(|e| StartError::Setup(format!("database: {e}")))?
+        .map_err(|e| StartError::Setup(format!("database: {e}")))
+}
+
+pub async fn blobstore(settings: &Settings) -> Result<Arc<dyn Blobstore>, StartError> {
+    let b = &settings.blobstore;
+    match b.kind {
+        BlobstoreKind::Local => {
+            let store = LocalBlobstore::new(b.local.root.clone())
+                .map_err(|e| StartError::Setup(format!("blobstore.local.root: {e}")))?;
+            // Writers of a process that died leave temporary files behind.
+            if let Err(e) = store.cleanup_temp(Duration::from_secs(3600)) {
+                tracing::warn!(error = %e, "cleaning old temporary blobs failed");
+            }
+            Ok(Arc::new(store))
+        }
+        BlobstoreKind::S3 => {
+            let store = S3Blobstore::connect(S3Settings {
+                endpoint: b.s3.endpoint.clone(),
+                region: b.s3.region.clone(),
+                bucket: b.s3.bucket.clone(),
+                access_key: b.s3.access_key.clone(),
+                secret_key: b.s3.secret_key.clone(),
+                path_style: b.s3.path_style,
+                presign_expiry_secs: b.presign_expiry_secs,
+                part_size: S3Settings::DEFAULT_PART_SIZE,
+            })
+            .map_err(|e| StartError::Setup(format!("blobstore.s3: {e}")))?;
+            store.ensure_bucket().await.map_err(|e| {
+                StartError::Setup(format!("blobstore.s3.bucket {}: {e}", b.s3.bucket))
+            })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+pub async fn queue(settings: &Settings, binary: Binary) -> Result<Queue, StartError> {
+    match &settings.queue.url {
+        QueueUrl::Embedded => {
+            let queue = Arc::new(EmbeddedQueue::new(settings.queue.delivery_limit));
+            Ok(Queue {
+                publisher: queue.clone(),
+                consumer: queue,
+            })
+        }
+        QueueUrl::Amqp(url) => {
+            let amqp = AmqpSettings {
+                url: url.clone(),
+                prefix: settings.queue.prefix.clone(),
+                prefetch: u16::try_from(settings.worker.concurrency).unwrap_or(u16::MAX),
+                delivery_limit: settings.queue.delivery_limit,
+            };
+            let started = Instant::now();
+            let queue = loop {
+                match AmqpQueue::connect(amqp.clone()).await {
+                    Ok(queue) => break Arc::new(queue),
+                    Err(e) if started.elapsed() < BROKER_WAIT => {
+                        tracing::warn!(error = %e, binary = binary.name(), "broker not reachable yet; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => return Err(StartError::Setup(format!("queue.url: {e}"))),
+                }
+            };
+            Ok(Queue {
+                publisher: queue.clone(),
+                consumer: queue,
+            })
+        }
+    }
+}
+
+/// An in-process queue starts empty: every job it held before a restart is published
+/// again from the outbox (jobs are idempotent).
+pub async fn requeue_for_embedded(settings: &Settings, db: &Database) -> Result<(), StartError> {
+    if !settings.queue.url.is_embedded() {
+        return Ok(());
+    }
+    let republished = db
+        .run(jobs::republish_all)
+        .await
+        .map_err(|e| StartError::Setup(format!("database: {e}")))?;
+    if republished > 0 {
+        tracing::info!(
+            jobs = republished,
+            "jobs from before the restart will be published again"
+        );
+    }
+    Ok(())
+}

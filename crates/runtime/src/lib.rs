@@ -1,0 +1,216 @@
+//! Start-up and shutdown of the three binaries: configuration, logging, backends chosen
+//! by configuration, the servers and loops each binary runs, and a clean exit on
+//! SIGTERM/SIGINT. The binaries themselves are one line each.
+
+mod backends;
+mod cli;
+mod secret;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, middleware::from_fn, web};
+use packages_api::ops::{BlobstoreProbe, ConsumerProbe, DatabaseProbe, PublisherProbe};
+use packages_api::{ApiState, Readiness};
+use packages_auth::Verifier;
+use packages_config::Settings;
+use packages_jobs::{JobConsumer, JobPublisher};
+use packages_service::{Policy, Services};
+use packages_telemetry::Metrics;
+use packages_worker::{Sweeper, Worker, WorkerSettings};
+use tokio::sync::watch;
+
+pub use cli::Binary;
+
+/// Why a process could not start; printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] packages_config::ConfigError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The whole life of a binary; the exit code follows the operator contract.
+pub fn main(binary: Binary) -> ExitCode {
+    let _failpoints = fail::FailScenario::setup();
+    let command = cli::parse(binary);
+    match run(binary, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e}", binary.name());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(binary: Binary, command: cli::Command) -> Result<(), StartError> {
+    let settings = packages_config::load(command.config.as_deref())?;
+    if let Some(token) = command.token {
+        return secret::print_token(binary, &settings, &token);
+    }
+    if settings.queue.url.is_embedded() && binary != Binary::Packages {
+        return Err(StartError::Setup(format!(
+            "queue.url: 'embedded' only works in the all-in-one `packages`; {} needs amqp://…",
+            binary.name()
+        )));
+    }
+    packages_telemetry::init_tracing(
+        matches!(settings.log.format, packages_config::LogFormat::Json),
+        &settings.log.level,
+    )
+    .map_err(|e| StartError::Setup(format!("log: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Setup(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(serve(binary, settings))
+}
+
+fn policy(settings: &Settings) -> Policy {
+    Policy {
+        max_body_bytes: settings.upload.max_body_bytes,
+        bits_path_root: settings.upload.bits_path_root.clone(),
+        max_package_size: settings.packages.max_package_size,
+        max_valid_packages_stored: settings.packages.max_valid_packages_stored,
+        pending_timeout: Duration::from_secs(settings.packages.pending_timeout_secs),
+    }
+}
+
+fn worker_settings(settings: &Settings) -> WorkerSettings {
+    WorkerSettings {
+        concurrency: settings.worker.concurrency,
+        max_attempts: i32::try_from(settings.worker.max_attempts).unwrap_or(i32::MAX),
+        retry_base: Duration::from_millis(settings.worker.retry_base_ms),
+    }
+}
+
+async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError> {
+    if binary == Binary::Packages {
+        secret::ensure_embedded_secret(&mut settings)?;
+    }
+    let db = backends::database(&settings).await?;
+    backends::requeue_for_embedded(&settings, &db).await?;
+    let blobs = backends::blobstore(&settings).await?;
+    let queue = backends::queue(&settings, binary).await?;
+    let services = Services::new(db.clone(), blobs.clone(), policy(&settings));
+    let metrics = Metrics::new();
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    tasks.spawn(packages_service::relay::run(
+        services.clone(),
+        queue.publisher.clone(),
+        services.relay_wake.clone(),
+        stopped.clone(),
+    ));
+
+    let runs_worker = binary != Binary::Api;
+    if runs_worker {
+        let worker = Worker::new(
+            services.clone(),
+            queue.consumer.clone(),
+            metrics.clone(),
+            worker_settings(&settings),
+        );
+        tasks.spawn(worker.run(stopped.clone()));
+        let sweeper = Sweeper {
+            services: services.clone(),
+            metrics: metrics.clone(),
+            queue: Some(queue.consumer.clone()),
+            max_attempts: worker_settings(&settings).max_attempts,
+        };
+        tasks.spawn(sweeper.run(stopped.clone()));
+    }
+
+    let server = match binary {
+        Binary::Packages | Binary::Api => {
+            let readiness = Readiness::new(vec![
+                Box::new(DatabaseProbe(db.clone())),
+                Box::new(PublisherProbe(queue.publisher.clone())),
+                Box::new(BlobstoreProbe(blobs.clone())),
+            ]);
+            let verifier = Verifier::new(
+                settings.auth.jwt_secret.as_deref(),
+                settings.auth.jwt_public_key.as_deref(),
+                &settings.auth.audience,
+            )
+            .map_err(|e| StartError::Setup(format!("auth: {e}")))?;
+            let state = web::Data::new(ApiState {
+                services: services.clone(),
+                verifier,
+                metrics: metrics.clone(),
+                external_url: settings.server.external_url.clone(),
+                uaa_url: settings.auth.uaa_url.clone(),
+                readiness: Arc::new(readiness),
+            });
+            HttpServer::new(move || {
+                App::new()
+                    .wrap(from_fn(packages_api::request_middleware))
+                    .configure(packages_api::configure(state.clone()))
+            })
+            .disable_signals()
+            .bind(settings.server.bind)
+            .map_err(|e| StartError::Setup(format!("server.bind {}: {e}", settings.server.bind)))?
+            .run()
+        }
+        Binary::Worker => {
+            let readiness = Arc::new(Readiness::new(vec![
+                Box::new(DatabaseProbe(db.clone())),
+                Box::new(ConsumerProbe(queue.consumer.clone())),
+                Box::new(BlobstoreProbe(blobs.clone())),
+            ]));
+            let metrics = metrics.clone();
+            HttpServer::new(move || {
+                let (metrics, readiness) = (metrics.clone(), readiness.clone());
+                App::new()
+                    .configure(move |cfg| packages_api::ops::configure(cfg, metrics, readiness))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(settings.worker.bind)
+            .map_err(|e| StartError::Setup(format!("worker.bind {}: {e}", settings.worker.bind)))?
+            .run()
+        }
+    };
+    let bound = match binary {
+        Binary::Worker => settings.worker.bind,
+        _ => settings.server.bind,
+    };
+    tracing::info!(binary = binary.name(), bind = %bound, database = db.backend(), blobstore = blobs.kind(), "started");
+    let handle = server.handle();
+    let server_task = tokio::spawn(server);
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new requests or jobs; finishing those in hand");
+    // Intake stops first; requests in flight finish (up to actix's shutdown timeout).
+    handle.stop(true).await;
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    let _ = server_task.await;
+    queue.consumer.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process can only be killed; wait forever.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// The queue, seen as a publisher (relay) and a consumer (worker); one object for both.
+pub(crate) struct Queue {
+    pub publisher: Arc<dyn JobPublisher>,
+    pub consumer: Arc<dyn JobConsumer>,
+}

@@ -67,12 +67,11 @@ pub struct Command {
 pub fn parse(binary: Binary) -> Command {
     match binary {
         Binary::Packages | Binary::Api => {
-            let cli =
-                ServeCli::parse_from(
-                    std::env::args_os()
-                        .enumerate()
-                        .map(|(i, a)| if i == 0 { binary.name().into() } else { a }),
-                );
+            let cli = ServeCli::parse_from(
+                std::env::args_os()
+                    .enumerate()
+                    .map(|(i, a)| if i == 0 { binary.name().into() } else { a }),
+            );
             let token = cli.command.map(|Sub::Token(args)| args);
             Command {
                 config: cli.config,
@@ -80,12 +79,11 @@ pub fn parse(binary: Binary) -> Command {
             }
         }
         Binary::Worker => {
-            let cli =
-                WorkerCli::parse_from(
-                    std::env::args_os()
-                        .enumerate()
-                        .map(|(i, a)| if i == 0 { binary.name().into() } else { a }),
-                );
+            let cli = WorkerCli::parse_from(
+                std::env::args_os()
+                    .enumerate()
+                    .map(|(i, a)| if i == 0 { binary.name().into() } else { a }),
+            );
             Command {
                 config: cli.config,
                 token: None,

@@ -153,6 +153,11 @@ impl Worker {
 
     async fn run_job(&self, delivery: Delivery, message: JobMessage) {
         let timer = self.pipeline.metrics.job_started();
+        // Tests make jobs hang here to exercise the pending-timeout sweep.
+        if stalled_by_failpoint() {
+            tracing::warn!("job stalled by a test failpoint");
+            return std::future::pending().await;
+        }
         let kind = message.kind().as_str();
         let result = match &message.payload {
             JobPayload::ProcessUpload(job) => self.pipeline.process_upload(&message, job).await,
@@ -235,6 +240,11 @@ impl Worker {
         tokio::time::sleep(delay).await;
         settle(delivery.requeue().await, job_outcome::RETRIED)
     }
+}
+
+fn stalled_by_failpoint() -> bool {
+    fail::fail_point!("worker-job-stall", |_| true);
+    false
 }
 
 /// A settle that fails (connection lost) leaves the message unacknowledged; the broker

@@ -340,7 +340,7 @@ fn fixture(name: &str) -> Vec<u8> {
         "{}/{name}",
         concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/fixtures/cloud-controller"
+            "/../../tests/fixtures/cloud-controller"
         )
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
@@ -380,7 +380,7 @@ fn good_zip_summary_counts_entries_and_claimed_bytes() {
 fn fixtures_check_through_a_file() {
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/cloud-controller"
+        "/../../tests/fixtures/cloud-controller"
     );
     let good = std::fs::File::open(format!("{dir}/express-app.zip")).expect("fixture");
     assert_eq!(check(&good, &LIMITS).expect("valid").entries, 7);

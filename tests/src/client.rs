@@ -1,0 +1,358 @@
+//! Talking to the service over HTTP as a Cloud Controller client would.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::service::Service;
+
+pub const ADMIN: &[&str] = &["cloud_controller.admin"];
+pub const READ_WRITE: &[&str] = &["cloud_controller.read", "cloud_controller.write"];
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a Cloud Controller error: status, numeric code, name, GA detail.
+    pub fn assert_error(&self, status: u16, code: u64, name: &str, detail: &str) {
+        assert_eq!(self.status, status, "status of {}", self.text());
+        let v = self.json();
+        assert_eq!(v["code"], code, "{v}");
+        assert_eq!(v["error_code"], format!("CF-{name}"), "{v}");
+        assert_eq!(v["errors"][0]["code"], code, "{v}");
+        assert_eq!(v["errors"][0]["title"], format!("CF-{name}"), "{v}");
+        assert_eq!(v["errors"][0]["detail"], detail, "{v}");
+        assert_eq!(
+            self.body.last(),
+            Some(&b'\n'),
+            "error bodies end with a newline"
+        );
+    }
+}
+
+/// An organization, space and app to hang packages off.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub org: String,
+    pub space: String,
+    pub app: String,
+}
+
+impl Service {
+    pub fn token(&self, user: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        packages_auth::mint(
+            &self.secret,
+            user,
+            &scopes,
+            "cloud_controller",
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+    }
+
+    pub fn admin(&self) -> String {
+        self.token("admin-user", ADMIN)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn read(res: reqwest::Response) -> Reply {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.bytes().await.unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        Self::read(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send(self.http.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn get_anonymous(&self, path: &str) -> Reply {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.send(self.http.post(self.url(path)).bearer_auth(token).json(body))
+            .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        self.send(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(token)
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.send(self.http.delete(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    /// Multipart upload with a `bits` part, as the cf CLI sends it.
+    pub async fn upload(&self, guid: &str, token: &str, zip: Vec<u8>) -> Reply {
+        let form = reqwest::multipart::Form::new()
+            .text("resources", "[]")
+            .part(
+                "bits",
+                reqwest::multipart::Part::bytes(zip).file_name("package.zip"),
+            );
+        self.send(
+            self.http
+                .post(self.url(&format!("/v3/packages/{guid}/upload")))
+                .bearer_auth(token)
+                .multipart(form),
+        )
+        .await
+    }
+
+    /// Streams a file from disk as the `bits` part.
+    pub async fn upload_file(&self, guid: &str, token: &str, path: &std::path::Path) -> Reply {
+        let file = tokio::fs::File::open(path).await.unwrap();
+        let len = file.metadata().await.unwrap().len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+        let part =
+            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+                .file_name("package.zip");
+        let form = reqwest::multipart::Form::new().part("bits", part);
+        self.send(
+            self.http
+                .post(self.url(&format!("/v3/packages/{guid}/upload")))
+                .bearer_auth(token)
+                .multipart(form),
+        )
+        .await
+    }
+
+    pub async fn create_org(&self, name: &str) -> String {
+        let r = self
+            .post("/v3/organizations", &self.admin(), &json!({"name": name}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["guid"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_space(&self, org: &str, name: &str) -> String {
+        let body =
+            json!({"name": name, "relationships": {"organization": {"data": {"guid": org}}}});
+        let r = self.post("/v3/spaces", &self.admin(), &body).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["guid"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_app(&self, space: &str, name: &str) -> String {
+        let body = json!({"name": name, "relationships": {"space": {"data": {"guid": space}}}});
+        let r = self.post("/v3/apps", &self.admin(), &body).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["guid"].as_str().unwrap().to_owned()
+    }
+
+    /// Gives `user` a role in a space (space roles) or an organization.
+    pub async fn grant(&self, user: &str, role: &str, target: &str) {
+        let rel = if role.starts_with("organization_") {
+            "organization"
+        } else {
+            "space"
+        };
+        let body = json!({
+            "type": role,
+            "relationships": {"user": {"data": {"guid": user}}, rel: {"data": {"guid": target}}}
+        });
+        let r = self.post("/v3/roles", &self.admin(), &body).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+
+    pub async fn ctx(&self) -> Ctx {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let org = self.create_org(&format!("org-{suffix}")).await;
+        let space = self.create_space(&org, "dev").await;
+        let app = self.create_app(&space, "web").await;
+        Ctx { org, space, app }
+    }
+
+    pub async fn create_package(&self, app: &str, token: &str) -> Value {
+        let r = self
+            .post(
+                &format!("/v3/apps/{app}/packages"),
+                token,
+                &json!({"type": "bits"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()
+    }
+
+    pub async fn new_package(&self, app: &str) -> String {
+        self.create_package(app, &self.admin()).await["guid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn package(&self, guid: &str) -> Value {
+        let r = self
+            .get(&format!("/v3/packages/{guid}"), &self.admin())
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// Polls until the package leaves PROCESSING_UPLOAD / COPYING.
+    pub async fn wait_final(&self, guid: &str) -> Value {
+        self.wait_final_for(guid, Duration::from_secs(120)).await
+    }
+
+    pub async fn wait_final_for(&self, guid: &str, timeout: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let p = self.package(guid).await;
+            let state = p["state"].as_str().unwrap_or_default().to_owned();
+            if state != "PROCESSING_UPLOAD" && state != "COPYING" {
+                return p;
+            }
+            if started.elapsed() > timeout {
+                panic!(
+                    "package {guid} still {state} after {timeout:?}\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Uploads and waits for the outcome.
+    pub async fn upload_and_wait(&self, app: &str, zip: Vec<u8>) -> Value {
+        let guid = self.new_package(app).await;
+        let r = self.upload(&guid, &self.admin(), zip).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        self.wait_final(&guid).await
+    }
+
+    /// Downloads bits: the stream itself, or the presigned URL a `302` points at, fetched
+    /// without the token.
+    pub async fn download(&self, guid: &str, token: &str) -> (Reply, Option<Vec<u8>>) {
+        let r = self
+            .get(&format!("/v3/packages/{guid}/download"), token)
+            .await;
+        let bytes = match r.status {
+            200 => Some(r.body.to_vec()),
+            302 => {
+                let location = r.header("location").unwrap().to_owned();
+                let fetched = reqwest::get(&location).await.unwrap();
+                assert_eq!(fetched.status(), 200, "presigned URL {location}");
+                Some(fetched.bytes().await.unwrap().to_vec())
+            }
+            _ => None,
+        };
+        (r, bytes)
+    }
+
+    /// Every `/metrics` of the service (API, and workers in stack mode), concatenated.
+    pub async fn metrics(&self) -> String {
+        let mut text = self.get_anonymous("/metrics").await.text();
+        for port in self.worker_ports() {
+            let r = self
+                .http
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .unwrap();
+            text.push_str(&r.text().await.unwrap());
+        }
+        text
+    }
+
+    /// Whether the package's bits exist in the blobstore.
+    pub async fn bits_exist(&self, guid: &str) -> bool {
+        let key = crate::blob_key(guid);
+        self.blob_exists(&key).await
+    }
+
+    pub async fn blob_exists(&self, key: &str) -> bool {
+        match &self.s3 {
+            None => self.blob_root().join(key).exists(),
+            Some(settings) => {
+                use packages_blobstore::Blobstore;
+                let store = packages_blobstore::S3Blobstore::connect(settings.clone()).unwrap();
+                store.size(key).await.unwrap().is_some()
+            }
+        }
+    }
+
+    /// Keys under `staging/` (uploads waiting for, or left by, the worker).
+    pub async fn staged_blobs(&self) -> Vec<String> {
+        use packages_blobstore::Blobstore;
+        let store: Box<dyn Blobstore> = match &self.s3 {
+            None => {
+                if !self.blob_root().exists() {
+                    return Vec::new();
+                }
+                Box::new(packages_blobstore::LocalBlobstore::new(self.blob_root()).unwrap())
+            }
+            Some(settings) => {
+                Box::new(packages_blobstore::S3Blobstore::connect(settings.clone()).unwrap())
+            }
+        };
+        store
+            .list("staging/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.key)
+            .collect()
+    }
+}
+
+/// Reads a metric's value from Prometheus text (sum over series matching all `labels`).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -1,0 +1,28 @@
+//! The harness of the black-box tests: starts the real service and talks to it over
+//! HTTP. The same test cases run on the embedded default and on the production stack;
+//! see [`service`].
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod client;
+pub mod proxy;
+pub mod service;
+pub mod zips;
+
+pub use client::{ADMIN, Ctx, READ_WRITE, Reply, metric};
+pub use service::{Mode, Options, Service, mode};
+
+/// Blob key of a package's bits (`gu/id/guid`).
+pub fn blob_key(guid: &str) -> String {
+    let key = guid.to_lowercase();
+    format!("{}/{}/{key}", &key[..2], &key[2..4])
+}
+
+/// Peak resident memory (VmHWM) of a process, in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

@@ -1,0 +1,552 @@
+//! Starts the real binaries on random ports in a temporary directory, on the backend the
+//! run asks for (`PACKAGES_TEST_BACKEND`):
+//!
+//! * `embedded` (default): one `packages` process on SQLite, local blobs, in-process queue;
+//! * `stack`: `packages-api` plus worker processes on a fresh PostgreSQL database, a fresh
+//!   S3 bucket and a unique RabbitMQ prefix.
+//!
+//! Everything a run creates is removed when the [`Service`] is dropped.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+
+use crate::proxy::Proxy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Stack,
+}
+
+pub fn mode() -> Mode {
+    match std::env::var("PACKAGES_TEST_BACKEND").as_deref() {
+        Ok("stack") => Mode::Stack,
+        Ok("embedded") | Err(_) => Mode::Embedded,
+        Ok(other) => panic!("PACKAGES_TEST_BACKEND must be embedded or stack, not {other}"),
+    }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the stack tests need the S3 server that `make test` starts")
+    })
+}
+
+/// Directory of the binaries under test (next to this test executable's `deps/`).
+fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("PACKAGES_TEST_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How to start a service.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Worker processes (stack mode); the embedded default runs its worker in process.
+    pub workers: usize,
+    /// Configuration keys for every process, e.g. `("upload.max_body_bytes", "1000")`.
+    pub settings: Vec<(String, String)>,
+    /// Extra environment for the API process only (e.g. `FAILPOINTS`).
+    pub api_env: Vec<(String, String)>,
+    /// Extra environment for worker processes (and the embedded process).
+    pub worker_env: Vec<(String, String)>,
+    /// Reach RabbitMQ through a proxy the test can cut (stack).
+    pub broker_proxy: bool,
+    /// Reach PostgreSQL through a proxy the test can cut (stack).
+    pub database_proxy: bool,
+    /// Workers reach the blobstore through a proxy the test can cut (stack).
+    pub worker_blobstore_proxy: bool,
+    /// Do not start the API (and, embedded, the whole process) right away.
+    pub defer_start: bool,
+}
+
+impl Options {
+    pub fn with(mut self, key: &str, value: impl ToString) -> Self {
+        self.settings.push((key.to_owned(), value.to_string()));
+        self
+    }
+}
+
+struct Process {
+    child: Child,
+    log: PathBuf,
+    /// Port of its ops endpoints (workers).
+    port: u16,
+}
+
+pub struct Service {
+    pub mode: Mode,
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub api_port: u16,
+    pub http: reqwest::Client,
+    pub secret: String,
+    pub prefix: String,
+    /// S3 settings of this run's bucket (stack).
+    pub s3: Option<packages_blobstore::S3Settings>,
+    /// AMQP URL as the test itself reaches the broker (stack).
+    pub amqp_url: Option<String>,
+    pub broker_proxy: Option<Proxy>,
+    pub database_proxy: Option<Proxy>,
+    pub blobstore_proxy: Option<Proxy>,
+    env: Vec<(String, String)>,
+    worker_only_env: Vec<(String, String)>,
+    options: Options,
+    api: Option<Process>,
+    workers: Vec<Process>,
+    pg: Option<(String, String)>,
+    started_workers: usize,
+}
+
+fn env_key(key: &str) -> String {
+    format!("PACKAGES__{}", key.replace('.', "__").to_uppercase())
+}
+
+impl Service {
+    pub async fn start() -> Service {
+        Service::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Service {
+        let mode = mode();
+        let dir = tempfile::Builder::new()
+            .prefix("packages-test-")
+            .tempdir()
+            .unwrap();
+        let api_port = free_port();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let prefix = format!("pkgtest-{}", &id[..16]);
+        let secret = packages_auth::generate_secret();
+        let mut env = vec![
+            (env_key("server.bind"), format!("127.0.0.1:{api_port}")),
+            (env_key("auth.jwt_secret"), secret.clone()),
+            (env_key("log.level"), env_or("PACKAGES_TEST_LOG", "info")),
+        ];
+        let mut worker_only_env = Vec::new();
+        let mut s3 = None;
+        let mut amqp_url = None;
+        let mut pg = None;
+        let (mut broker_proxy, mut database_proxy, mut blobstore_proxy) = (None, None, None);
+        match mode {
+            Mode::Embedded => {
+                env.push((
+                    env_key("database.url"),
+                    format!("sqlite://{}/packages.db", dir.path().display()),
+                ));
+                env.push((
+                    env_key("blobstore.local.root"),
+                    format!("{}/blobs", dir.path().display()),
+                ));
+            }
+            Mode::Stack => {
+                let admin = env_or(
+                    "PACKAGES_TEST_POSTGRES_URL",
+                    "postgres://postgres@127.0.0.1:5432/postgres",
+                );
+                let name = format!("pkgtest_{id}");
+                let mut conn =
+                    diesel::PgConnection::establish(&admin).expect("PostgreSQL must be running");
+                conn.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                    .unwrap();
+                let (server, _) = admin.rsplit_once('/').unwrap();
+                let mut db_url = format!("{server}/{name}");
+                if options.database_proxy {
+                    let proxy = Proxy::start(host_port(&db_url)).await;
+                    db_url = replace_host_port(&db_url, proxy.port);
+                    database_proxy = Some(proxy);
+                }
+                pg = Some((admin, name));
+                env.push((env_key("database.url"), db_url));
+                env.push((env_key("database.pool_size"), "8".into()));
+
+                let broker = env_or(
+                    "PACKAGES_TEST_AMQP_URL",
+                    "amqp://guest:guest@127.0.0.1:5672/%2f",
+                );
+                amqp_url = Some(broker.clone());
+                let mut broker_for_service = broker.clone();
+                if options.broker_proxy {
+                    let proxy = Proxy::start(host_port(&broker)).await;
+                    broker_for_service = replace_host_port(&broker, proxy.port);
+                    broker_proxy = Some(proxy);
+                }
+                env.push((env_key("queue.url"), broker_for_service));
+                env.push((env_key("queue.prefix"), prefix.clone()));
+
+                let endpoint = required_env("PACKAGES_TEST_S3_ENDPOINT");
+                let settings = packages_blobstore::S3Settings {
+                    endpoint: Some(endpoint.clone()),
+                    region: "us-east-1".into(),
+                    bucket: format!("pkgtest-{}", &id[..20]),
+                    access_key: Some(required_env("PACKAGES_TEST_S3_ACCESS_KEY")),
+                    secret_key: Some(required_env("PACKAGES_TEST_S3_SECRET_KEY")),
+                    path_style: true,
+                    presign_expiry_secs: 3600,
+                    part_size: packages_blobstore::S3Settings::DEFAULT_PART_SIZE,
+                };
+                env.push((env_key("blobstore.kind"), "s3".into()));
+                env.push((env_key("blobstore.s3.endpoint"), endpoint.clone()));
+                env.push((env_key("blobstore.s3.bucket"), settings.bucket.clone()));
+                env.push((
+                    env_key("blobstore.s3.access_key"),
+                    settings.access_key.clone().unwrap(),
+                ));
+                env.push((
+                    env_key("blobstore.s3.secret_key"),
+                    settings.secret_key.clone().unwrap(),
+                ));
+                if options.worker_blobstore_proxy {
+                    let proxy = Proxy::start(host_port(&endpoint)).await;
+                    worker_only_env.push((
+                        env_key("blobstore.s3.endpoint"),
+                        replace_host_port(&endpoint, proxy.port),
+                    ));
+                    blobstore_proxy = Some(proxy);
+                }
+                s3 = Some(settings);
+            }
+        }
+        for (key, value) in &options.settings {
+            env.push((env_key(key), value.clone()));
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut service = Service {
+            mode,
+            dir,
+            base: format!("http://127.0.0.1:{api_port}"),
+            api_port,
+            http,
+            secret,
+            prefix,
+            s3,
+            amqp_url,
+            broker_proxy,
+            database_proxy,
+            blobstore_proxy,
+            env,
+            worker_only_env,
+            options: options.clone(),
+            api: None,
+            workers: Vec::new(),
+            pg,
+            started_workers: 0,
+        };
+        if !options.defer_start {
+            service.start_api(&[]).await;
+            if mode == Mode::Stack {
+                for _ in 0..options.workers.max(1) {
+                    service.start_worker().await;
+                }
+            }
+        }
+        service
+    }
+
+    fn spawn(&self, binary: &str, extra: &[(String, String)], log_name: &str) -> (Child, PathBuf) {
+        let log = self.dir.path().join(log_name);
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut command = Command::new(bin_dir().join(binary));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PACKAGES_") || key == "FAILPOINTS" {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .current_dir(self.dir.path())
+            .envs(self.env.iter().cloned())
+            .envs(extra.iter().cloned())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary} (build the binaries first: make test): {e}")
+            });
+        (child, log)
+    }
+
+    /// Starts the API (`packages` in embedded mode) and waits until it is ready.
+    pub async fn start_api(&mut self, extra_env: &[(&str, &str)]) {
+        let mut extra: Vec<(String, String)> = self.options.api_env.clone();
+        if self.mode == Mode::Embedded {
+            extra.extend(self.options.worker_env.clone());
+        }
+        extra.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let binary = match self.mode {
+            Mode::Embedded => "packages",
+            Mode::Stack => "packages-api",
+        };
+        let (child, log) = self.spawn(binary, &extra, "api.log");
+        self.api = Some(Process {
+            child,
+            log,
+            port: self.api_port,
+        });
+        let url = format!("{}/readyz", self.base);
+        self.wait_ready(&url, true).await;
+    }
+
+    /// Starts one more worker process (stack) and waits until it is ready.
+    pub async fn start_worker(&mut self) -> usize {
+        assert_eq!(
+            self.mode,
+            Mode::Stack,
+            "the embedded default has no worker processes"
+        );
+        let port = free_port();
+        let mut extra = vec![(env_key("worker.bind"), format!("127.0.0.1:{port}"))];
+        extra.extend(self.worker_only_env.clone());
+        extra.extend(self.options.worker_env.clone());
+        self.started_workers += 1;
+        let (child, log) = self.spawn(
+            "packages-worker",
+            &extra,
+            &format!("worker-{}.log", self.started_workers),
+        );
+        self.workers.push(Process { child, log, port });
+        self.wait_ready(&format!("http://127.0.0.1:{port}/readyz"), false)
+            .await;
+        self.workers.len() - 1
+    }
+
+    async fn wait_ready(&mut self, url: &str, api: bool) {
+        let started = Instant::now();
+        loop {
+            if let Ok(res) = self.http.get(url).send().await {
+                if res.status() == 200 {
+                    return;
+                }
+            }
+            let process = if api {
+                self.api.as_mut()
+            } else {
+                self.workers.last_mut()
+            };
+            if let Some(p) = process {
+                if let Ok(Some(status)) = p.child.try_wait() {
+                    panic!(
+                        "{url}: process exited with {status}\n{}",
+                        std::fs::read_to_string(&p.log).unwrap_or_default()
+                    );
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                panic!("{url} not ready after 60 s\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The logs of every process of this service, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for p in self.api.iter().chain(self.workers.iter()) {
+            let body = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let tail: Vec<&str> = body.lines().rev().take(80).collect();
+            text.push_str(&format!("--- {} (last lines)\n", p.log.display()));
+            for line in tail.into_iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    pub fn api_log(&self) -> String {
+        self.api
+            .as_ref()
+            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    pub fn worker_logs(&self) -> String {
+        self.workers
+            .iter()
+            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
+            .collect()
+    }
+
+    pub fn api_pid(&self) -> u32 {
+        self.api.as_ref().expect("API running").child.id()
+    }
+
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.iter().map(|p| p.child.id()).collect()
+    }
+
+    /// Ports of the workers' ops endpoints.
+    pub fn worker_ports(&self) -> Vec<u16> {
+        self.workers.iter().map(|p| p.port).collect()
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill_api(&mut self) {
+        if let Some(mut p) = self.api.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+
+    pub fn kill_worker(&mut self, index: usize) {
+        let mut p = self.workers.remove(index);
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+
+    /// Waits for the API process to end by itself (e.g. a crash point); returns whether
+    /// it ended within the timeout.
+    pub fn wait_api_exit(&mut self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(p) = self.api.as_mut() {
+                if let Ok(Some(_)) = p.child.try_wait() {
+                    self.api = None;
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// SIGTERM, then waits; returns the exit code.
+    pub fn terminate_api(&mut self, timeout: Duration) -> Option<i32> {
+        let p = self.api.as_mut()?;
+        let pid = p.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                self.api = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Directory of the local blobstore (embedded).
+    pub fn blob_root(&self) -> PathBuf {
+        self.dir.path().join("blobs")
+    }
+}
+
+/// `host:port` of a URL (the default port of the scheme if absent).
+fn host_port(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let with_port = if authority.contains(':') {
+        authority.to_owned()
+    } else if url.starts_with("postgres") {
+        format!("{authority}:5432")
+    } else if url.starts_with("amqp") {
+        format!("{authority}:5672")
+    } else {
+        format!("{authority}:80")
+    };
+    let with_port = with_port.replace("localhost", "127.0.0.1");
+    with_port.parse().unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// The URL with its host and port replaced by the local proxy's.
+fn replace_host_port(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (format!("{u}@"), r),
+        None => (String::new(), rest),
+    };
+    let cut = rest.find(['/', '?']).unwrap_or(rest.len());
+    format!("{scheme}://{userinfo}127.0.0.1:{port}{}", &rest[cut..])
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        for p in self.api.iter_mut().chain(self.workers.iter_mut()) {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        if let Some((admin, name)) = &self.pg {
+            if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
+                let _ =
+                    conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            }
+        }
+        if let Some(url) = self.amqp_url.clone() {
+            let prefix = self.prefix.clone();
+            let _ = std::thread::spawn(move || delete_topology(&url, &prefix)).join();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+/// Removes this run's exchanges and queues from the shared broker.
+fn delete_topology(url: &str, prefix: &str) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        let Ok(conn) =
+            lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await
+        else {
+            return;
+        };
+        let Ok(channel) = conn.create_channel().await else {
+            return;
+        };
+        for queue in [format!("{prefix}.jobs.work"), format!("{prefix}.jobs.dead")] {
+            let _ = channel
+                .queue_delete(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+        for exchange in [format!("{prefix}.jobs"), format!("{prefix}.jobs.dlx")] {
+            let _ = channel
+                .exchange_delete(
+                    exchange.as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
+                .await;
+        }
+        let _ = conn.close(0, "done".into()).await;
+    });
+}

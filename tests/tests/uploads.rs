@@ -1,0 +1,411 @@
+//! Both upload forms, their limits and their errors; nothing a refused upload sends is
+//! left behind.
+#![allow(clippy::unwrap_used)]
+
+use packages_tests::zips::{self, Entry};
+use packages_tests::{Options, Service};
+
+async fn assert_nothing_staged(svc: &Service) {
+    // The staged bits of a refused upload are removed before the answer is sent.
+    assert_eq!(svc.staged_blobs().await, Vec::<String>::new());
+    let tmp = svc.blob_root().join(".tmp");
+    if tmp.exists() {
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "temporary blobs left in {}",
+            tmp.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn second_upload_is_refused() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let ready = svc.upload_and_wait(&ctx.app, zips::small_app("once")).await;
+    let guid = ready["guid"].as_str().unwrap();
+    svc.upload(guid, &admin, zips::small_app("twice"))
+        .await
+        .assert_error(
+            400,
+            150004,
+            "PackageBitsAlreadyUploaded",
+            "Bits may be uploaded only once. Create a new package to upload different bits.",
+        );
+    assert_eq!(
+        svc.package(guid).await["data"]["hash"],
+        ready["data"]["hash"]
+    );
+    svc.upload("no-such-package", &admin, zips::small_app("x"))
+        .await
+        .assert_error(404, 10010, "ResourceNotFound", "Package not found");
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_get_413_and_leave_nothing() {
+    let svc = Service::start_with(Options::default().with("upload.max_body_bytes", 100_000)).await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let guid = svc.new_package(&ctx.app).await;
+    let big = zips::zip(&[Entry::file("big.bin", &vec![7u8; 300_000])]);
+
+    // Declared length over the limit: refused before the body is read. A raw client,
+    // because HTTP libraries report the early answer as a broken write.
+    let head = multipart_head(&guid, &admin, "Content-Length: 10000000\r\n");
+    let (status, body) = raw_exchange(svc.api_port, &head, &[]).await;
+    assert_eq!(status, 413, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error_code"], "CF-AppPackageInvalid");
+    assert_eq!(
+        v["errors"][0]["detail"],
+        "The app package is invalid: Package may not be larger than 100000 bytes"
+    );
+
+    // No declared length (chunked): refused while streaming, as soon as it passes the limit.
+    let head = multipart_head(&guid, &admin, "Transfer-Encoding: chunked\r\n");
+    let mut chunked = Vec::new();
+    let part = b"--XBOUNDARYX\r\nContent-Disposition: form-data; name=\"bits\"; filename=\"a.zip\"\r\n\r\n";
+    chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+    chunked.extend_from_slice(part);
+    chunked.extend_from_slice(b"\r\n");
+    for chunk in big.chunks(16 * 1024) {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let (status, _) = raw_exchange(svc.api_port, &head, &chunked).await;
+    assert_eq!(status, 413);
+
+    assert_eq!(svc.package(&guid).await["state"], "AWAITING_UPLOAD");
+    assert_nothing_staged(&svc).await;
+
+    // Within the limit it still works.
+    let r = svc.upload(&guid, &admin, zips::small_app("fits")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(svc.wait_final(&guid).await["state"], "READY");
+}
+
+#[tokio::test]
+async fn concurrent_uploads_admit_exactly_one() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let guid = svc.new_package(&ctx.app).await;
+    let zips: Vec<Vec<u8>> = (0..10)
+        .map(|i| zips::small_app(&format!("contender {i}")))
+        .collect();
+    let admin = svc.admin();
+    let uploads = zips
+        .iter()
+        .map(|zip| svc.upload(&guid, &admin, zip.clone()));
+    let replies = futures_util::future::join_all(uploads).await;
+    let accepted: Vec<usize> = replies
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == 200)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        accepted.len(),
+        1,
+        "statuses: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["error_code"], "CF-PackageBitsAlreadyUploaded");
+    }
+    let ready = svc.wait_final(&guid).await;
+    assert_eq!(ready["state"], "READY");
+    assert_eq!(
+        ready["data"]["hash"]["value"],
+        zips::sha1_hex(&zips[accepted[0]])
+    );
+    let (_, bytes) = svc.download(&guid, &svc.admin()).await;
+    assert_eq!(bytes.unwrap(), zips[accepted[0]]);
+    assert_nothing_staged(&svc).await;
+}
+
+#[tokio::test]
+async fn multipart_form_rules() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let guid = svc.new_package(&ctx.app).await;
+    let url = format!("{}/v3/packages/{guid}/upload", svc.base);
+
+    let form = reqwest::multipart::Form::new().text("resources", "[]");
+    svc.send(svc.http.post(&url).bearer_auth(&admin).multipart(form))
+        .await
+        .assert_error(
+            422,
+            10008,
+            "UnprocessableEntity",
+            "Upload must include either resources or bits",
+        );
+    let form = reqwest::multipart::Form::new().text("foo", "bar").part(
+        "bits",
+        reqwest::multipart::Part::bytes(zips::small_app("x")).file_name("a.zip"),
+    );
+    svc.send(svc.http.post(&url).bearer_auth(&admin).multipart(form))
+        .await
+        .assert_error(422, 10008, "UnprocessableEntity", "Unknown field(s): 'foo'");
+    let form = reqwest::multipart::Form::new()
+        .text("resources", r#"[{"path":"a","size_in_bytes":1,"checksum":{"value":"a9993e364706816aba3e25717850c26c9cd0d89d"}}]"#)
+        .part("bits", reqwest::multipart::Part::bytes(zips::small_app("x")).file_name("a.zip"));
+    let r = svc
+        .send(svc.http.post(&url).bearer_auth(&admin).multipart(form))
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(
+        r.json()["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Resources must be an empty list")
+    );
+    assert_eq!(svc.package(&guid).await["state"], "AWAITING_UPLOAD");
+    assert_nothing_staged(&svc).await;
+
+    // A client's file name is never used as a path.
+    let marker = std::env::temp_dir().join(format!("escape-{}", uuid::Uuid::new_v4()));
+    let name = format!("../../../../../..{}", marker.display());
+    let form = reqwest::multipart::Form::new().part(
+        "bits",
+        reqwest::multipart::Part::bytes(zips::small_app("named")).file_name(name),
+    );
+    let r = svc
+        .send(svc.http.post(&url).bearer_auth(&admin).multipart(form))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(svc.wait_final(&guid).await["state"], "READY");
+    assert!(!marker.exists());
+}
+
+#[tokio::test]
+async fn empty_and_non_zip_uploads_are_accepted_then_fail() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    for body in [Vec::new(), b"definitely not a zip".to_vec()] {
+        let p = svc.upload_and_wait(&ctx.app, body).await;
+        assert_eq!(p["state"], "FAILED");
+        assert_eq!(p["data"]["error"], "The zip provided was not valid");
+        assert_eq!(p["data"]["hash"]["value"], serde_json::Value::Null);
+    }
+    assert_nothing_staged(&svc).await;
+}
+
+fn multipart_head(guid: &str, token: &str, length: &str) -> String {
+    format!(
+        "POST /v3/packages/{guid}/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=XBOUNDARYX\r\n{length}\r\n"
+    )
+}
+
+/// Sends a request head and part of a body, stops sending, and reads the answer.
+async fn raw_exchange(port: u16, head: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (and close) before it read everything.
+    let _ = stream.write_all(body).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&answer);
+                    if let Some((headers, rest)) = text.split_once("\r\n\r\n") {
+                        let length = headers
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_owned())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok());
+                        if length.is_some_and(|len| rest.len() >= len) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 20 s");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.replace('%', "%25").replace('/', "%2F").replace(' ', "+")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn proxy_form_only_reads_files_inside_the_upload_root() {
+    let outside = tempfile::tempdir().unwrap();
+    let root = outside.path().join("uploads");
+    std::fs::create_dir_all(&root).unwrap();
+    let svc =
+        Service::start_with(Options::default().with("upload.bits_path_root", root.display())).await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let urlencoded = "application/x-www-form-urlencoded";
+
+    // A file the proxy stored inside the root: accepted, READY, and the file is consumed.
+    let zip = zips::small_app("via proxy");
+    let stored = root.join("d20151013-23073-iboity");
+    std::fs::write(&stored, &zip).unwrap();
+    let guid = svc.new_package(&ctx.app).await;
+    let path = format!("/v3/packages/{guid}/upload");
+    let r = svc
+        .post_raw(
+            &path,
+            &admin,
+            urlencoded,
+            form(&[
+                ("bits_name", "application.zip"),
+                ("bits_path", &stored.display().to_string()),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["state"], "PROCESSING_UPLOAD");
+    let ready = svc.wait_final(&guid).await;
+    assert_eq!(ready["state"], "READY");
+    assert_eq!(ready["data"]["hash"]["value"], zips::sha1_hex(&zip));
+    assert!(
+        !stored.exists(),
+        "the proxy's file is consumed once accepted"
+    );
+
+    // Anything that is not a regular file inside the root: 422, and the named file is
+    // neither read nor touched.
+    let secret = outside.path().join("secret.zip");
+    std::fs::write(&secret, b"secret").unwrap();
+    let before = std::fs::metadata(&secret).unwrap().modified().unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("link.zip")).unwrap();
+    std::fs::create_dir_all(root.join("dir")).unwrap();
+    let guid = svc.new_package(&ctx.app).await;
+    let path = format!("/v3/packages/{guid}/upload");
+    for bad in [
+        secret.display().to_string(),
+        format!("{}/../secret.zip", root.display()),
+        root.join("link.zip").display().to_string(),
+        root.join("dir").display().to_string(),
+        root.join("missing.zip").display().to_string(),
+        "/etc/passwd".to_owned(),
+    ] {
+        svc.post_raw(
+            &path,
+            &admin,
+            urlencoded,
+            form(&[("bits_name", "a.zip"), ("bits_path", &bad)]),
+        )
+        .await
+        .assert_error(422, 10008, "UnprocessableEntity", "Bits path is invalid");
+    }
+    assert_eq!(std::fs::read(&secret).unwrap(), b"secret");
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().modified().unwrap(),
+        before
+    );
+    assert_eq!(svc.package(&guid).await["state"], "AWAITING_UPLOAD");
+
+    svc.post_raw(&path, &admin, urlencoded, form(&[("bits_name", "a.zip")]))
+        .await
+        .assert_error(
+            422,
+            10008,
+            "UnprocessableEntity",
+            "Bits path An application zip file must be uploaded",
+        );
+    svc.post_raw(
+        &path,
+        &admin,
+        urlencoded,
+        form(&[("resources", "[]"), ("bits_path", "x")]),
+    )
+    .await
+    .assert_error(
+        422,
+        10008,
+        "UnprocessableEntity",
+        "Unknown field(s): 'resources'",
+    );
+    let r = svc
+        .post_raw(&path, &admin, urlencoded, form(&[("bits_path", "x")]))
+        .await;
+    assert_eq!(
+        r.json()["description"],
+        "The request is semantically invalid: Bits path is invalid"
+    );
+}
+
+#[tokio::test]
+async fn proxy_form_is_refused_without_an_upload_root() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let guid = svc.new_package(&ctx.app).await;
+    let file = svc.dir.path().join("app.zip");
+    std::fs::write(&file, zips::small_app("x")).unwrap();
+    svc.post_raw(
+        &format!("/v3/packages/{guid}/upload"),
+        &svc.admin(),
+        "application/x-www-form-urlencoded",
+        form(&[("bits_path", &file.display().to_string())]),
+    )
+    .await
+    .assert_error(422, 10008, "UnprocessableEntity", "Bits path is invalid");
+    assert!(file.exists());
+}
+
+#[tokio::test]
+async fn upload_is_checked_in_cloud_controller_order() {
+    let svc = Service::start().await;
+    let reader = svc.token("reader", &["cloud_controller.read"]);
+    // Scope first (403), even for a package that does not exist.
+    svc.upload("missing", &reader, zips::small_app("x"))
+        .await
+        .assert_error(
+            403,
+            10003,
+            "NotAuthorized",
+            "You are not authorized to perform the requested action",
+        );
+    // Form validation before existence.
+    let r = svc
+        .post_raw(
+            "/v3/packages/missing/upload",
+            &svc.admin(),
+            "application/x-www-form-urlencoded",
+            form(&[("bits_name", "a")]),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+}

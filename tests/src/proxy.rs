@@ -11,7 +11,7 @@ use tokio::sync::watch;
 pub struct Proxy {
     pub port: u16,
     up: Arc<AtomicBool>,
-    cut: watch::Sender<u64>,
+    cut: Arc<watch::Sender<u64>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -21,7 +21,8 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
-        let (cut, cuts) = watch::channel(0u64);
+        let cut = Arc::new(watch::channel(0u64).0);
+        let cutter = cut.clone();
         let accepting = up.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
@@ -29,7 +30,8 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
-                let mut cuts = cuts.clone();
+                // Subscribing now: only cuts from here on end this connection.
+                let mut cuts = cutter.subscribe();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(target).await else {
                         return;

@@ -231,6 +231,9 @@ impl Service {
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Below the server's keep-alive (5 s), so an idle pooled connection is never
+            // reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .unwrap();
         let mut service = Service {
@@ -384,11 +387,9 @@ impl Service {
         text
     }
 
+    /// Everything the API (embedded: the whole process) logged, across restarts.
     pub fn api_log(&self) -> String {
-        self.api
-            .as_ref()
-            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
-            .unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("api.log")).unwrap_or_default()
     }
 
     pub fn worker_logs(&self) -> String {

@@ -1,0 +1,341 @@
+//! What the worker does with uploads: every outcome of the zip checks, hashing, expiry,
+//! the pending-timeout sweep, and retries of infrastructure failures.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use packages_tests::zips::{self, Entry};
+use packages_tests::{Mode, Options, Service, blob_key, metric};
+use serde_json::Value;
+
+const INVALID: &str = "The zip provided was not valid";
+const TOO_LARGE: &str = "AppBitsPackage::ZipSizeExceeded";
+
+#[tokio::test]
+async fn cloud_controller_fixtures_end_as_its_readme_says() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    for name in [
+        "good.zip",
+        "express-app.zip",
+        "good_relative_paths.zip",
+        "special_character_names.zip",
+        "many_dirs.zip",
+        "broken-file-symlink.zip",
+    ] {
+        let zip = zips::fixture(name);
+        let p = svc.upload_and_wait(&ctx.app, zip.clone()).await;
+        assert_eq!(p["state"], "READY", "{name}: {p}");
+        assert_eq!(p["data"]["hash"]["value"], zips::sha1_hex(&zip), "{name}");
+        assert_eq!(
+            p["data"]["checksum"]["value"],
+            zips::sha256_hex(&zip),
+            "{name}"
+        );
+    }
+    for (name, error) in [("bad.zip", INVALID), ("empty.zip", INVALID)] {
+        let p = svc.upload_and_wait(&ctx.app, zips::fixture(name)).await;
+        assert_eq!(p["state"], "FAILED", "{name}");
+        assert_eq!(p["data"]["error"], error, "{name}");
+        assert_eq!(p["data"]["hash"]["value"], Value::Null);
+    }
+    let p = svc
+        .upload_and_wait(&ctx.app, zips::fixture("bad_relative_paths.zip"))
+        .await;
+    assert_eq!(p["state"], "FAILED");
+    let error = p["data"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(INVALID) && error.contains("../fakezip.zip"),
+        "{error}"
+    );
+    // The staged uploads are gone whatever the outcome.
+    assert_eq!(svc.staged_blobs().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn zip_slip_and_unsafe_symlinks_fail() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let cases = [
+        vec![Entry::file("../evil", b"x")],
+        vec![Entry::file("/etc/evil", b"x")],
+        vec![Entry::file("C:\\evil", b"x")],
+        vec![Entry::file("a/../../evil", b"x")],
+        vec![Entry::symlink("link", "/etc/passwd")],
+        vec![Entry::symlink("a/link", "../../outside")],
+        vec![
+            Entry::symlink("a", "."),
+            Entry::file("a/x", b"through a link"),
+        ],
+    ];
+    for entries in cases {
+        let p = svc.upload_and_wait(&ctx.app, zips::zip(&entries)).await;
+        assert_eq!(p["state"], "FAILED", "{entries:?}");
+        assert!(
+            p["data"]["error"].as_str().unwrap().starts_with(INVALID),
+            "{p}"
+        );
+    }
+    let fine = zips::zip(&[
+        Entry::file("bar/../cat", b"meow"),
+        Entry::symlink("a/link", "../cat"),
+    ]);
+    assert_eq!(svc.upload_and_wait(&ctx.app, fine).await["state"], "READY");
+}
+
+#[tokio::test]
+async fn zip_bombs_fail_within_seconds() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    // Five entries each claiming almost 4 GiB, in a few hundred bytes (0xFFFFFFFF would
+    // mean "see the Zip64 field").
+    let entries: Vec<Entry> = (0..5)
+        .map(|i| Entry {
+            name: format!("bomb{i}"),
+            data: b"tiny".to_vec(),
+            claimed_size: Some(u32::MAX - 1),
+            ..Entry::default()
+        })
+        .collect();
+    let bomb = zips::zip(&entries);
+    assert!(bomb.len() < 1000);
+    let started = Instant::now();
+    let guid = svc.new_package(&ctx.app).await;
+    assert_eq!(svc.upload(&guid, &svc.admin(), bomb).await.status, 200);
+    let p = svc.wait_final_for(&guid, Duration::from_secs(10)).await;
+    assert_eq!(p["state"], "FAILED");
+    assert_eq!(p["data"]["error"], TOO_LARGE);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn packages_over_the_size_limit_fail() {
+    let svc = Service::start_with(Options::default().with("packages.max_package_size", 1000)).await;
+    let ctx = svc.ctx().await;
+    let over = zips::zip(&[Entry::file("a", &[1u8; 600]), Entry::file("b", &[2u8; 600])]);
+    let p = svc.upload_and_wait(&ctx.app, over).await;
+    assert_eq!(p["state"], "FAILED");
+    assert_eq!(p["data"]["error"], TOO_LARGE);
+    let at_limit = zips::zip(&[Entry::file("a", &[1u8; 500]), Entry::file("b", &[2u8; 500])]);
+    assert_eq!(
+        svc.upload_and_wait(&ctx.app, at_limit).await["state"],
+        "READY"
+    );
+    let metrics = svc.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            "packages_failed_total",
+            &[("reason", "too_large")]
+        ) >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn older_ready_packages_expire_and_lose_their_bits() {
+    let svc =
+        Service::start_with(Options::default().with("packages.max_valid_packages_stored", 2)).await;
+    let ctx = svc.ctx().await;
+    let mut ready = Vec::new();
+    for i in 0..3 {
+        let p = svc
+            .upload_and_wait(&ctx.app, zips::small_app(&format!("release {i}")))
+            .await;
+        assert_eq!(p["state"], "READY");
+        ready.push(p["guid"].as_str().unwrap().to_owned());
+        // Expiry orders by creation time in whole seconds, then by creation order.
+    }
+    let started = Instant::now();
+    let oldest = loop {
+        let p = svc.package(&ready[0]).await;
+        if p["state"] == "EXPIRED" || started.elapsed() > Duration::from_secs(30) {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(oldest["state"], "EXPIRED", "{oldest}");
+    assert_eq!(oldest["data"]["hash"]["value"], Value::Null);
+    assert_eq!(oldest["data"]["checksum"]["value"], Value::Null);
+    for guid in &ready[1..] {
+        assert_eq!(svc.package(guid).await["state"], "READY");
+    }
+    while svc.bits_exist(&ready[0]).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "expired bits still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(svc.bits_exist(&ready[2]).await);
+    svc.get(&format!("/v3/packages/{}/download", ready[0]), &svc.admin())
+        .await
+        .assert_error(
+            422,
+            10008,
+            "UnprocessableEntity",
+            "Package has no bits to download.",
+        );
+}
+
+#[tokio::test]
+async fn stuck_packages_are_redriven_then_failed() {
+    let options = Options {
+        worker_env: vec![("FAILPOINTS".into(), "worker-job-stall=return".into())],
+        ..Options::default()
+    }
+    .with("packages.pending_timeout_secs", 1)
+    .with("worker.max_attempts", 2);
+    let svc = Service::start_with(options).await;
+    let ctx = svc.ctx().await;
+    let guid = svc.new_package(&ctx.app).await;
+    assert_eq!(
+        svc.upload(&guid, &svc.admin(), zips::small_app("stuck"))
+            .await
+            .status,
+        200
+    );
+    let p = svc.wait_final_for(&guid, Duration::from_secs(30)).await;
+    assert_eq!(p["state"], "FAILED");
+    let error = p["data"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("timed out") && error.contains("after 1 seconds"),
+        "{error}"
+    );
+    let logs = format!("{}{}", svc.api_log(), svc.worker_logs());
+    assert!(
+        logs.contains("job published again"),
+        "the job was re-driven before the package failed"
+    );
+    let metrics = svc.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            "packages_failed_total",
+            &[("reason", "timed_out")]
+        ) >= 1.0
+    );
+}
+
+/// Makes the worker's blobstore fail for this package: a file where its key's directory
+/// must go (local store), or the worker's S3 connection cut (stack).
+fn break_worker_blobstore(svc: &Service, guid: &str) {
+    match svc.mode {
+        Mode::Embedded => {
+            let key = blob_key(guid);
+            let root = svc.blob_root();
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::write(root.join(&key[..2]), b"in the way").unwrap();
+        }
+        Mode::Stack => svc.blobstore_proxy.as_ref().unwrap().cut(),
+    }
+}
+
+#[tokio::test]
+async fn infrastructure_failures_are_retried_then_dead_lettered() {
+    let options = Options {
+        worker_blobstore_proxy: true,
+        ..Options::default()
+    }
+    .with("worker.max_attempts", 3)
+    .with("worker.retry_base_ms", 50);
+    let svc = Service::start_with(options).await;
+    let ctx = svc.ctx().await;
+    let guid = svc.new_package(&ctx.app).await;
+    break_worker_blobstore(&svc, &guid);
+    assert_eq!(
+        svc.upload(&guid, &svc.admin(), zips::small_app("unlucky"))
+            .await
+            .status,
+        200
+    );
+    let p = svc.wait_final_for(&guid, Duration::from_secs(60)).await;
+    assert_eq!(p["state"], "FAILED", "{p}");
+    let error = p["data"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("Package processing failed after repeated infrastructure errors"),
+        "{error}"
+    );
+
+    // Retried with backoff, then dead-lettered; the gauge follows within its refresh.
+    let started = Instant::now();
+    loop {
+        let metrics = svc.metrics().await;
+        let retried = metric(
+            &metrics,
+            "jobs_total",
+            &[("kind", "process_upload"), ("outcome", "retried")],
+        );
+        let dead = metric(
+            &metrics,
+            "jobs_total",
+            &[("kind", "process_upload"), ("outcome", "dead_lettered")],
+        );
+        let depth = metric(&metrics, "jobs_dead_letter_depth", &[]);
+        if retried >= 2.0 && dead >= 1.0 && depth >= 1.0 {
+            assert!(
+                metric(
+                    &metrics,
+                    "packages_failed_total",
+                    &[("reason", "infrastructure")]
+                ) >= 1.0
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "retried {retried}, dead {dead}, depth {depth}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_carry_the_contract_names() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let p = svc
+        .upload_and_wait(&ctx.app, zips::small_app("metrics"))
+        .await;
+    let guid = p["guid"].as_str().unwrap();
+    let metrics = svc.metrics().await;
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "packages_uploads_total",
+        "upload_bytes_total",
+        "jobs_total",
+        "job_duration_seconds_bucket",
+        "bits_hashed_bytes_total",
+        "jobs_in_flight",
+        "packages_failed_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "{name} missing"
+        );
+    }
+    assert!(
+        metric(
+            &metrics,
+            "packages_uploads_total",
+            &[("outcome", "accepted")]
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            "jobs_total",
+            &[("kind", "process_upload"), ("outcome", "succeeded")]
+        ) >= 1.0
+    );
+    assert!(metric(&metrics, "bits_hashed_bytes_total", &[]) >= 100.0);
+    assert!(
+        metric(
+            &metrics,
+            "http_requests_total",
+            &[("route", "/v3/packages/{guid}"), ("status", "200")]
+        ) >= 1.0
+    );
+    assert!(!metrics.contains(guid), "raw paths never become labels");
+}

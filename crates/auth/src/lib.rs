@@ -13,11 +13,9 @@ use packages_domain::Principal;
 use rand::RngCore;
 use serde::Deserialize;
 
-/// Clock skew tolerated on `exp` (and `nbf` when a token carries one), in seconds.
-///
-/// Small on purpose: it only has to absorb drift between the token issuer's clock and
-/// ours, not extend a token's life.
-pub const LEEWAY_SECS: u64 = 10;
+/// Clock skew tolerated on `exp` (and `nbf` when a token carries one), in seconds. None:
+/// as in Cloud Controller, a token is valid only while `exp` is in the future.
+pub const LEEWAY_SECS: u64 = 0;
 
 /// `iss` of tokens made by [`mint`].
 pub const MINT_ISSUER: &str = "packages";

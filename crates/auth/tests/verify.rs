@@ -184,9 +184,13 @@ fn expiry_is_enforced() {
     );
     assert_invalid(&v, &bearer(&hs256(&without(claims(), "exp"))));
     assert_invalid(&v, &bearer(&hs256(&with(claims(), "exp", json!("soon")))));
-    // Within the leeway is still fine.
-    let just_expired = with(claims(), "exp", json!(now() - 2));
-    assert!(v.verify(Some(&bearer(&hs256(&just_expired)))).is_ok());
+    // No leeway: a token that expired a moment ago is refused, one about to expire works.
+    assert_invalid(
+        &v,
+        &bearer(&hs256(&with(claims(), "exp", json!(now() - 2)))),
+    );
+    let about_to_expire = with(claims(), "exp", json!(now() + 5));
+    assert!(v.verify(Some(&bearer(&hs256(&about_to_expire)))).is_ok());
 }
 
 #[test]

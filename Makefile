@@ -3,30 +3,39 @@
 CARGO ?= cargo
 SERVICES := ./scripts/test-services.sh
 
-.PHONY: run test test-unit test-embedded test-stack build-test lint bench bench-quick
+.PHONY: run test test-all test-embedded test-stack lint bench bench-quick
 
 ## Build and start `packages` (API + worker, SQLite, local blobs, in-process queue) on 127.0.0.1:8080.
 run:
 	$(CARGO) run --release
 
-## The whole suite: unit and crate tests, then the black-box suite twice (embedded
-## default, then PostgreSQL + RabbitMQ + S3). Starts what the machine lacks.
+## The whole suite: unit and crate tests and the black-box suite on the embedded
+## default, then the black-box suite again on PostgreSQL + RabbitMQ + S3. Starts what
+## the machine lacks. One feature set throughout (with the binaries' test-only crash
+## points), so nothing is compiled twice.
 test:
-	$(SERVICES) $(MAKE) --no-print-directory test-unit build-test test-embedded test-stack
+	$(SERVICES) $(MAKE) --no-print-directory test-all
 
-test-unit:
-	$(CARGO) test --workspace --exclude packages-tests
+TEST := $(CARGO) test --workspace --features packages/failpoints
+# The black-box suite: every file in tests/tests.
+BLACK_BOX := $(patsubst tests/tests/%.rs,--test %,$(wildcard tests/tests/*.rs))
 
-# The binaries the black-box tests start, with their test-only crash points.
-build-test:
-	$(CARGO) build --bins --features packages/failpoints
+test-all: test-embedded test-stack
 
 test-embedded:
-	PACKAGES_TEST_BACKEND=embedded $(CARGO) test -p packages-tests
+	PACKAGES_TEST_BACKEND=embedded $(TEST) -- --show-output
 
 test-stack:
-	PACKAGES_TEST_BACKEND=stack $(CARGO) test -p packages-tests
+	PACKAGES_TEST_BACKEND=stack $(TEST) $(BLACK_BOX) -- --show-output
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Speed and memory next to the floor measured in the same run; writes BENCHMARKS.md.
+bench:
+	./scripts/bench.sh
+
+## The same in under three minutes (smaller sizes, shorter runs); writes target/BENCHMARKS-quick.md.
+bench-quick:
+	./scripts/bench.sh --quick

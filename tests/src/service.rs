@@ -78,6 +78,8 @@ pub struct Options {
     pub worker_blobstore_proxy: bool,
     /// Do not start the API (and, embedded, the whole process) right away.
     pub defer_start: bool,
+    /// The backend to run on, instead of `PACKAGES_TEST_BACKEND` (benchmarks run both).
+    pub mode: Option<Mode>,
 }
 
 impl Options {
@@ -128,7 +130,7 @@ impl Service {
     }
 
     pub async fn start_with(options: Options) -> Service {
-        let mode = mode();
+        let mode = options.mode.unwrap_or_else(mode);
         let dir = tempfile::Builder::new()
             .prefix("packages-test-")
             .tempdir()
@@ -392,10 +394,13 @@ impl Service {
         std::fs::read_to_string(self.dir.path().join("api.log")).unwrap_or_default()
     }
 
+    /// Everything every worker process (current or gone) logged.
     pub fn worker_logs(&self) -> String {
-        self.workers
-            .iter()
-            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
+        (1..=self.started_workers)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("worker-{n}.log")))
+                    .unwrap_or_default()
+            })
             .collect()
     }
 
@@ -455,6 +460,22 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        None
+    }
+
+    /// SIGTERM to a worker, then waits; returns the exit code.
+    pub fn terminate_worker(&mut self, index: usize, timeout: Duration) -> Option<i32> {
+        let mut p = self.workers.remove(index);
+        let pid = p.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.workers.push(p);
         None
     }
 

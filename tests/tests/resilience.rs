@@ -103,6 +103,46 @@ async fn sigterm_exits_cleanly() {
 }
 
 #[tokio::test]
+async fn sigterm_finishes_the_job_in_hand_before_exiting() {
+    let mut svc = Service::start_with(Options {
+        workers: 1,
+        ..Options::default()
+    })
+    .await;
+    let ctx = svc.ctx().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.zip");
+    let sha1 = zips::write_large_zip(&path, 96 << 20);
+    let guid = svc.new_package(&ctx.app).await;
+    assert_eq!(
+        svc.upload_file(&guid, &svc.admin(), &path).await.status,
+        200
+    );
+    // Give the worker a moment to take the job, then ask whatever runs it to stop.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (code, log) = match svc.mode {
+        Mode::Embedded => {
+            let code = svc.terminate_api(Duration::from_secs(120));
+            svc.start_api(&[]).await;
+            (code, svc.api_log())
+        }
+        Mode::Stack => {
+            let code = svc.terminate_worker(0, Duration::from_secs(120));
+            (code, svc.worker_logs())
+        }
+    };
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("finishing the jobs in hand jobs=1"), "{log}");
+    assert!(
+        log.contains("package READY"),
+        "the job in hand was finished before exiting\n{log}"
+    );
+    let p = svc.wait_final(&guid).await;
+    assert_eq!(p["state"], "READY");
+    assert_eq!(p["data"]["hash"]["value"], sha1);
+}
+
+#[tokio::test]
 async fn many_uploads_at_once_all_end_ready_once() {
     let svc = Service::start_with(Options {
         workers: 2,

@@ -39,7 +39,10 @@ pub fn main(binary: Binary) -> ExitCode {
     match run(binary, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}: {e}", binary.name());
+            // One line, whatever the cause's own text (libpq's spans several).
+            let text = e.to_string();
+            let line: Vec<&str> = text.split_whitespace().collect();
+            eprintln!("{}: {}", binary.name(), line.join(" "));
             ExitCode::from(2)
         }
     }
@@ -126,11 +129,15 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
 
     let server = match binary {
         Binary::Packages | Binary::Api => {
-            let readiness = Readiness::new(vec![
-                Box::new(DatabaseProbe(db.clone())),
-                Box::new(PublisherProbe(queue.publisher.clone())),
-                Box::new(BlobstoreProbe(blobs.clone())),
-            ]);
+            let readiness = Arc::new(Readiness::new(
+                vec![
+                    Box::new(DatabaseProbe(db.clone())),
+                    Box::new(PublisherProbe(queue.publisher.clone())),
+                    Box::new(BlobstoreProbe(blobs.clone())),
+                ],
+                metrics.clone(),
+            ));
+            tasks.spawn(readiness.clone().watch(stopped.clone()));
             let verifier = Verifier::new(
                 settings.auth.jwt_secret.as_deref(),
                 settings.auth.jwt_public_key.as_deref(),
@@ -143,7 +150,7 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
                 metrics: metrics.clone(),
                 external_url: settings.server.external_url.clone(),
                 uaa_url: settings.auth.uaa_url.clone(),
-                readiness: Arc::new(readiness),
+                readiness,
             });
             HttpServer::new(move || {
                 App::new()
@@ -156,11 +163,15 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
             .run()
         }
         Binary::Worker => {
-            let readiness = Arc::new(Readiness::new(vec![
-                Box::new(DatabaseProbe(db.clone())),
-                Box::new(ConsumerProbe(queue.consumer.clone())),
-                Box::new(BlobstoreProbe(blobs.clone())),
-            ]));
+            let readiness = Arc::new(Readiness::new(
+                vec![
+                    Box::new(DatabaseProbe(db.clone())),
+                    Box::new(ConsumerProbe(queue.consumer.clone())),
+                    Box::new(BlobstoreProbe(blobs.clone())),
+                ],
+                metrics.clone(),
+            ));
+            tasks.spawn(readiness.clone().watch(stopped.clone()));
             let metrics = metrics.clone();
             HttpServer::new(move || {
                 let (metrics, readiness) = (metrics.clone(), readiness.clone());

@@ -24,15 +24,35 @@ pub trait Probe: Send + Sync {
     async fn check(&self) -> Result<(), String>;
 }
 
-/// The backends `/readyz` checks, all at once, each with a short timeout.
+/// The backends `/readyz` checks, all at once, each with a short timeout. Every check
+/// also sets `readiness_status{component}`, so dashboards see flapping backends.
 #[derive(Default)]
 pub struct Readiness {
     probes: Vec<Box<dyn Probe>>,
+    metrics: Option<Metrics>,
 }
 
+/// How often [`Readiness::watch`] checks, for the gauge.
+const WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
 impl Readiness {
-    pub fn new(probes: Vec<Box<dyn Probe>>) -> Self {
-        Readiness { probes }
+    pub fn new(probes: Vec<Box<dyn Probe>>, metrics: Metrics) -> Self {
+        Readiness {
+            probes,
+            metrics: Some(metrics),
+        }
+    }
+
+    /// Checks every [`WATCH_INTERVAL`] until `stop` turns true, keeping the gauge fresh
+    /// between probe requests.
+    pub async fn watch(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { self.check().await; }
+                _ = stop.changed() => return,
+            }
+        }
     }
 
     /// Whether everything answered, and each backend's status.
@@ -49,6 +69,9 @@ impl Readiness {
         let mut ready = true;
         let mut checks = Map::new();
         for (name, outcome) in results {
+            if let Some(metrics) = &self.metrics {
+                metrics.set_ready(name, outcome.is_ok());
+            }
             let status = match outcome {
                 Ok(()) => json!("ok"),
                 Err(e) => {

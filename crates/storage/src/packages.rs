@@ -301,6 +301,19 @@ pub fn restart_pending_clock(
     Ok(updated == 1)
 }
 
+/// When the longest-pending package became pending (seconds), if any is pending.
+pub fn oldest_pending_since(conn: &mut AnyConnection) -> Result<Option<i64>, StorageError> {
+    let pending: Vec<&str> = PackageState::ALL
+        .iter()
+        .filter(|s| s.is_pending())
+        .map(|s| s.as_str())
+        .collect();
+    Ok(packages::table
+        .filter(packages::state.eq_any(pending))
+        .select(diesel::dsl::min(packages::pending_since))
+        .first::<Option<i64>>(conn)?)
+}
+
 /// Packages per state, for metrics.
 pub fn count_by_state(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, StorageError> {
     Ok(packages::table

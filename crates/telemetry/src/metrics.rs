@@ -129,6 +129,8 @@ struct Instruments {
     dead_letter_depth: IntGauge,
     outbox_pending: IntGauge,
     packages: IntGaugeVec,
+    pending_oldest: IntGauge,
+    readiness: IntGaugeVec,
 }
 
 fn register<C: Collector + Clone + 'static>(
@@ -213,6 +215,20 @@ impl Instruments {
                 IntGaugeVec::new(
                     Opts::new("packages", "Packages stored, by state, as last counted."),
                     &["state"],
+                )?,
+            )?,
+            pending_oldest: gauge(
+                "packages_pending_oldest_seconds",
+                "Age of the oldest package in PROCESSING_UPLOAD or COPYING, in seconds; 0 when none.",
+            )?,
+            readiness: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "readiness_status",
+                        "Whether this process reaches a backend (1) or not (0), by component: database, queue, blobstore.",
+                    ),
+                    &["component"],
                 )?,
             )?,
         })
@@ -398,6 +414,22 @@ impl Metrics {
     }
 
     /// A complete count of packages by state. States missing from `counts` read 0.
+    /// Age of the oldest pending package (0 when none is pending).
+    pub fn set_pending_oldest(&self, seconds: u64) {
+        if let Some(i) = self.instruments() {
+            i.pending_oldest.set(gauge_value(seconds));
+        }
+    }
+
+    /// The outcome of the latest readiness check of one backend.
+    pub fn set_ready(&self, component: &str, ready: bool) {
+        if let Some(i) = self.instruments() {
+            if let Ok(gauge) = i.readiness.get_metric_with_label_values(&[component]) {
+                gauge.set(i64::from(ready));
+            }
+        }
+    }
+
     pub fn set_packages_by_state(&self, counts: &[(String, i64)]) {
         let Some(i) = self.instruments() else { return };
         // A poisoned lock only means another thread panicked mid-update; the set of

@@ -1,0 +1,83 @@
+//! The README is the front door: its curl session works as written, and its
+//! configuration table lists every key with its default.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use packages_tests::Service;
+
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap()
+}
+
+/// The shell block that follows the `<!-- readme-session -->` marker.
+fn session() -> String {
+    let text = readme();
+    let after = text
+        .split_once("<!-- readme-session -->")
+        .expect("session marker")
+        .1;
+    let start = after.find("```sh\n").unwrap() + "```sh\n".len();
+    let end = after[start..].find("```").unwrap();
+    after[start..start + end].to_owned()
+}
+
+#[tokio::test]
+async fn the_curl_session_works_as_written() {
+    let svc = Service::start().await;
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("packages");
+    let script = session()
+        .replace("API=http://127.0.0.1:8080", &format!("API={}", svc.base))
+        .replace("./target/release/packages", &bin.display().to_string());
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(work.path())
+        .env("PACKAGES__AUTH__JWT_SECRET", &svc.secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        svc.logs()
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.contains(&"PROCESSING_UPLOAD"), "{stdout}");
+    assert!(lines.contains(&"READY"), "{stdout}");
+    let sums: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains("/tmp/demo-app"))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(sums.len(), 2, "{stdout}");
+    assert_eq!(
+        sums[0], sums[1],
+        "downloaded bits differ from the uploaded zip"
+    );
+}
+
+#[test]
+fn the_configuration_table_lists_every_key_and_default() {
+    let text = readme();
+    for (key, default, _) in packages_config::KEYS {
+        let cell = if matches!(*default, "none" | "number of cores") {
+            (*default).to_owned()
+        } else {
+            format!("`{default}`")
+        };
+        let row = format!("| `{key}` | {cell} |");
+        assert!(
+            text.contains(&row),
+            "README lacks the row for {key} ({row})"
+        );
+    }
+}

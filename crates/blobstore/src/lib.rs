@@ -75,6 +75,11 @@ pub trait Blobstore: Send + Sync + 'static {
     /// [`BlobWriter::finish`] returns; an aborted or dropped writer leaves nothing behind.
     async fn writer(&self, key: &str) -> Result<Box<dyn BlobWriter>, BlobError>;
 
+    /// Stores exactly `size` bytes from `body` under `key`, streaming: one request where
+    /// the store allows it (a presigned S3 PUT, nothing buffered), else a writer. Nothing
+    /// is visible under `key` unless all `size` bytes arrived.
+    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<(), BlobError>;
+
     /// Size of the blob, or `None` when there is none.
     async fn size(&self, key: &str) -> Result<Option<u64>, BlobError>;
 
@@ -106,6 +111,36 @@ pub trait Blobstore: Send + Sync + 'static {
 
     /// Short name for logs and readiness bodies: `local` or `s3`.
     fn kind(&self) -> &'static str;
+}
+
+/// [`Blobstore::put_stream`] through a writer, for stores without a streaming put.
+pub(crate) async fn put_through_writer(
+    mut writer: Box<dyn BlobWriter>,
+    size: u64,
+    mut body: ByteStream,
+) -> Result<(), BlobError> {
+    use futures_util::StreamExt;
+    let mut written: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let outcome = match chunk {
+            Ok(chunk) => {
+                written += chunk.len() as u64;
+                writer.write(chunk).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+    }
+    if written != size {
+        let _ = writer.abort().await;
+        return Err(BlobError::Other(format!(
+            "expected {size} bytes, got {written}"
+        )));
+    }
+    writer.finish().await.map(|_| ())
 }
 
 #[async_trait]

@@ -385,6 +385,10 @@ impl Blobstore for LocalBlobstore {
         .await
     }
 
+    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<(), BlobError> {
+        crate::put_through_writer(self.writer(key).await?, size, body).await
+    }
+
     async fn read(&self, key: &str) -> Result<ByteStream, BlobError> {
         match self.download(key).await? {
             Download::Stream { body, .. } => Ok(body),

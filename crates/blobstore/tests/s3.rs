@@ -424,3 +424,46 @@ async fn ensure_bucket_outside_us_east_1() {
     put(&store, "k", b"v").await;
     assert_eq!(read_all(&store, "k").await, b"v");
 }
+
+fn stream_of(bytes: &[u8], chunk: usize) -> packages_blobstore::ByteStream {
+    let chunks: Vec<Result<Bytes, BlobError>> = bytes
+        .chunks(chunk)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures_util::stream::iter(chunks))
+}
+
+#[tokio::test]
+async fn streaming_put_and_read_round_trip() {
+    let (store, _) = fresh_store(PART).await;
+    let bytes = data(3 * MIB + 17, 7);
+    store
+        .put_stream("s/whole", bytes.len() as u64, stream_of(&bytes, 64 * 1024))
+        .await
+        .unwrap();
+    assert_eq!(read_all(&store, "s/whole").await, bytes);
+    let mut streamed = Vec::new();
+    let mut body = store.read("s/whole").await.unwrap();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+        streamed.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(streamed, bytes);
+    assert!(matches!(store.read("s/missing").await, Err(e) if e.is_not_found()));
+}
+
+#[tokio::test]
+async fn streaming_put_of_the_wrong_length_stores_nothing() {
+    let (store, _) = fresh_store(PART).await;
+    let bytes = data(MIB, 9);
+    let short = store
+        .put_stream("s/short", bytes.len() as u64 + 10, stream_of(&bytes, 4096))
+        .await;
+    assert!(short.is_err());
+    let failing: packages_blobstore::ByteStream = Box::pin(futures_util::stream::iter(vec![
+        Ok(Bytes::from_static(b"first")),
+        Err(BlobError::Unavailable("the source broke".into())),
+    ]));
+    assert!(store.put_stream("s/broken", 100, failing).await.is_err());
+    assert_eq!(store.size("s/short").await.unwrap(), None);
+    assert_eq!(store.size("s/broken").await.unwrap(), None);
+}

@@ -2,7 +2,8 @@
 //! conditional update, and a job for a package that is already finished or gone is
 //! acknowledged and ignored.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
 use packages_blobstore::{BlobError, Blobstore};
@@ -45,6 +46,7 @@ impl From<StorageError> for Retry {
 }
 
 /// SHA-1 and SHA-256 computed in the pass that moves the bits.
+#[derive(Clone)]
 struct Digests {
     sha1: sha1::Sha1,
     sha256: sha2::Sha256,
@@ -209,11 +211,12 @@ impl Pipeline {
             }
             Err(CheckError::Io(e)) => return Err(Retry(format!("reading the staged upload: {e}"))),
         }
-        let (sha1, sha256, moved) = match self.move_hashing(staging, &package.blob_key()).await {
-            Ok(done) => done,
-            Err(BlobError::NotFound(_)) => return self.staged_bits_missing(&package).await,
-            Err(e) => return Err(e.into()),
-        };
+        let (sha1, sha256, moved) =
+            match self.move_hashing(staging, &package.blob_key(), size).await {
+                Ok(done) => done,
+                Err(BlobError::NotFound(_)) => return self.staged_bits_missing(&package).await,
+                Err(e) => return Err(e.into()),
+            };
         if moved != job.size {
             tracing::warn!(
                 staged = job.size,
@@ -279,31 +282,34 @@ impl Pipeline {
             .map_err(|e| CheckError::Io(std::io::Error::other(e.to_string())))?
     }
 
-    /// Streams `from` into `to`, hashing every byte on the way: one read of the bits.
-    async fn move_hashing(&self, from: &str, to: &str) -> Result<(String, String, u64), BlobError> {
-        let mut source = self.blobs().read(from).await?;
-        let mut writer = self.blobs().writer(to).await?;
-        let mut digests = Digests::new();
-        let mut moved: u64 = 0;
-        while let Some(chunk) = source.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(e);
-                }
-            };
-            digests.update(&chunk);
-            moved += chunk.len() as u64;
-            self.metrics.bits_hashed(chunk.len() as u64);
-            if let Err(e) = writer.write(chunk).await {
-                let _ = writer.abort().await;
-                return Err(e);
+    /// Streams the `size` bytes of `from` into `to`, hashing every byte on the way: one
+    /// read of the bits, one write, nothing held in memory.
+    async fn move_hashing(
+        &self,
+        from: &str,
+        to: &str,
+        size: u64,
+    ) -> Result<(String, String, u64), BlobError> {
+        let digests = Arc::new(Mutex::new(Digests::new()));
+        let moved = Arc::new(AtomicU64::new(0));
+        let (seen, counted, metrics) = (digests.clone(), moved.clone(), self.metrics.clone());
+        let hashed = self.blobs().read(from).await?.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                seen.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .update(chunk);
+                counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                metrics.bits_hashed(chunk.len() as u64);
             }
-        }
-        writer.finish().await?;
+        });
+        self.blobs().put_stream(to, size, Box::pin(hashed)).await?;
+        // The HTTP client may drop the body stream a little after answering: finish a copy.
+        let digests = digests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let (sha1, sha256) = digests.finish();
-        Ok((sha1, sha256, moved))
+        Ok((sha1, sha256, moved.load(Ordering::Relaxed)))
     }
 
     pub(crate) async fn copy_bits(

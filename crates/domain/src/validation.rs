@@ -113,39 +113,6 @@ pub fn package_create(app_guid: &str, body: &Map<String, Value>) -> Result<Packa
     }
 }
 
-/// A `name` that must be a non-blank string of at most `max` characters.
-pub fn name(body: &Map<String, Value>, errors: &mut Vec<String>) -> Option<String> {
-    match body.get("name") {
-        None | Some(Value::Null) => {
-            errors.push("Name must be a string".into());
-            None
-        }
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            errors.push("Name can't be blank".into());
-            None
-        }
-        Some(Value::String(s)) if s.chars().count() > 255 => {
-            errors.push("Name is too long (maximum is 255 characters)".into());
-            None
-        }
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            errors.push("Name must be a string".into());
-            None
-        }
-    }
-}
-
-/// The GUID in `{"relationships": {"<rel>": {"data": {"guid": "…"}}}}`.
-pub fn relationship_guid(body: &Map<String, Value>, rel: &str) -> Option<String> {
-    body.get("relationships")?
-        .get(rel)?
-        .get("data")?
-        .get("guid")?
-        .as_str()
-        .map(str::to_owned)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -269,23 +236,5 @@ mod tests {
         assert!(is_blank(Some(&json!(false))));
         assert!(!is_blank(Some(&json!(0))));
         assert!(!is_blank(Some(&json!("x"))));
-    }
-
-    #[test]
-    fn names_and_relationships() {
-        let mut errors = Vec::new();
-        let Value::Object(ok) =
-            json!({"name": "web", "relationships": {"space": {"data": {"guid": "s1"}}}})
-        else {
-            unreachable!()
-        };
-        assert_eq!(name(&ok, &mut errors).as_deref(), Some("web"));
-        assert_eq!(relationship_guid(&ok, "space").as_deref(), Some("s1"));
-        assert_eq!(relationship_guid(&ok, "organization"), None);
-        let Value::Object(bad) = json!({"name": ""}) else {
-            unreachable!()
-        };
-        assert_eq!(name(&bad, &mut errors), None);
-        assert_eq!(errors, vec!["Name can't be blank".to_string()]);
     }
 }

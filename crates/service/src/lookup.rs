@@ -47,54 +47,72 @@ fn readable(principal: &Principal, membership: &Membership) -> bool {
 }
 
 impl Services {
-    /// The package and what the caller holds in its space; `NotFound` when missing or
-    /// unreadable.
+    /// A resource that hangs off a space, with what the caller holds there; `NotFound`
+    /// (as `missing`) when it does not exist or the caller cannot read it.
+    async fn readable<T, F>(
+        &self,
+        principal: &Principal,
+        missing: Resource,
+        find: F,
+    ) -> Result<(T, Membership)>
+    where
+        T: Send + 'static,
+        F: FnOnce(
+                &mut packages_storage::AnyConnection,
+            ) -> Result<Option<(T, String)>, packages_storage::StorageError>
+            + Send
+            + 'static,
+    {
+        let (user, admin) = (principal.user_guid.clone(), principal.is_admin());
+        let found = self
+            .db
+            .run(move |conn| {
+                let Some((resource, space)) = find(conn)? else {
+                    return Ok(None);
+                };
+                // Admins see every space: no need to look their roles up.
+                let membership = if admin {
+                    Membership::default()
+                } else {
+                    context::membership(conn, &user, &space)?.unwrap_or_default()
+                };
+                Ok(Some((resource, membership)))
+            })
+            .await?;
+        match found {
+            Some((resource, membership)) if readable(principal, &membership) => {
+                Ok((resource, membership))
+            }
+            _ => Err(ServiceError::NotFound(missing)),
+        }
+    }
+
+    /// The package and what the caller holds in its space.
     pub(crate) async fn readable_package(
         &self,
         principal: &Principal,
         guid: &str,
     ) -> Result<(Package, Membership)> {
-        let (user, guid) = (principal.user_guid.clone(), guid.to_owned());
-        let found = self
-            .db
-            .run(move |conn| {
-                let Some((package, space)) = packages::find_with_space(conn, &guid)? else {
-                    return Ok(None);
-                };
-                let membership = context::membership(conn, &user, &space)?.unwrap_or_default();
-                Ok(Some((package, membership)))
-            })
-            .await?;
-        match found {
-            Some((package, membership)) if readable(principal, &membership) => {
-                Ok((package, membership))
-            }
-            _ => Err(ServiceError::NotFound(Resource::Package)),
-        }
+        let guid = guid.to_owned();
+        self.readable(principal, Resource::Package, move |conn| {
+            packages::find_with_space(conn, &guid)
+        })
+        .await
     }
 
-    /// The app and what the caller holds in its space; `NotFound` when missing or
-    /// unreadable.
+    /// The app and what the caller holds in its space.
     pub(crate) async fn readable_app(
         &self,
         principal: &Principal,
         guid: &str,
     ) -> Result<(App, Membership)> {
-        let (user, guid) = (principal.user_guid.clone(), guid.to_owned());
-        let found = self
-            .db
-            .run(move |conn| {
-                let Some(app) = context::find_app(conn, &guid)? else {
-                    return Ok(None);
-                };
-                let membership =
-                    context::membership(conn, &user, &app.space_guid)?.unwrap_or_default();
-                Ok(Some((app, membership)))
-            })
-            .await?;
-        match found {
-            Some((app, membership)) if readable(principal, &membership) => Ok((app, membership)),
-            _ => Err(ServiceError::NotFound(Resource::App)),
-        }
+        let guid = guid.to_owned();
+        self.readable(principal, Resource::App, move |conn| {
+            Ok(context::find_app(conn, &guid)?.map(|app| {
+                let space = app.space_guid.clone();
+                (app, space)
+            }))
+        })
+        .await
     }
 }

@@ -72,11 +72,63 @@ pub enum ConnectError {
     Directory(#[from] std::io::Error),
 }
 
+/// A pooled connection that remembers whether it failed in a way that may have left it
+/// unusable, so the pool drops it instead of handing it out again. (Checking every
+/// connection on checkout would cost a round trip per request.)
+pub struct Pooled {
+    conn: AnyConnection,
+    broken: bool,
+}
+
+impl Pooled {
+    pub(crate) fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
 impl r2d2::ManageConnection for Manager {
-    type Connection = AnyConnection;
+    type Connection = Pooled;
     type Error = ConnectError;
 
-    fn connect(&self) -> Result<AnyConnection, ConnectError> {
+    fn connect(&self) -> Result<Pooled, ConnectError> {
+        Ok(Pooled {
+            conn: self.open()?,
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Pooled) -> Result<(), ConnectError> {
+        Ok(conn.batch_execute("SELECT 1")?)
+    }
+
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        pooled.broken
+            || match &mut pooled.conn {
+                AnyConnection::Postgresql(c) => {
+                    AnsiTransactionManager::is_broken_transaction_manager(c)
+                }
+                AnyConnection::Sqlite(c) => {
+                    AnsiTransactionManager::is_broken_transaction_manager(c)
+                }
+            }
+    }
+}
+
+impl Manager {
+    fn open(&self) -> Result<AnyConnection, ConnectError> {
         match &self.url {
             DatabaseUrl::Postgres(url) => Ok(AnyConnection::Postgresql(PgConnection::establish(
                 &with_connect_timeout(url),
@@ -97,19 +149,6 @@ impl r2d2::ManageConnection for Manager {
                 )?;
                 Ok(AnyConnection::Sqlite(conn))
             }
-        }
-    }
-
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectError> {
-        Ok(conn.batch_execute("SELECT 1")?)
-    }
-
-    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        match conn {
-            AnyConnection::Postgresql(c) => {
-                AnsiTransactionManager::is_broken_transaction_manager(c)
-            }
-            AnyConnection::Sqlite(c) => AnsiTransactionManager::is_broken_transaction_manager(c),
         }
     }
 }

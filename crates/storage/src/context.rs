@@ -121,8 +121,27 @@ pub fn is_org_member(
     Ok(visible_org_guids(conn, user)?.iter().any(|g| g == org_guid))
 }
 
-fn page<T>(rows: Vec<T>, total: i64) -> (Vec<T>, u64) {
-    (rows, u64::try_from(total).unwrap_or(0))
+/// One page of `$table` in creation order and the total count, narrowed to the rows whose
+/// `$column` is among `$visible` when that is `Some`. A macro: each table is its own type.
+macro_rules! page_of {
+    ($conn:expr, $table:ident, $row:ty, $column:expr, $visible:expr, $query:expr) => {{
+        let visible: &Option<Vec<String>> = $visible;
+        let filtered = || {
+            let mut q = $table::table.into_boxed();
+            if let Some(guids) = visible {
+                q = q.filter($column.eq_any(guids.clone()));
+            }
+            q
+        };
+        let total: i64 = filtered().count().get_result($conn)?;
+        let rows: Vec<$row> = filtered()
+            .order($table::id.asc())
+            .limit($query.limit())
+            .offset($query.offset())
+            .select(<$row>::as_select())
+            .load($conn)?;
+        (rows, u64::try_from(total).unwrap_or(0))
+    }};
 }
 
 // Organizations
@@ -161,24 +180,15 @@ pub fn list_orgs(
         Visibility::All => None,
         Visibility::User(user) => Some(visible_org_guids(conn, user)?),
     };
-    let filtered = || {
-        let mut q = organizations::table.into_boxed();
-        if let Some(guids) = &visible {
-            q = q.filter(organizations::guid.eq_any(guids.clone()));
-        }
-        q
-    };
-    let total: i64 = filtered().count().get_result(conn)?;
-    let rows: Vec<OrganizationRow> = filtered()
-        .order(organizations::id.asc())
-        .limit(query.limit())
-        .offset(query.offset())
-        .select(OrganizationRow::as_select())
-        .load(conn)?;
-    Ok(page(
-        rows.into_iter().map(Organization::from).collect(),
-        total,
-    ))
+    let (rows, total) = page_of!(
+        conn,
+        organizations,
+        OrganizationRow,
+        organizations::guid,
+        &visible,
+        query
+    );
+    Ok((rows.into_iter().map(Organization::from).collect(), total))
 }
 
 /// Bits packages under a set of apps, whose blobs must go when their rows go.
@@ -268,21 +278,8 @@ pub fn list_spaces(
         Visibility::All => None,
         Visibility::User(user) => Some(visible_space_guids(conn, user)?),
     };
-    let filtered = || {
-        let mut q = spaces::table.into_boxed();
-        if let Some(guids) = &visible {
-            q = q.filter(spaces::guid.eq_any(guids.clone()));
-        }
-        q
-    };
-    let total: i64 = filtered().count().get_result(conn)?;
-    let rows: Vec<SpaceRow> = filtered()
-        .order(spaces::id.asc())
-        .limit(query.limit())
-        .offset(query.offset())
-        .select(SpaceRow::as_select())
-        .load(conn)?;
-    Ok(page(rows.into_iter().map(Space::from).collect(), total))
+    let (rows, total) = page_of!(conn, spaces, SpaceRow, spaces::guid, &visible, query);
+    Ok((rows.into_iter().map(Space::from).collect(), total))
 }
 
 pub fn delete_space(
@@ -343,31 +340,19 @@ pub fn list_roles(
 ) -> Result<(Vec<Role>, u64), StorageError> {
     let visible = match visibility {
         Visibility::All => None,
-        Visibility::User(user) => {
+        Visibility::User(user) => Some({
             let mut targets = visible_space_guids(conn, user)?;
             targets.extend(visible_org_guids(conn, user)?);
-            Some(targets)
-        }
+            targets
+        }),
     };
-    let filtered = || {
-        let mut q = roles::table.into_boxed();
-        if let Some(targets) = &visible {
-            q = q.filter(roles::target_guid.eq_any(targets.clone()));
-        }
-        q
-    };
-    let total: i64 = filtered().count().get_result(conn)?;
-    let rows: Vec<RoleRow> = filtered()
-        .order(roles::id.asc())
-        .limit(query.limit())
-        .offset(query.offset())
-        .select(RoleRow::as_select())
-        .load(conn)?;
-    let roles = rows
-        .into_iter()
-        .map(Role::try_from)
-        .collect::<Result<_, _>>()?;
-    Ok(page(roles, total))
+    let (rows, total) = page_of!(conn, roles, RoleRow, roles::target_guid, &visible, query);
+    Ok((
+        rows.into_iter()
+            .map(Role::try_from)
+            .collect::<Result<_, _>>()?,
+        total,
+    ))
 }
 
 pub fn delete_role(conn: &mut AnyConnection, guid: &str) -> Result<bool, StorageError> {
@@ -407,21 +392,8 @@ pub fn list_apps(
         Visibility::All => None,
         Visibility::User(user) => Some(visible_space_guids(conn, user)?),
     };
-    let filtered = || {
-        let mut q = apps::table.into_boxed();
-        if let Some(guids) = &visible {
-            q = q.filter(apps::space_guid.eq_any(guids.clone()));
-        }
-        q
-    };
-    let total: i64 = filtered().count().get_result(conn)?;
-    let rows: Vec<AppRow> = filtered()
-        .order(apps::id.asc())
-        .limit(query.limit())
-        .offset(query.offset())
-        .select(AppRow::as_select())
-        .load(conn)?;
-    Ok(page(rows.into_iter().map(App::from).collect(), total))
+    let (rows, total) = page_of!(conn, apps, AppRow, apps::space_guid, &visible, query);
+    Ok((rows.into_iter().map(App::from).collect(), total))
 }
 
 /// Deletes an app and its packages; their bits go through jobs recorded in the same

@@ -95,6 +95,9 @@ impl Database {
             .max_size(pool_size.max(1))
             // A request waits at most this long for a connection before it answers 503.
             .connection_timeout(Duration::from_secs(5))
+            // No round trip per checkout: a connection that failed is marked and dropped
+            // instead (see `Pooled`).
+            .test_on_check_out(false)
             .min_idle(Some(1))
             .build(connection::Manager::new(url))
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
@@ -122,10 +125,19 @@ impl Database {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool
+            let mut pooled = pool
                 .get()
                 .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-            f(&mut conn)
+            let result = f(&mut pooled);
+            // After a lost connection or an unexpected error the connection may be
+            // unusable; a fresh one costs less than another failed request.
+            if matches!(
+                result,
+                Err(StorageError::Unavailable(_) | StorageError::Query(_))
+            ) {
+                pooled.mark_broken();
+            }
+            result
         })
         .await
         .map_err(|e| StorageError::Unavailable(format!("database task failed: {e}")))?

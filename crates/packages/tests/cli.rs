@@ -158,3 +158,59 @@ fn help_describes_the_commands() {
         "{text}"
     );
 }
+
+#[test]
+fn a_first_start_without_a_secret_generates_one_and_says_how_to_mint_a_token() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(PACKAGES);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PACKAGES_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .env("PACKAGES__SERVER__BIND", "127.0.0.1:0")
+        .env("NO_COLOR", "1")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut mint = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("export TOKEN=$(") {
+            mint = Some(rest.trim_end_matches(')').to_owned());
+        }
+        if line.contains("started") {
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM ends the process cleanly");
+
+    let secret = dir.path().join("data/jwt-secret");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "the secret is readable by its owner only");
+    let mint = mint.expect("the start-up output shows the command that mints an admin token");
+    assert!(mint.contains("--scopes cloud_controller.admin"), "{mint}");
+    // The printed command works as printed, from the same directory.
+    let out = Command::new("sh")
+        .args(["-c", &mint])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert!(payload_json(token.trim()).contains("cloud_controller.admin"));
+}

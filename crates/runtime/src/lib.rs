@@ -34,6 +34,7 @@ pub enum StartError {
 
 /// The whole life of a binary; the exit code follows the operator contract.
 pub fn main(binary: Binary) -> ExitCode {
+    pin_mmap_threshold();
     let _failpoints = fail::FailScenario::setup();
     let command = cli::parse(binary);
     match run(binary, command) {
@@ -47,6 +48,23 @@ pub fn main(binary: Binary) -> ExitCode {
         }
     }
 }
+
+/// Keeps glibc from raising its mmap threshold as large blocks are freed. Upload parts
+/// (megabytes each, allocated and freed on different threads) would otherwise move into
+/// the heap arenas and stay resident after every large upload: measured, a worker kept
+/// 60 MiB after a 128 MiB package instead of returning to its 19 MiB baseline.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn pin_mmap_threshold() {
+    // SAFETY: mallopt only sets an allocator parameter; it runs first in main, before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn pin_mmap_threshold() {}
 
 fn run(binary: Binary, command: cli::Command) -> Result<(), StartError> {
     let settings = packages_config::load(command.config.as_deref())?;
@@ -90,6 +108,8 @@ fn worker_settings(settings: &Settings) -> WorkerSettings {
 }
 
 async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError> {
+    // Registered first, so a SIGTERM during start-up is a clean stop once started.
+    let signals = Signals::new()?;
     if binary == Binary::Packages {
         secret::ensure_embedded_secret(&mut settings)?;
     }
@@ -193,7 +213,7 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
     let handle = server.handle();
     let server_task = tokio::spawn(server);
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down: no new requests or jobs; finishing those in hand");
     // Intake stops first; requests in flight finish (up to actix's shutdown timeout).
     handle.stop(true).await;
@@ -205,18 +225,28 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the process can only be killed; wait forever.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, the signals that ask for a clean stop.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, StartError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let handler =
+            |kind| signal(kind).map_err(|e| StartError::Setup(format!("signal handler: {e}")));
+        Ok(Signals {
+            term: handler(SignalKind::terminate())?,
+            int: handler(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 

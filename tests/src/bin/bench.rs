@@ -1,0 +1,535 @@
+//! `make bench`: measures the package store on this machine next to the physical floor
+//! measured in the same run, and writes `BENCHMARKS.md`.
+//!
+//! Run through `scripts/bench.sh`, which builds the release binaries, starts the test
+//! services and installs `wrk` if missing. `--quick` keeps it under three minutes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use packages_tests::{Mode, Options, Service, peak_rss, zips};
+use sha1::Digest;
+
+const MIB: u64 = 1 << 20;
+
+struct Plan {
+    quick: bool,
+    upload_sizes: Vec<u64>,
+    big_embedded: u64,
+    wrk_duration: &'static str,
+    concurrency: Vec<u32>,
+    drain_packages: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                upload_sizes: vec![64 * MIB],
+                big_embedded: 256 * MIB,
+                wrk_duration: "3s",
+                concurrency: vec![16],
+                drain_packages: 60,
+            }
+        } else {
+            Plan {
+                quick,
+                upload_sizes: vec![64 * MIB, 512 * MIB],
+                big_embedded: 1024 * MIB,
+                wrk_duration: "10s",
+                concurrency: vec![1, 16, 64],
+                drain_packages: 200,
+            }
+        }
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / MIB as f64)
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let disk_free = run("sh", &["-c", "df -h --output=avail /tmp | tail -1"]);
+    format!(
+        "- CPU: {model} ({cores} cores)\n- Memory: {memory}\n- Kernel: {}\n- Free disk under /tmp: {disk_free}\n",
+        run("uname", &["-sr"])
+    )
+}
+
+/// Reading the file once through SHA-1 and SHA-256: the hashing floor.
+fn hash_floor(path: &Path) -> Duration {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut file = std::fs::File::open(path).unwrap();
+    let (mut a, mut b) = (sha1::Sha1::new(), sha2::Sha256::new());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        a.update(&buf[..n]);
+        b.update(&buf[..n]);
+    }
+    let _ = (a.finalize(), b.finalize());
+    started.elapsed()
+}
+
+/// A plain single PUT of the file to the same S3 server (curl, SigV4, streamed).
+fn s3_put_floor(svc: &Service, path: &Path) -> Duration {
+    let s3 = svc.s3.as_ref().unwrap();
+    let url = format!(
+        "{}/{}/floor-{}",
+        s3.endpoint.as_deref().unwrap(),
+        s3.bucket,
+        uuid::Uuid::new_v4()
+    );
+    let user = format!(
+        "{}:{}",
+        s3.access_key.as_deref().unwrap(),
+        s3.secret_key.as_deref().unwrap()
+    );
+    let started = Instant::now();
+    let status = Command::new("curl")
+        .args([
+            "-sS",
+            "-f",
+            "-o",
+            "/dev/null",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+            &user,
+            // Streamed as is: the body is not hashed for the signature.
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            "-T",
+        ])
+        .arg(path)
+        .arg(&url)
+        .status()
+        .unwrap();
+    assert!(status.success(), "plain PUT to {url} failed");
+    started.elapsed()
+}
+
+/// A copy on the same disk: the floor of the local blobstore.
+fn disk_copy_floor(svc: &Service, path: &Path) -> Duration {
+    let target = svc.dir.path().join("floor-copy");
+    let started = Instant::now();
+    std::fs::copy(path, &target).unwrap();
+    std::fs::File::open(&target).unwrap().sync_all().unwrap();
+    let elapsed = started.elapsed();
+    let _ = std::fs::remove_file(&target);
+    elapsed
+}
+
+fn options(mode: Mode, workers: usize) -> Options {
+    Options {
+        mode: Some(mode),
+        workers,
+        ..Options::default()
+    }
+    .with("log.level", "warn")
+    .with("packages.max_package_size", 4u64 << 30)
+    .with("upload.max_body_bytes", 4u64 << 30)
+}
+
+struct UploadRun {
+    to_ready: Duration,
+    rss: Vec<(String, u64)>,
+}
+
+async fn upload_to_ready(mode: Mode, path: &Path, sha1: &str) -> (UploadRun, Service) {
+    let svc = Service::start_with(options(mode, 1)).await;
+    let ctx = svc.ctx().await;
+    let guid = svc.new_package(&ctx.app).await;
+    let started = Instant::now();
+    let r = svc.upload_file(&guid, &svc.admin(), path).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    loop {
+        let p = svc.package(&guid).await;
+        if p["state"] != "PROCESSING_UPLOAD" {
+            assert_eq!(p["state"], "READY", "{p}");
+            assert_eq!(p["data"]["hash"]["value"], sha1);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let to_ready = started.elapsed();
+    let rss = match mode {
+        Mode::Embedded => vec![("packages".to_owned(), peak_rss(svc.api_pid()))],
+        Mode::Stack => {
+            let mut rss = vec![("packages-api".to_owned(), peak_rss(svc.api_pid()))];
+            rss.extend(
+                svc.worker_pids()
+                    .into_iter()
+                    .map(|pid| ("packages-worker".to_owned(), peak_rss(pid))),
+            );
+            rss
+        }
+    };
+    (UploadRun { to_ready, rss }, svc)
+}
+
+struct WrkResult {
+    rps: f64,
+    p50: String,
+    p99: String,
+    errors: u64,
+}
+
+fn wrk(
+    url: &str,
+    token: &str,
+    connections: u32,
+    duration: &str,
+    script: Option<&Path>,
+) -> WrkResult {
+    let threads = connections.clamp(1, 2).to_string();
+    let connections = connections.to_string();
+    let auth = format!("Authorization: bearer {token}");
+    let mut args = vec![
+        "-t",
+        &threads,
+        "-c",
+        &connections,
+        "-d",
+        duration,
+        "--latency",
+        "-H",
+        &auth,
+    ];
+    let script_path;
+    if let Some(script) = script {
+        script_path = script.display().to_string();
+        args.extend(["-s", &script_path]);
+    }
+    args.push(url);
+    let out = Command::new("wrk")
+        .args(&args)
+        .output()
+        .expect("wrk is installed by scripts/bench.sh");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let percentile = |p: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(p))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| "?".to_owned())
+    };
+    let non_2xx: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let socket: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map(|v| {
+            v.split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    WrkResult {
+        rps,
+        p50: percentile("50%"),
+        p99: percentile("99%"),
+        errors: non_2xx + socket,
+    }
+}
+
+/// Busy share of all cores between two readings of /proc/stat.
+fn cpu_busy(before: &(u64, u64), after: &(u64, u64)) -> f64 {
+    let total = after.0.saturating_sub(before.0) as f64;
+    let idle = after.1.saturating_sub(before.1) as f64;
+    if total == 0.0 {
+        0.0
+    } else {
+        1.0 - idle / total
+    }
+}
+
+fn cpu_times() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total = fields.iter().sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total, idle)
+}
+
+/// Uploads `count` small packages with no worker running, then starts `workers` workers
+/// and times the drain.
+async fn drain(workers: usize, count: usize) -> (f64, f64) {
+    let mut svc = Service::start_with(
+        Options {
+            mode: Some(Mode::Stack),
+            defer_start: true,
+            ..Options::default()
+        }
+        .with("log.level", "warn")
+        .with("packages.max_valid_packages_stored", 100_000),
+    )
+    .await;
+    svc.start_api(&[]).await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let mut guids = Vec::with_capacity(count);
+    for i in 0..count {
+        let guid = svc.new_package(&ctx.app).await;
+        let r = svc
+            .upload(&guid, &admin, zips::small_app(&format!("drain {i}")))
+            .await;
+        assert_eq!(r.status, 200);
+        guids.push(guid);
+    }
+    let cpu_before = cpu_times();
+    let started = Instant::now();
+    for _ in 0..workers {
+        svc.start_worker().await;
+    }
+    for guid in &guids {
+        loop {
+            let p = svc.package(guid).await;
+            if p["state"] == "READY" {
+                break;
+            }
+            assert_ne!(p["state"], "FAILED", "{p}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    (count as f64 / elapsed, cpu_busy(&cpu_before, &cpu_times()))
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::var("PACKAGES_TEST_BIN_DIR")
+        .map(PathBuf::from)
+        .expect("PACKAGES_TEST_BIN_DIR (scripts/bench.sh sets it)")
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let plan = Plan::new(quick);
+    let _ = bin_dir();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut report = String::new();
+    let command = if quick {
+        "make bench-quick"
+    } else {
+        "make bench"
+    };
+    let commit = run("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty = if run("git", &["status", "--porcelain"]).is_empty() {
+        ""
+    } else {
+        " (with local changes)"
+    };
+    writeln!(report, "# Benchmarks\n").unwrap();
+    writeln!(
+        report,
+        "Measured by `{command}` on {}, commit `{commit}`{dirty}. Load generator (wrk), PostgreSQL, RabbitMQ, the S3 server (s3s-fs) and the service share one machine; release build.\n",
+        run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+    )
+    .unwrap();
+    writeln!(report, "## Machine\n\n{}", machine()).unwrap();
+
+    // Upload pipeline.
+    writeln!(report, "## Upload pipeline\n").unwrap();
+    writeln!(report, "Time from the start of the upload request to READY, for an incompressible zip, next to the floor measured on the same file: one read through SHA-1 + SHA-256, plus one plain PUT of the same bytes to the same S3 server (stack) or one copy on the same disk (embedded). Ratio = upload→READY / floor.\n").unwrap();
+    writeln!(report, "| backend | size | upload→READY | hash floor | store floor | floor (sum) | ratio | peak RSS |").unwrap();
+    writeln!(report, "| --- | --- | --- | --- | --- | --- | --- | --- |").unwrap();
+    for &size in &plan.upload_sizes {
+        let path = scratch.path().join(format!("upload-{}.zip", size / MIB));
+        let sha1 = zips::write_large_zip(&path, size);
+        for mode in [Mode::Stack, Mode::Embedded] {
+            let (result, svc) = upload_to_ready(mode, &path, &sha1).await;
+            let hash = hash_floor(&path);
+            let store = match mode {
+                Mode::Stack => s3_put_floor(&svc, &path),
+                Mode::Embedded => disk_copy_floor(&svc, &path),
+            };
+            let floor = hash + store;
+            let ratio = result.to_ready.as_secs_f64() / floor.as_secs_f64();
+            let rss: Vec<String> = result
+                .rss
+                .iter()
+                .map(|(who, bytes)| format!("{who} {}", mib(*bytes)))
+                .collect();
+            let backend = match mode {
+                Mode::Stack => "stack",
+                Mode::Embedded => "embedded",
+            };
+            let line = format!(
+                "| {backend} | {} | {} | {} | {} | {} | {ratio:.2} | {} |",
+                mib(size),
+                seconds(result.to_ready),
+                seconds(hash),
+                seconds(store),
+                seconds(floor),
+                rss.join(", ")
+            );
+            println!("{line}");
+            writeln!(report, "{line}").unwrap();
+            drop(svc);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    // Memory of `packages` for the largest embedded case.
+    let path = scratch.path().join("big.zip");
+    let sha1 = zips::write_large_zip(&path, plan.big_embedded);
+    let (result, svc) = upload_to_ready(Mode::Embedded, &path, &sha1).await;
+    drop(svc);
+    let _ = std::fs::remove_file(&path);
+    let line = format!(
+        "\nPeak RSS (VmHWM) of `packages` from the start of a {} upload to READY: {} (upload→READY {}).\n",
+        mib(plan.big_embedded),
+        mib(result.rss[0].1),
+        seconds(result.to_ready)
+    );
+    println!("{line}");
+    writeln!(report, "{line}").unwrap();
+
+    // API.
+    writeln!(report, "## API (stack: PostgreSQL)\n").unwrap();
+    writeln!(
+        report,
+        "wrk on the same machine, {} per run, admin token.\n",
+        plan.wrk_duration
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| request | connections | requests/s | p50 | p99 | errors |"
+    )
+    .unwrap();
+    writeln!(report, "| --- | --- | --- | --- | --- | --- |").unwrap();
+    let svc = Service::start_with(
+        Options {
+            mode: Some(Mode::Stack),
+            ..Options::default()
+        }
+        .with("log.level", "warn")
+        .with("server.external_url", "http://127.0.0.1"),
+    )
+    .await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let guid = svc.new_package(&ctx.app).await;
+    for _ in 0..60 {
+        svc.new_package(&ctx.app).await;
+    }
+    let script = scratch.path().join("create.lua");
+    std::fs::write(&script, "wrk.method = \"POST\"\nwrk.body = '{\"type\":\"bits\"}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n").unwrap();
+    let cases: Vec<(String, String, Option<&Path>)> = vec![
+        (
+            "`GET /v3/packages/:guid`".into(),
+            format!("{}/v3/packages/{guid}", svc.base),
+            None,
+        ),
+        (
+            "`GET /v3/packages?per_page=50`".into(),
+            format!("{}/v3/packages?per_page=50", svc.base),
+            None,
+        ),
+        (
+            "`POST /v3/apps/:guid/packages`".into(),
+            format!("{}/v3/apps/{}/packages", svc.base, ctx.app),
+            Some(script.as_path()),
+        ),
+    ];
+    for (name, url, script) in &cases {
+        for &c in &plan.concurrency {
+            let r = wrk(url, &admin, c, plan.wrk_duration, *script);
+            let line = format!(
+                "| {name} | {c} | {:.0} | {} | {} | {} |",
+                r.rps, r.p50, r.p99, r.errors
+            );
+            println!("{line}");
+            writeln!(report, "{line}").unwrap();
+        }
+    }
+    drop(svc);
+
+    // Scale-out.
+    writeln!(report, "\n## Scale-out\n").unwrap();
+    let (one, cpu_one) = drain(1, plan.drain_packages).await;
+    let (two, cpu_two) = drain(2, plan.drain_packages).await;
+    writeln!(
+        report,
+        "{} small packages queued with no worker running, then drained:\n",
+        plan.drain_packages
+    )
+    .unwrap();
+    writeln!(report, "| workers | jobs/s | CPU busy (all cores) |").unwrap();
+    writeln!(report, "| --- | --- | --- |").unwrap();
+    writeln!(report, "| 1 | {one:.1} | {:.0} % |", cpu_one * 100.0).unwrap();
+    writeln!(report, "| 2 | {two:.1} | {:.0} % |", cpu_two * 100.0).unwrap();
+    let speedup = two / one;
+    writeln!(report, "\n2 workers / 1 worker: {speedup:.2}×.").unwrap();
+    println!(
+        "scale-out: 1 worker {one:.1} jobs/s ({:.0} % CPU), 2 workers {two:.1} jobs/s ({:.0} % CPU), {speedup:.2}x",
+        cpu_one * 100.0,
+        cpu_two * 100.0
+    );
+
+    if !plan.quick {
+        let notes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench-notes.md");
+        if let Ok(text) = std::fs::read_to_string(notes) {
+            writeln!(report, "\n{text}").unwrap();
+        }
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join(if plan.quick {
+        "../target/BENCHMARKS-quick.md"
+    } else {
+        "../BENCHMARKS.md"
+    });
+    std::fs::write(&out, &report).unwrap();
+    println!("\nwritten to {}", out.display());
+}

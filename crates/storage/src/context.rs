@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use packages_domain::access::Membership;
 use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
-use packages_domain::{ListQuery, Package, PackageType, RoleType, Timestamp};
+use packages_domain::{ListQuery, Package, PackageType, RoleType};
 
 use crate::jobs::{self, NewJob};
 use crate::rows::{AppRow, OrganizationRow, PackageRow, RoleRow, SpaceRow};
@@ -191,30 +191,30 @@ pub fn list_orgs(
     Ok((rows.into_iter().map(Organization::from).collect(), total))
 }
 
-/// Bits packages under a set of apps, whose blobs must go when their rows go.
-fn bits_packages_of_apps(
+/// Deletes a row whose removal cascades to the packages of `app_guids`, recording in the
+/// same transaction a job per bits package to delete its blob. Returns whether the row
+/// was there.
+fn delete_cascading(
     conn: &mut AnyConnection,
     app_guids: &[String],
-) -> Result<Vec<Package>, StorageError> {
-    packages::table
+    delete_row: impl FnOnce(&mut AnyConnection) -> diesel::QueryResult<usize>,
+    delete_job: &dyn Fn(&Package) -> NewJob,
+) -> Result<bool, StorageError> {
+    let doomed: Vec<Package> = packages::table
         .filter(packages::app_guid.eq_any(app_guids))
         .filter(packages::package_type.eq(PackageType::Bits.as_str()))
         .select(PackageRow::as_select())
         .load(conn)?
         .into_iter()
         .map(Package::try_from)
-        .collect()
-}
-
-fn record_bits_deletions(
-    conn: &mut AnyConnection,
-    doomed: &[Package],
-    delete_job: &dyn Fn(&Package) -> NewJob,
-) -> Result<(), StorageError> {
-    for package in doomed {
+        .collect::<Result<_, _>>()?;
+    if delete_row(conn)? != 1 {
+        return Ok(false);
+    }
+    for package in &doomed {
         jobs::insert(conn, &delete_job(package))?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Deletes an organization with its spaces, roles, apps and packages (the database
@@ -235,13 +235,15 @@ pub fn delete_org(
             )
             .select(apps::guid)
             .load(conn)?;
-        let doomed = bits_packages_of_apps(conn, &app_guids)?;
-        let deleted = diesel::delete(organizations::table.filter(organizations::guid.eq(guid)))
-            .execute(conn)?;
-        if deleted == 1 {
-            record_bits_deletions(conn, &doomed, delete_job)?;
-        }
-        Ok(deleted == 1)
+        delete_cascading(
+            conn,
+            &app_guids,
+            |conn| {
+                diesel::delete(organizations::table.filter(organizations::guid.eq(guid)))
+                    .execute(conn)
+            },
+            delete_job,
+        )
     })
 }
 
@@ -292,12 +294,12 @@ pub fn delete_space(
             .filter(apps::space_guid.eq(guid))
             .select(apps::guid)
             .load(conn)?;
-        let doomed = bits_packages_of_apps(conn, &app_guids)?;
-        let deleted = diesel::delete(spaces::table.filter(spaces::guid.eq(guid))).execute(conn)?;
-        if deleted == 1 {
-            record_bits_deletions(conn, &doomed, delete_job)?;
-        }
-        Ok(deleted == 1)
+        delete_cascading(
+            conn,
+            &app_guids,
+            |conn| diesel::delete(spaces::table.filter(spaces::guid.eq(guid))).execute(conn),
+            delete_job,
+        )
     })
 }
 
@@ -404,16 +406,11 @@ pub fn delete_app(
     delete_job: &dyn Fn(&Package) -> NewJob,
 ) -> Result<bool, StorageError> {
     write_transaction(conn, |conn| {
-        let doomed = bits_packages_of_apps(conn, &[guid.to_owned()])?;
-        let deleted = diesel::delete(apps::table.filter(apps::guid.eq(guid))).execute(conn)?;
-        if deleted == 1 {
-            record_bits_deletions(conn, &doomed, delete_job)?;
-        }
-        Ok(deleted == 1)
+        delete_cascading(
+            conn,
+            &[guid.to_owned()],
+            |conn| diesel::delete(apps::table.filter(apps::guid.eq(guid))).execute(conn),
+            delete_job,
+        )
     })
-}
-
-/// Current time for new rows.
-pub fn now() -> Timestamp {
-    Timestamp::now()
 }

@@ -1,11 +1,12 @@
 //! Organizations, spaces, roles and apps: the small GA-shaped surface that owns and
 //! authorizes packages.
 
+use packages_domain::ListQuery;
 use packages_domain::context::{self as rules, App, Organization, Role, RoleTarget, Space};
 use packages_domain::validation::{self, Invalid};
 use packages_domain::{Access, Principal, Timestamp, new_guid};
-use packages_storage::StorageError;
 use packages_storage::context::{self as store, Visibility};
+use packages_storage::{AnyConnection, StorageError};
 
 use crate::lookup::{require_read_scope, require_write_role, require_write_scope};
 use crate::{Page, Resource, Result, ServiceError, Services, jobs, list_query};
@@ -37,7 +38,29 @@ fn parse(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>> {
     validation::parse_object(body).map_err(|e| ServiceError::Unparsable(e.0))
 }
 
+/// A storage list function: a page of what a visibility allows, and the total.
+type Lister<T> =
+    fn(&mut AnyConnection, &Visibility, &ListQuery) -> Result<(Vec<T>, u64), StorageError>;
+
 impl Services {
+    /// A page of a list endpoint: read scope, the query's rules, then what the caller
+    /// may see.
+    async fn visible_page<T: Send + 'static>(
+        &self,
+        principal: &Principal,
+        query: &[(String, String)],
+        list: Lister<T>,
+    ) -> Result<Page<T>> {
+        require_read_scope(principal)?;
+        let query = list_query(query)?;
+        let visibility = visibility(principal);
+        let (items, total) = self
+            .db
+            .run(move |conn| list(conn, &visibility, &query))
+            .await?;
+        Ok(Page::new(items, total, query))
+    }
+
     // Organizations
 
     pub async fn create_org(&self, principal: &Principal, body: &[u8]) -> Result<Organization> {
@@ -90,14 +113,7 @@ impl Services {
         principal: &Principal,
         query: &[(String, String)],
     ) -> Result<Page<Organization>> {
-        require_read_scope(principal)?;
-        let query = list_query(query)?;
-        let visibility = visibility(principal);
-        let (orgs, total) = self
-            .db
-            .run(move |conn| store::list_orgs(conn, &visibility, &query))
-            .await?;
-        Ok(Page::new(orgs, total, query))
+        self.visible_page(principal, query, store::list_orgs).await
     }
 
     /// Deletes the organization with everything in it; package bits go through jobs.
@@ -185,14 +201,8 @@ impl Services {
         principal: &Principal,
         query: &[(String, String)],
     ) -> Result<Page<Space>> {
-        require_read_scope(principal)?;
-        let query = list_query(query)?;
-        let visibility = visibility(principal);
-        let (spaces, total) = self
-            .db
-            .run(move |conn| store::list_spaces(conn, &visibility, &query))
-            .await?;
-        Ok(Page::new(spaces, total, query))
+        self.visible_page(principal, query, store::list_spaces)
+            .await
     }
 
     pub async fn delete_space(
@@ -287,14 +297,7 @@ impl Services {
         principal: &Principal,
         query: &[(String, String)],
     ) -> Result<Page<Role>> {
-        require_read_scope(principal)?;
-        let query = list_query(query)?;
-        let visibility = visibility(principal);
-        let (roles, total) = self
-            .db
-            .run(move |conn| store::list_roles(conn, &visibility, &query))
-            .await?;
-        Ok(Page::new(roles, total, query))
+        self.visible_page(principal, query, store::list_roles).await
     }
 
     pub async fn delete_role(&self, principal: &Principal, guid: &str) -> Result<()> {
@@ -368,14 +371,7 @@ impl Services {
         principal: &Principal,
         query: &[(String, String)],
     ) -> Result<Page<App>> {
-        require_read_scope(principal)?;
-        let query = list_query(query)?;
-        let visibility = visibility(principal);
-        let (apps, total) = self
-            .db
-            .run(move |conn| store::list_apps(conn, &visibility, &query))
-            .await?;
-        Ok(Page::new(apps, total, query))
+        self.visible_page(principal, query, store::list_apps).await
     }
 
     /// Deletes the app and its packages; their bits go through jobs.

@@ -145,8 +145,8 @@ pub(crate) async fn put_through_writer(
 
 #[async_trait]
 pub trait BlobWriter: Send {
-    /// Appends a chunk. Implementations keep memory bounded (S3: one part buffered and at
-    /// most one part in flight), whatever the total size.
+    /// Appends a chunk. Implementations keep memory bounded (S3: one part buffering and at
+    /// most two parts in flight), whatever the total size.
     async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError>;
 
     /// Makes the blob visible under its key; returns its size in bytes.

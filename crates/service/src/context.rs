@@ -2,10 +2,12 @@
 //! authorizes packages.
 
 use packages_domain::ListQuery;
+use packages_domain::Package;
 use packages_domain::context::{self as rules, App, Organization, Role, RoleTarget, Space};
 use packages_domain::validation::{self, Invalid};
 use packages_domain::{Access, Principal, Timestamp, new_guid};
 use packages_storage::context::{self as store, Visibility};
+use packages_storage::jobs::NewJob;
 use packages_storage::{AnyConnection, StorageError};
 
 use crate::lookup::{require_read_scope, require_write_role, require_write_scope};
@@ -38,6 +40,10 @@ fn parse(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>> {
     validation::parse_object(body).map_err(|e| ServiceError::Unparsable(e.0))
 }
 
+/// A storage delete that cascades to packages, recording jobs that delete their bits.
+type CascadingDelete =
+    fn(&mut AnyConnection, &str, &dyn Fn(&Package) -> NewJob) -> Result<bool, StorageError>;
+
 /// A storage list function: a page of what a visibility allows, and the total.
 type Lister<T> =
     fn(&mut AnyConnection, &Visibility, &ListQuery) -> Result<(Vec<T>, u64), StorageError>;
@@ -59,6 +65,22 @@ impl Services {
             .run(move |conn| list(conn, &visibility, &query))
             .await?;
         Ok(Page::new(items, total, query))
+    }
+
+    /// Runs a delete that cascades to packages; their bits go through jobs recorded in
+    /// the same transaction.
+    async fn delete_cascading(
+        &self,
+        guid: String,
+        request_id: &str,
+        delete: CascadingDelete,
+    ) -> Result<()> {
+        let request_id = request_id.to_owned();
+        self.db
+            .run(move |conn| delete(conn, &guid, &|p| jobs::delete_bits(p, &request_id)))
+            .await?;
+        self.job_recorded();
+        Ok(())
     }
 
     // Organizations
@@ -126,14 +148,8 @@ impl Services {
         require_write_scope(principal)?;
         let org = self.visible_org(principal, guid).await?;
         require_admin(principal)?;
-        let request_id = request_id.to_owned();
-        self.db
-            .run(move |conn| {
-                store::delete_org(conn, &org.guid, &|p| jobs::delete_bits(p, &request_id))
-            })
-            .await?;
-        self.job_recorded();
-        Ok(())
+        self.delete_cascading(org.guid, request_id, store::delete_org)
+            .await
     }
 
     // Spaces
@@ -214,14 +230,8 @@ impl Services {
         require_write_scope(principal)?;
         let space = self.visible_space(principal, guid).await?;
         require_admin(principal)?;
-        let request_id = request_id.to_owned();
-        self.db
-            .run(move |conn| {
-                store::delete_space(conn, &space.guid, &|p| jobs::delete_bits(p, &request_id))
-            })
-            .await?;
-        self.job_recorded();
-        Ok(())
+        self.delete_cascading(space.guid, request_id, store::delete_space)
+            .await
     }
 
     // Roles
@@ -384,13 +394,7 @@ impl Services {
         require_write_scope(principal)?;
         let (app, membership) = self.readable_app(principal, guid).await?;
         require_write_role(principal, &membership)?;
-        let request_id = request_id.to_owned();
-        self.db
-            .run(move |conn| {
-                store::delete_app(conn, &app.guid, &|p| jobs::delete_bits(p, &request_id))
-            })
-            .await?;
-        self.job_recorded();
-        Ok(())
+        self.delete_cascading(app.guid, request_id, store::delete_app)
+            .await
     }
 }

@@ -172,7 +172,7 @@ impl Instruments {
             )?,
             upload_bytes: counter(
                 "upload_bytes_total",
-                "Bytes of package bits received in accepted uploads.",
+                "Bytes of package bits the API received in uploads (including uploads refused later).",
             )?,
             jobs: counter_vec(
                 "jobs_total",

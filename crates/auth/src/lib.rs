@@ -25,6 +25,9 @@ pub const MINT_CLIENT_ID: &str = "cf";
 
 /// Why a request's credentials were refused. `Missing` is 401 `NotAuthenticated`,
 /// `Invalid` is 401 `InvalidAuthToken`.
+/// Shortest HS256 key accepted: RFC 7518 asks for at least the hash's 256 bits.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthFailure {
     #[error("no token")]
@@ -40,6 +43,8 @@ pub enum AuthError {
     NoKey,
     #[error("auth.jwt_secret is empty")]
     EmptySecret,
+    #[error("auth.jwt_secret must be at least {MIN_SECRET_BYTES} bytes long, got {0}")]
+    ShortSecret(usize),
     #[error("auth.audience is empty")]
     EmptyAudience,
     #[error("auth.jwt_public_key is not an RSA public key in PEM form: {0}")]
@@ -111,6 +116,10 @@ impl Verifier {
             None => None,
             // An empty HMAC key would let anyone sign tokens.
             Some(secret) if secret.trim().is_empty() => return Err(AuthError::EmptySecret),
+            // A short one can be found by brute force from any token it signed.
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
+                return Err(AuthError::ShortSecret(secret.len()));
+            }
             Some(secret) => Some(KeyedValidation::new(
                 Algorithm::HS256,
                 DecodingKey::from_secret(secret.as_bytes()),

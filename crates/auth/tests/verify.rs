@@ -10,7 +10,7 @@ use packages_auth::{AuthError, AuthFailure, Verifier, generate_secret, mint};
 use packages_domain::Principal;
 use serde_json::{Value, json};
 
-const SECRET: &str = "uaa-symmetric-test-secret";
+const SECRET: &str = "uaa-symmetric-test-secret-of-32-bytes";
 const AUD: &str = "cloud_controller";
 const RSA_PRIVATE: &str = include_str!("fixtures/rsa_private.pem");
 const RSA_PUBLIC: &str = include_str!("fixtures/rsa_public.pem");
@@ -477,6 +477,10 @@ fn bad_configuration_is_refused() {
     assert!(matches!(
         Verifier::new(Some(""), None, AUD),
         Err(AuthError::EmptySecret)
+    ));
+    assert!(matches!(
+        Verifier::new(Some("31-bytes-31-bytes-31-bytes-3133"), None, AUD),
+        Err(AuthError::ShortSecret(31))
     ));
     assert!(matches!(
         Verifier::new(Some(SECRET), None, " "),

@@ -15,7 +15,22 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "server.external_url",
         "none",
-        "base of every absolute `href` (e.g. `https://api.example.org`); absent: the request's scheme and `Host`",
+        "base of every absolute `href` (e.g. `https://api.example.org`); absent: the request's scheme and `Host` when they are a valid `http`/`https` origin, else the bind address",
+    ),
+    (
+        "server.body_idle_timeout_secs",
+        "15",
+        "a request body that makes no progress for this long is answered 408 and its connection closed (idle time, not total time: slow uploads that keep sending are fine)",
+    ),
+    (
+        "server.max_connections",
+        "10000",
+        "open connections the API accepts at once; further clients wait in the kernel's backlog, and a warning is logged when the cap is reached",
+    ),
+    (
+        "server.shutdown_timeout_secs",
+        "300",
+        "on SIGTERM, how long requests in flight (uploads) may still run before they are cut; matches Kubernetes' grace period",
     ),
     (
         "worker.bind",
@@ -87,7 +102,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "3600",
         "lifetime of the download redirect URL (at most 604800, seven days)",
     ),
-    ("auth.jwt_secret", "none", "HS256 key (UAA symmetric key)"),
+    (
+        "auth.jwt_secret",
+        "none",
+        "HS256 key (UAA symmetric key), at least 32 bytes",
+    ),
     (
         "auth.jwt_public_key",
         "none",
@@ -98,7 +117,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "upload.bits_path_root",
         "none",
-        "directory that a front proxy writes uploads into; `bits_path` uploads are accepted only for files inside it; absent: such uploads get 422",
+        "directory that a front proxy writes uploads into; `bits_path` uploads are accepted only for files inside it, and only with `upload.proxy_secret`; absent: such uploads get 422",
+    ),
+    (
+        "upload.proxy_secret",
+        "none",
+        "shared secret the front proxy sends in `X-Upload-Proxy-Secret`; a `bits_path` upload without it is refused. Required with `upload.bits_path_root`; at least 16 bytes",
     ),
     (
         "upload.max_body_bytes",
@@ -120,6 +144,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "1200",
         "a package in PROCESSING_UPLOAD or COPYING longer than this is re-driven, and FAILED with a reason once its retries are spent",
     ),
+    (
+        "packages.max_zip_entries",
+        "250000",
+        "most entries (files, directories, links) a package's zip may have; more → FAILED",
+    ),
+    (
+        "packages.max_zip_name_bytes",
+        "4096",
+        "longest entry name in a package's zip, in bytes (Linux's PATH_MAX); longer → FAILED",
+    ),
+    (
+        "packages.max_zip_symlinks",
+        "10000",
+        "most symlink entries a package's zip may have; more → FAILED",
+    ),
     ("log.format", "text", "log line format: `text` or `json`"),
     (
         "log.level",
@@ -130,6 +169,13 @@ pub const KEYS: &[(&str, &str, &str)] = &[
 
 /// Seven days: the longest lifetime S3 accepts for a presigned URL.
 const MAX_PRESIGN_EXPIRY_SECS: u32 = 604_800;
+
+/// Shortest HS256 key: RFC 7518 asks for a key at least as long as the hash (256 bits);
+/// a short one can be found by brute force and then signs anyone's token.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Shortest `upload.proxy_secret`: it stands between any client and a file on disk.
+pub const MIN_PROXY_SECRET_BYTES: usize = 16;
 
 /// Longest `queue.prefix`, leaving room for suffixes within AMQP's 255-byte names.
 const MAX_PREFIX_LEN: usize = 200;
@@ -163,6 +209,13 @@ pub(crate) fn apply(settings: &mut Settings, key: &str, raw: Raw<'_>) -> Result<
     match key {
         "server.bind" => s.server.bind = socket_addr(&text(raw)?)?,
         "server.external_url" => s.server.external_url = optional_url(raw)?,
+        "server.body_idle_timeout_secs" => {
+            s.server.body_idle_timeout_secs = integer(raw, 1, 86_400)?;
+        }
+        "server.max_connections" => s.server.max_connections = integer(raw, 1, 1_000_000)?,
+        "server.shutdown_timeout_secs" => {
+            s.server.shutdown_timeout_secs = integer(raw, 1, 86_400)?;
+        }
         "worker.bind" => s.worker.bind = socket_addr(&text(raw)?)?,
         "worker.concurrency" => s.worker.concurrency = integer(raw, 1, MAX_CONCURRENCY)?,
         "worker.max_attempts" => s.worker.max_attempts = integer(raw, 1, 1000)?,
@@ -183,12 +236,15 @@ pub(crate) fn apply(settings: &mut Settings, key: &str, raw: Raw<'_>) -> Result<
         "blobstore.presign_expiry_secs" => {
             s.blobstore.presign_expiry_secs = integer(raw, 1, MAX_PRESIGN_EXPIRY_SECS)?;
         }
-        "auth.jwt_secret" => s.auth.jwt_secret = optional_text(raw)?,
+        "auth.jwt_secret" => s.auth.jwt_secret = optional_secret(raw, MIN_JWT_SECRET_BYTES)?,
         "auth.jwt_public_key" => s.auth.jwt_public_key = optional_text(raw)?,
         "auth.audience" => s.auth.audience = required_text(raw)?,
         "auth.uaa_url" => s.auth.uaa_url = optional_url(raw)?,
         "upload.bits_path_root" => {
             s.upload.bits_path_root = optional_text(raw)?.map(PathBuf::from);
+        }
+        "upload.proxy_secret" => {
+            s.upload.proxy_secret = optional_secret(raw, MIN_PROXY_SECRET_BYTES)?;
         }
         "upload.max_body_bytes" => s.upload.max_body_bytes = integer(raw, 1, u64::MAX)?,
         "packages.max_package_size" => s.packages.max_package_size = integer(raw, 1, u64::MAX)?,
@@ -198,11 +254,27 @@ pub(crate) fn apply(settings: &mut Settings, key: &str, raw: Raw<'_>) -> Result<
         "packages.pending_timeout_secs" => {
             s.packages.pending_timeout_secs = integer(raw, 1, u64::MAX)?;
         }
+        "packages.max_zip_entries" => s.packages.max_zip_entries = integer(raw, 1, u64::MAX)?,
+        "packages.max_zip_name_bytes" => {
+            s.packages.max_zip_name_bytes = integer(raw, 1, 65_535)?;
+        }
+        "packages.max_zip_symlinks" => s.packages.max_zip_symlinks = integer(raw, 0, u64::MAX)?,
         "log.format" => s.log.format = log_format(&text(raw)?)?,
         "log.level" => s.log.level = required_text(raw)?,
         _ => return Err(Problem::Unknown),
     }
     Ok(())
+}
+
+/// A secret that, when set, has at least `min` bytes. The value never reaches the message.
+fn optional_secret(raw: Raw<'_>, min: usize) -> Result<Option<String>, String> {
+    match optional_text(raw)? {
+        Some(secret) if secret.len() < min => Err(format!(
+            "must be at least {min} bytes long, got {} (generate one with `openssl rand -hex 32`)",
+            secret.len()
+        )),
+        other => Ok(other),
+    }
 }
 
 fn optional_url(raw: Raw<'_>) -> Result<Option<String>, String> {

@@ -67,6 +67,9 @@ pub enum ConfigError {
         problem: String,
         origin: Origin,
     },
+    /// Two settings that only work together, one of them missing.
+    #[error("{key}: {problem}")]
+    Incomplete { key: String, problem: String },
     #[error("environment variable {name} is not valid UTF-8")]
     NotUnicode { name: String },
 }
@@ -75,9 +78,9 @@ impl ConfigError {
     /// The configuration key the error is about, if it is about one.
     pub fn key(&self) -> Option<&str> {
         match self {
-            ConfigError::UnknownKey { key, .. } | ConfigError::InvalidValue { key, .. } => {
-                Some(key)
-            }
+            ConfigError::UnknownKey { key, .. }
+            | ConfigError::InvalidValue { key, .. }
+            | ConfigError::Incomplete { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -102,7 +105,21 @@ pub fn load_from(
         apply_file(&mut settings, path)?;
     }
     apply_env(&mut settings, env)?;
+    check_combinations(&settings)?;
     Ok(settings)
+}
+
+/// Rules that involve more than one key.
+fn check_combinations(settings: &Settings) -> Result<(), ConfigError> {
+    if settings.upload.bits_path_root.is_some() && settings.upload.proxy_secret.is_none() {
+        return Err(ConfigError::Incomplete {
+            key: "upload.bits_path_root".to_owned(),
+            problem: "requires upload.proxy_secret: without it any client could name a file \
+                      in that directory"
+                .to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// The config file to read: the explicit one wins over `PACKAGES_CONFIG`, and an empty

@@ -31,6 +31,12 @@ pub struct Server {
     /// Base of every absolute `href`, `http(s)://host[:port][/path]` without a trailing
     /// slash; `None`: the request's scheme and `Host`.
     pub external_url: Option<String>,
+    /// A request body idle this long is answered 408 and its connection closed.
+    pub body_idle_timeout_secs: u64,
+    /// Open connections accepted at once.
+    pub max_connections: usize,
+    /// On SIGTERM, how long requests in flight may still run.
+    pub shutdown_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,10 +133,12 @@ impl Auth {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Upload {
     /// Directory a front proxy writes uploads into; `None`: `bits_path` uploads get 422.
     pub bits_path_root: Option<PathBuf>,
+    /// Secret a front proxy proves itself with (`X-Upload-Proxy-Secret`).
+    pub proxy_secret: Option<String>,
     /// Larger request bodies get 413 before they are stored.
     pub max_body_bytes: u64,
 }
@@ -143,6 +151,12 @@ pub struct Packages {
     pub max_valid_packages_stored: u32,
     /// Age after which a package in PROCESSING_UPLOAD or COPYING is re-driven.
     pub pending_timeout_secs: u64,
+    /// Most entries a package's zip may have.
+    pub max_zip_entries: u64,
+    /// Longest entry name in a package's zip, in bytes.
+    pub max_zip_name_bytes: usize,
+    /// Most symlink entries a package's zip may have.
+    pub max_zip_symlinks: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +179,9 @@ impl Settings {
             server: Server {
                 bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 external_url: None,
+                body_idle_timeout_secs: 15,
+                max_connections: 10_000,
+                shutdown_timeout_secs: 300,
             },
             worker: Worker {
                 bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
@@ -204,12 +221,16 @@ impl Settings {
             },
             upload: Upload {
                 bits_path_root: None,
+                proxy_secret: None,
                 max_body_bytes: 1 << 30,
             },
             packages: Packages {
                 max_package_size: 536_870_912,
                 max_valid_packages_stored: 5,
                 pending_timeout_secs: 1200,
+                max_zip_entries: 250_000,
+                max_zip_name_bytes: 4096,
+                max_zip_symlinks: 10_000,
             },
             log: Log {
                 format: LogFormat::Text,
@@ -276,6 +297,19 @@ impl fmt::Debug for Auth {
             .field("jwt_public_key", &self.jwt_public_key)
             .field("audience", &self.audience)
             .field("uaa_url", &self.uaa_url)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Upload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upload")
+            .field("bits_path_root", &self.bits_path_root)
+            .field(
+                "proxy_secret",
+                &self.proxy_secret.as_ref().map(|_| REDACTED),
+            )
+            .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
 }

@@ -98,7 +98,7 @@ fn keys_list_documents_the_real_defaults() {
     // Setting every key to its documented default must change nothing.
     assert_eq!(load_from(None, concrete).unwrap(), Settings::defaults());
     let none = KEYS.iter().filter(|(_, d, _)| *d == "none").count();
-    assert_eq!(none, 8, "optional keys");
+    assert_eq!(none, 9, "optional keys");
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn keys_are_unique_and_in_contract_order() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), names.len());
-    assert_eq!(names.len(), 31);
+    assert_eq!(names.len(), 38);
     assert_eq!(names.first(), Some(&"server.bind"));
     assert_eq!(names.last(), Some(&"log.level"));
     let position = |k: &str| names.iter().position(|n| *n == k).unwrap();
@@ -137,6 +137,8 @@ fn sample(key: &str) -> &'static str {
         "blobstore.s3.path_style" => "false",
         "log.format" => "json",
         "log.level" => "debug",
+        "auth.jwt_secret" => "a-secret-of-at-least-thirty-two-bytes",
+        "upload.proxy_secret" => "a-proxy-secret-of-enough-bytes",
         "worker.concurrency"
         | "worker.max_attempts"
         | "worker.retry_base_ms"
@@ -146,7 +148,13 @@ fn sample(key: &str) -> &'static str {
         | "upload.max_body_bytes"
         | "packages.max_package_size"
         | "packages.max_valid_packages_stored"
-        | "packages.pending_timeout_secs" => "777",
+        | "packages.pending_timeout_secs"
+        | "packages.max_zip_entries"
+        | "packages.max_zip_name_bytes"
+        | "packages.max_zip_symlinks"
+        | "server.body_idle_timeout_secs"
+        | "server.max_connections"
+        | "server.shutdown_timeout_secs" => "777",
         _ => "some-text",
     }
 }
@@ -155,8 +163,13 @@ fn sample(key: &str) -> &'static str {
 fn every_listed_key_is_a_real_key_that_changes_its_setting() {
     for (key, _, _) in KEYS {
         let name = env_name(key);
-        let loaded = from_env(&[(&name, sample(key))])
-            .unwrap_or_else(|err| panic!("{key} via {name}: {err}"));
+        // The proxy root is only accepted together with its secret.
+        let secret = env_name("upload.proxy_secret");
+        let mut vars = vec![(name.as_str(), sample(key))];
+        if *key == "upload.bits_path_root" {
+            vars.push((&secret, sample("upload.proxy_secret")));
+        }
+        let loaded = from_env(&vars).unwrap_or_else(|err| panic!("{key} via {name}: {err}"));
         assert_ne!(loaded, Settings::defaults(), "{key} changed nothing");
     }
 }
@@ -171,8 +184,11 @@ fn every_listed_key_is_accepted_in_the_file() {
         } else {
             format!("{value:?}")
         };
-        let loaded = from_file(&format!("[{section}]\n{leaf} = {value}\n"))
-            .unwrap_or_else(|err| panic!("{key}: {err}"));
+        let mut text = format!("[{section}]\n{leaf} = {value}\n");
+        if *key == "upload.bits_path_root" {
+            text.push_str("proxy_secret = \"a-proxy-secret-of-enough-bytes\"\n");
+        }
+        let loaded = from_file(&text).unwrap_or_else(|err| panic!("{key}: {err}"));
         assert_ne!(loaded, Settings::defaults(), "{key} changed nothing");
     }
 }
@@ -194,7 +210,7 @@ presign_expiry_secs = 60
 s3 = { endpoint = "http://127.0.0.1:9000", access_key = "minio", secret_key = "minio123", path_style = false }
 
 [auth]
-jwt_secret = "s3cret"
+jwt_secret = "s3cret-s3cret-s3cret-s3cret-s3cret"
 "#,
     )
     .unwrap();
@@ -260,22 +276,26 @@ fn string_keys_stay_text_even_when_they_look_like_numbers() {
     let s = from_env(&[
         ("PACKAGES__BLOBSTORE__S3__ACCESS_KEY", "12345"),
         ("PACKAGES__BLOBSTORE__S3__SECRET_KEY", "00123"),
-        ("PACKAGES__AUTH__JWT_SECRET", "true"),
+        ("PACKAGES__UPLOAD__PROXY_SECRET", "12345678901234567890"),
         ("PACKAGES__BLOBSTORE__S3__BUCKET", "2024"),
         ("PACKAGES__AUTH__AUDIENCE", "1.5"),
     ])
     .unwrap();
     assert_eq!(s.blobstore.s3.access_key.as_deref(), Some("12345"));
     assert_eq!(s.blobstore.s3.secret_key.as_deref(), Some("00123"));
-    assert_eq!(s.auth.jwt_secret.as_deref(), Some("true"));
+    assert_eq!(
+        s.upload.proxy_secret.as_deref(),
+        Some("12345678901234567890")
+    );
     assert_eq!(s.blobstore.s3.bucket, "2024");
     assert_eq!(s.auth.audience, "1.5");
 }
 
 #[test]
 fn empty_env_value_unsets_an_optional_key() {
-    let file =
-        config_file("[server]\nexternal_url = \"https://a.example\"\n[auth]\njwt_secret = \"x\"\n");
+    let file = config_file(
+        "[server]\nexternal_url = \"https://a.example\"\n[auth]\njwt_secret = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\n",
+    );
     let s = load_from(
         Some(file.path()),
         env(&[
@@ -555,7 +575,11 @@ fn later_duplicate_env_entry_wins() {
 #[test]
 fn debug_output_hides_secrets() {
     let s = from_env(&[
-        ("PACKAGES__AUTH__JWT_SECRET", "jwt-topsecret"),
+        (
+            "PACKAGES__AUTH__JWT_SECRET",
+            "jwt-topsecret-jwt-topsecret-jwt-topsecret",
+        ),
+        ("PACKAGES__UPLOAD__PROXY_SECRET", "proxy-topsecret-proxy"),
         ("PACKAGES__BLOBSTORE__S3__SECRET_KEY", "s3-topsecret"),
         ("PACKAGES__DATABASE__URL", "postgres://u:db-topsecret@db/x"),
         ("PACKAGES__QUEUE__URL", "amqp://u:mq-topsecret@mq/v"),
@@ -564,4 +588,42 @@ fn debug_output_hides_secrets() {
     let debug = format!("{s:?}");
     assert!(!debug.contains("topsecret"), "{debug}");
     assert!(debug.contains("postgres://u:***@db/x"), "{debug}");
+}
+
+#[test]
+fn short_secrets_are_refused_without_showing_them() {
+    let m = message(from_env(&[("PACKAGES__AUTH__JWT_SECRET", "s")]));
+    assert!(
+        m.starts_with("auth.jwt_secret: must be at least 32 bytes long, got 1"),
+        "{m}"
+    );
+    let m = message(from_env(&[(
+        "PACKAGES__AUTH__JWT_SECRET",
+        "31-bytes-31-bytes-31-bytes-3133",
+    )]));
+    assert!(m.contains("got 31"), "{m}");
+    assert!(!m.contains("31-bytes"), "{m}");
+    let m = message(from_env(&[("PACKAGES__UPLOAD__PROXY_SECRET", "short")]));
+    assert!(
+        m.starts_with("upload.proxy_secret: must be at least 16 bytes"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_proxy_root_needs_the_proxy_secret() {
+    let m = message(from_env(&[("PACKAGES__UPLOAD__BITS_PATH_ROOT", "/srv/up")]));
+    assert!(
+        m.starts_with("upload.bits_path_root: requires upload.proxy_secret"),
+        "{m}"
+    );
+    let s = from_env(&[
+        ("PACKAGES__UPLOAD__BITS_PATH_ROOT", "/srv/up"),
+        ("PACKAGES__UPLOAD__PROXY_SECRET", "sixteen-bytes-or-more"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.upload.proxy_secret.as_deref(),
+        Some("sixteen-bytes-or-more")
+    );
 }

@@ -39,6 +39,23 @@ pub mod upload_outcome {
     pub const ALL: [&str; 4] = [ACCEPTED, REJECTED, TOO_LARGE, FAILED];
 }
 
+/// `method` of the HTTP metrics: the methods of RFC 9110 and PATCH, and one value for
+/// anything else, so a client sending made-up methods cannot grow the series.
+pub mod http_method {
+    pub const OTHER: &str = "OTHER";
+    pub const ALL: [&str; 10] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", OTHER,
+    ];
+
+    /// The label for a request's method.
+    pub fn label(method: &str) -> &'static str {
+        ALL.iter()
+            .copied()
+            .find(|known| *known != OTHER && *known == method)
+            .unwrap_or(OTHER)
+    }
+}
+
 /// `kind` of `jobs_total` and `job_duration_seconds`; the job kinds on the queue.
 pub mod job_kind {
     pub const PROCESS_UPLOAD: &str = "process_upload";
@@ -70,13 +87,15 @@ pub mod failure_reason {
     pub const COPY_FAILED: &str = "copy_failed";
     pub const TIMED_OUT: &str = "timed_out";
     pub const INFRASTRUCTURE: &str = "infrastructure";
-    pub const ALL: [&str; 6] = [
+    pub const CRASHED: &str = "crashed";
+    pub const ALL: [&str; 7] = [
         INVALID_ZIP,
         UNSAFE_ENTRY,
         TOO_LARGE,
         COPY_FAILED,
         TIMED_OUT,
         INFRASTRUCTURE,
+        CRASHED,
     ];
 }
 
@@ -131,6 +150,8 @@ struct Instruments {
     packages: IntGaugeVec,
     pending_oldest: IntGauge,
     readiness: IntGaugeVec,
+    connections_open: IntGauge,
+    connections_refused: IntCounter,
 }
 
 fn register<C: Collector + Clone + 'static>(
@@ -230,6 +251,14 @@ impl Instruments {
                     ),
                     &["component"],
                 )?,
+            )?,
+            connections_open: gauge(
+                "http_connections_open",
+                "HTTP connections this process holds open right now.",
+            )?,
+            connections_refused: counter(
+                "http_connections_at_cap_total",
+                "Times the API reached server.max_connections; new clients then wait in the kernel's backlog.",
             )?,
         })
     }
@@ -339,10 +368,16 @@ impl Metrics {
     }
 
     /// One answered HTTP request. `route` must be the route pattern (`/v3/packages/{guid}`),
-    /// never the raw path, or every GUID becomes its own series.
+    /// never the raw path, or every GUID becomes its own series. The method is reduced to
+    /// [`http_method::label`], since any client may invent method names.
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let Some(i) = self.instruments() else { return };
-        let status = status.to_string();
+        let method = http_method::label(method);
+        let status = if (100..=599).contains(&status) {
+            status.to_string()
+        } else {
+            "other".to_owned()
+        };
         if let Ok(counter) =
             i.http_requests
                 .get_metric_with_label_values(&[method, route, status.as_str()])
@@ -354,6 +389,20 @@ impl Metrics {
             .get_metric_with_label_values(&[method, route])
         {
             histogram.observe(sane_seconds(seconds));
+        }
+    }
+
+    /// The number of HTTP connections open now.
+    pub fn set_connections_open(&self, n: u64) {
+        if let Some(i) = self.instruments() {
+            i.connections_open.set(gauge_value(n));
+        }
+    }
+
+    /// The connection cap was reached once more.
+    pub fn connections_at_cap(&self) {
+        if let Some(i) = self.instruments() {
+            i.connections_refused.inc();
         }
     }
 

@@ -126,6 +126,7 @@ fn label_values_match_the_domain() {
         FailureReason::CopyFailed(String::new()),
         FailureReason::TimedOut { seconds: 1 },
         FailureReason::GaveUp(String::new()),
+        FailureReason::Crashed { runs: 1 },
     ];
     let labels: Vec<&str> = reasons.iter().map(FailureReason::label).collect();
     assert_eq!(labels, failure_reason::ALL);
@@ -337,4 +338,34 @@ fn process_metrics_are_exported() {
     ] {
         assert!(sample(&text, name).is_some(), "{name}");
     }
+}
+
+#[test]
+fn invented_methods_and_statuses_share_one_series() {
+    let metrics = Metrics::new();
+    for i in 0..500 {
+        metrics.http_request(&format!("M{i}"), "unmatched", 404, 0.001);
+    }
+    metrics.http_request("get", "unmatched", 404, 0.001);
+    metrics.http_request("GET", "unmatched", 1000, 0.001);
+    let text = metrics.render();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .count();
+    assert_eq!(series, 2, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"404\"}"
+        ),
+        Some(501.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"other\"}"
+        ),
+        Some(1.0)
+    );
 }

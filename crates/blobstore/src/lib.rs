@@ -11,9 +11,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 mod local;
+mod redact;
 mod s3;
 
 pub use local::LocalBlobstore;
+pub use redact::redact_urls;
 pub use s3::{S3Blobstore, S3Settings, S3Writer};
 
 /// A stream of bytes read from a blob.

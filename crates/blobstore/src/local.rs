@@ -1,12 +1,16 @@
 //! Blobs as files under a root directory.
 //!
-//! A blob is written to `root/.tmp/<uuid>` and renamed into place when finished, so a
-//! reader sees either the old blob, the new one or none, never a partial file.
+//! A blob is written to `root/.tmp/<session>/<uuid>` and renamed into place when finished,
+//! so a reader sees either the old blob, the new one or none, never a partial file. Each
+//! process writes into its own session directory, locked while the process lives: at
+//! start, sessions whose lock is free belong to processes that died, and are removed
+//! whole (a process killed mid-upload leaves nothing behind for long).
 
 use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,62 +28,57 @@ const DOWNLOAD_CHUNK: usize = 64 * 1024;
 /// Renames are retried when a concurrent delete pruned the freshly created parent.
 const INSTALL_ATTEMPTS: usize = 3;
 
+/// Name of the lock file inside a session directory.
+const SESSION_LOCK: &str = "lock";
+
 /// A blobstore on a local (or mounted) filesystem.
 #[derive(Debug, Clone)]
 pub struct LocalBlobstore {
     root: PathBuf,
+    session: Arc<Session>,
+}
+
+/// This process's directory for temporary files, and the lock that says it is alive.
+#[derive(Debug)]
+struct Session {
+    dir: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl LocalBlobstore {
-    /// Opens the store at `root`, creating the directory if needed.
+    /// Opens the store at `root`, creating the directory (private to this user) if needed,
+    /// and removes what dead processes left in the temporary area.
     pub fn new(root: PathBuf) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(root.join(TMP_DIR))?;
-        Ok(Self { root })
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root.join(TMP_DIR))?;
+        let removed = remove_dead_sessions(&root.join(TMP_DIR))?;
+        if removed > 0 {
+            tracing::info!(removed, "removed temporary files of processes that died");
+        }
+        let dir = root
+            .join(TMP_DIR)
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        std::fs::create_dir(&dir)?;
+        let lock = std::fs::File::create(dir.join(SESSION_LOCK))?;
+        lock.lock()?;
+        Ok(Self {
+            root,
+            session: Arc::new(Session { dir, _lock: lock }),
+        })
     }
 
     /// The directory holding the blobs.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Removes temporary files not modified for `older_than`, left behind by a process
-    /// that died mid-upload. A live writer touches its file at least every MiB written,
-    /// so a generous `older_than` (minutes) never removes an upload in progress.
-    /// Returns how many files were removed.
-    pub fn cleanup_temp(&self, older_than: Duration) -> Result<usize, BlobError> {
-        let dir = self.root.join(TMP_DIR);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
-        let now = SystemTime::now();
-        let mut removed = 0;
-        for entry in entries {
-            let entry = entry?;
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|modified| now.duration_since(modified).ok())
-                .unwrap_or(Duration::ZERO);
-            if age < older_than {
-                continue;
-            }
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(removed)
     }
 
     fn blob_path(&self, key: &str) -> Result<PathBuf, BlobError> {
@@ -93,10 +92,36 @@ impl LocalBlobstore {
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.root
-            .join(TMP_DIR)
+        self.session
+            .dir
             .join(uuid::Uuid::new_v4().simple().to_string())
     }
+}
+
+/// Removes every session directory whose lock nobody holds (its process is gone), and
+/// loose files from before sessions existed. Returns how many entries went.
+fn remove_dead_sessions(tmp: &Path) -> Result<usize, BlobError> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(tmp)? {
+        let entry = entry?;
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let gone = if kind.is_dir() {
+            match std::fs::File::open(path.join(SESSION_LOCK)) {
+                // Free lock: the owner died. Held: a live process (WouldBlock).
+                Ok(lock) => lock.try_lock().is_ok() && std::fs::remove_dir_all(&path).is_ok(),
+                // A directory without a lock is one that died while being set up.
+                Err(e) if is_missing(&e) => std::fs::remove_dir_all(&path).is_ok(),
+                Err(_) => false,
+            }
+        } else {
+            std::fs::remove_file(&path).is_ok()
+        };
+        removed += usize::from(gone);
+    }
+    Ok(removed)
 }
 
 /// Runs blocking filesystem work off the async worker threads.
@@ -422,6 +447,7 @@ impl Blobstore for LocalBlobstore {
 
     async fn check(&self) -> Result<(), BlobError> {
         let root = self.root.clone();
+        let session = self.session.dir.clone();
         blocking(move || {
             let unavailable =
                 |what: &str, e: io::Error| BlobError::Unavailable(format!("{what}: {e}"));
@@ -433,10 +459,10 @@ impl Blobstore for LocalBlobstore {
                     root.display()
                 )));
             }
-            let tmp_dir = root.join(TMP_DIR);
-            std::fs::create_dir_all(&tmp_dir)
-                .map_err(|e| unavailable(&format!("creating {}", tmp_dir.display()), e))?;
-            let probe = tmp_dir.join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
+            // Someone may have removed the temporary area since start-up.
+            std::fs::create_dir_all(&session)
+                .map_err(|e| unavailable(&format!("creating {}", session.display()), e))?;
+            let probe = session.join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
             let written = std::fs::File::create_new(&probe).and_then(|mut f| f.write_all(b"ok"));
             let removed = std::fs::remove_file(&probe);
             written.map_err(|e| unavailable(&format!("writing {}", probe.display()), e))?;
@@ -514,7 +540,7 @@ impl Drop for LocalWriter {
     fn drop(&mut self) {
         if !self.done {
             drop(self.file.take());
-            // Best effort: cleanup_temp catches whatever is left.
+            // Best effort: the next start removes whatever is left.
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
@@ -557,11 +583,35 @@ mod tests {
         }
     }
 
+    /// Temporary files of this store's session (its lock aside).
     fn tmp_entries(store: &LocalBlobstore) -> Vec<PathBuf> {
-        std::fs::read_dir(store.root().join(TMP_DIR))
+        std::fs::read_dir(&store.session.dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with(SESSION_LOCK))
             .collect()
+    }
+
+    #[test]
+    fn sessions_of_dead_processes_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let live = LocalBlobstore::new(root.clone()).unwrap();
+        std::fs::write(live.session.dir.join("upload-in-progress"), b"x").unwrap();
+        // A session whose process died: its lock file exists but nobody holds it.
+        let dead = root.join(TMP_DIR).join("dead-session");
+        std::fs::create_dir_all(&dead).unwrap();
+        std::fs::write(dead.join(SESSION_LOCK), b"").unwrap();
+        std::fs::write(dead.join("partial-upload"), b"x").unwrap();
+        std::fs::write(root.join(TMP_DIR).join("loose-old-file"), b"x").unwrap();
+
+        let second = LocalBlobstore::new(root.clone()).unwrap();
+        assert!(!dead.exists());
+        assert!(!root.join(TMP_DIR).join("loose-old-file").exists());
+        assert!(live.session.dir.join("upload-in-progress").exists());
+        let own = second.session.dir.clone();
+        drop(second);
+        assert!(!own.exists(), "a clean stop removes its own session");
     }
 
     #[tokio::test]
@@ -784,7 +834,7 @@ mod tests {
         let infos = store.list("staging/p2/").await.unwrap();
         assert_eq!(infos.len(), 1);
         assert_eq!(infos[0].size, 3);
-        let now = SystemTime::now()
+        let now = std::time::SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
@@ -839,27 +889,5 @@ mod tests {
             store.check().await,
             Err(BlobError::Unavailable(_))
         ));
-    }
-
-    #[tokio::test]
-    async fn cleanup_temp_removes_only_old_files() {
-        let (_dir, store) = store();
-        let mut live = store.writer("live").await.unwrap();
-        live.write(Bytes::from_static(b"x")).await.unwrap();
-        let leftover = store.root().join(TMP_DIR).join("leftover");
-        std::fs::write(&leftover, b"crashed").unwrap();
-        let old = SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(&leftover)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-
-        assert_eq!(store.cleanup_temp(Duration::from_secs(600)).unwrap(), 1);
-        assert!(!leftover.exists());
-        assert_eq!(tmp_entries(&store).len(), 1);
-        assert_eq!(live.finish().await.unwrap(), 1);
-        assert_eq!(store.cleanup_temp(Duration::ZERO).unwrap(), 0);
     }
 }

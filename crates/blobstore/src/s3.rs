@@ -294,12 +294,13 @@ fn map_error(e: S3Error, key: &str) -> BlobError {
         }
         // Connect, timeout, or the connection dropping mid-body.
         S3Error::Reqwest(e) => BlobError::Unavailable(format!("S3 request: {}", error_chain(&e))),
-        S3Error::Io(e) => BlobError::Unavailable(format!("S3 request: {e}")),
-        other => BlobError::Other(format!("S3: {other}")),
+        S3Error::Io(e) => BlobError::Unavailable(format!("S3 request: {}", error_chain(&e))),
+        other => BlobError::Other(format!("S3: {}", error_chain(&other))),
     }
 }
 
-/// reqwest's top-level message ("error sending request") hides the useful cause.
+/// reqwest's top-level message ("error sending request") hides the useful cause. Its
+/// text names the request's URL, presigned ones included: query strings are removed.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -308,11 +309,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    crate::redact_urls(&text)
 }
 
-/// The `<Code>` and `<Message>` of an S3 error document, or the start of the body.
+/// The `<Code>` and `<Message>` of an S3 error document, or the start of the body, with
+/// any URL's query string removed.
 fn summarize(body: &str) -> String {
+    crate::redact_urls(&summarize_raw(body))
+}
+
+fn summarize_raw(body: &str) -> String {
     let element = |name: &str| {
         let open = format!("<{name}>");
         let close = format!("</{name}>");

@@ -192,8 +192,8 @@ pub fn list_orgs(
 }
 
 /// Deletes a row whose removal cascades to the packages of `app_guids`, recording in the
-/// same transaction a job per bits package to delete its blob. Returns whether the row
-/// was there.
+/// same transaction a job per bits package to delete its blob, in place of the jobs the
+/// package had pending. Returns whether the row was there.
 fn delete_cascading(
     conn: &mut AnyConnection,
     app_guids: &[String],
@@ -212,7 +212,7 @@ fn delete_cascading(
         return Ok(false);
     }
     for package in &doomed {
-        jobs::insert(conn, &delete_job(package))?;
+        jobs::replace_with(conn, &package.guid, &delete_job(package))?;
     }
     Ok(true)
 }

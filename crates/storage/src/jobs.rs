@@ -7,7 +7,7 @@
 use diesel::prelude::*;
 
 use crate::schema::jobs;
-use crate::{AnyConnection, StorageError, now_millis};
+use crate::{AnyConnection, StorageError, now_millis, write_transaction};
 
 /// A job to record.
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
@@ -125,19 +125,53 @@ pub fn release(conn: &mut AnyConnection, id: &str) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Counts a run of the job as begun, before it does anything. Returns how many earlier
+/// runs began and never settled (their process died under them), or `None` when the job
+/// is gone (done meanwhile).
+pub fn begin_run(conn: &mut AnyConnection, id: &str) -> Result<Option<i32>, StorageError> {
+    write_transaction(conn, |conn| {
+        let updated = diesel::update(jobs::table.filter(jobs::id.eq(id)))
+            .set(jobs::unsettled_runs.eq(jobs::unsettled_runs + 1))
+            .execute(conn)?;
+        if updated == 0 {
+            return Ok(None);
+        }
+        let runs: i32 = jobs::table
+            .filter(jobs::id.eq(id))
+            .select(jobs::unsettled_runs)
+            .first(conn)?;
+        Ok(Some(runs - 1))
+    })
+}
+
+/// Who asks for a job to run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rescheduler {
+    /// The run itself, ending on an infrastructure error: that run is settled.
+    Run,
+    /// The pending sweep, for a job that seems lost: no run of it is settled by this.
+    Sweep,
+}
+
 /// Schedules a job to be published again after `delay_ms`; returns its new attempt count,
 /// or `None` when the job is gone (done meanwhile).
 pub fn reschedule(
     conn: &mut AnyConnection,
     id: &str,
     delay_ms: i64,
+    by: Rescheduler,
 ) -> Result<Option<i32>, StorageError> {
+    let settled = match by {
+        Rescheduler::Run => 1,
+        Rescheduler::Sweep => 0,
+    };
     let updated = diesel::update(jobs::table.filter(jobs::id.eq(id)))
         .set((
             jobs::published_at.eq(None::<i64>),
             jobs::claimed_until.eq(None::<i64>),
             jobs::attempts.eq(jobs::attempts + 1),
             jobs::available_at.eq(now_millis() + delay_ms),
+            jobs::unsettled_runs.eq(jobs::unsettled_runs - settled),
         ))
         .execute(conn)?;
     if updated == 0 {
@@ -164,6 +198,26 @@ pub fn delete_for_package(
     )
     .execute(conn)?;
     Ok(())
+}
+
+/// Removes every job recorded for a package (it is gone).
+pub fn delete_all_for_package(
+    conn: &mut AnyConnection,
+    package_guid: &str,
+) -> Result<(), StorageError> {
+    diesel::delete(jobs::table.filter(jobs::package_guid.eq(package_guid))).execute(conn)?;
+    Ok(())
+}
+
+/// Replaces every job recorded for a package with `job` (a deleted package's pending
+/// upload or copy becomes the deletion of its bits).
+pub fn replace_with(
+    conn: &mut AnyConnection,
+    package_guid: &str,
+    job: &NewJob,
+) -> Result<(), StorageError> {
+    delete_all_for_package(conn, package_guid)?;
+    insert(conn, job)
 }
 
 /// The pending job of a package, if any.

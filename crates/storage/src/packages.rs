@@ -181,15 +181,95 @@ pub fn apply(
     Ok(updated == 1)
 }
 
-/// Accepts an upload: AWAITING_UPLOAD → PROCESSING_UPLOAD and its job, in one transaction.
-/// Returns false (and records nothing) when the package no longer awaits an upload.
+/// Claims a package awaiting bits for one upload until `until` (milliseconds), unless
+/// another upload holds a claim that has not lapsed. Returns whether it was claimed.
+pub fn claim_upload(
+    conn: &mut AnyConnection,
+    guid: &str,
+    claim: &str,
+    until: i64,
+) -> Result<bool, StorageError> {
+    let now = crate::now_millis();
+    let updated = diesel::update(
+        packages::table
+            .filter(packages::guid.eq(guid))
+            .filter(packages::state.eq(PackageState::AwaitingUpload.as_str()))
+            .filter(
+                packages::upload_claimed_until
+                    .is_null()
+                    .or(packages::upload_claimed_until.lt(now)),
+            ),
+    )
+    .set((
+        packages::upload_claim.eq(claim),
+        packages::upload_claimed_until.eq(until),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Extends a claim this upload still holds; returns whether it still held it.
+pub fn renew_upload_claim(
+    conn: &mut AnyConnection,
+    guid: &str,
+    claim: &str,
+    until: i64,
+) -> Result<bool, StorageError> {
+    let updated = diesel::update(
+        packages::table
+            .filter(packages::guid.eq(guid))
+            .filter(packages::upload_claim.eq(claim)),
+    )
+    .set(packages::upload_claimed_until.eq(until))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Gives up a claim (the upload failed), so the next upload need not wait for it to lapse.
+pub fn release_upload_claim(
+    conn: &mut AnyConnection,
+    guid: &str,
+    claim: &str,
+) -> Result<(), StorageError> {
+    diesel::update(
+        packages::table
+            .filter(packages::guid.eq(guid))
+            .filter(packages::upload_claim.eq(claim)),
+    )
+    .set((
+        packages::upload_claim.eq(None::<String>),
+        packages::upload_claimed_until.eq(None::<i64>),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Accepts the upload holding `claim`: AWAITING_UPLOAD → PROCESSING_UPLOAD and its job, in
+/// one transaction. Returns false (and records nothing) when the package no longer awaits
+/// an upload or another upload holds it.
 pub fn accept_upload(
     conn: &mut AnyConnection,
     guid: &str,
+    claim: &str,
     job: &NewJob,
 ) -> Result<bool, StorageError> {
     write_transaction(conn, |conn| {
-        if !apply(conn, guid, Transition::AcceptUpload, &Outcome::default())? {
+        let now = Timestamp::now().seconds();
+        let updated = diesel::update(
+            packages::table
+                .filter(packages::guid.eq(guid))
+                .filter(packages::state.eq(PackageState::AwaitingUpload.as_str()))
+                .filter(packages::upload_claim.eq(claim)),
+        )
+        .set((
+            packages::state.eq(Transition::AcceptUpload.to().as_str()),
+            packages::updated_at.eq(Some(now)),
+            packages::pending_since.eq(Some(now)),
+            packages::upload_claim.eq(None::<String>),
+            packages::upload_claimed_until.eq(None::<i64>),
+        ))
+        .execute(conn)?;
+        if updated != 1 {
             return Ok(false);
         }
         jobs::insert(conn, job)?;
@@ -214,7 +294,9 @@ pub fn finish(
 }
 
 /// Deletes a package; a bits package's blob is deleted by `delete_job`, recorded in the
-/// same transaction. Returns whether a package was deleted.
+/// same transaction, which also removes the jobs the package had pending (an upload or a
+/// copy that has not run would otherwise be published again at every restart). Returns
+/// whether a package was deleted.
 pub fn delete(
     conn: &mut AnyConnection,
     guid: &str,
@@ -226,7 +308,9 @@ pub fn delete(
         };
         diesel::delete(packages::table.filter(packages::guid.eq(guid))).execute(conn)?;
         if package.package_type == PackageType::Bits {
-            jobs::insert(conn, &delete_job(&package))?;
+            jobs::replace_with(conn, guid, &delete_job(&package))?;
+        } else {
+            jobs::delete_all_for_package(conn, guid)?;
         }
         Ok(true)
     })

@@ -63,6 +63,8 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> Nullable<BigInt>,
         pending_since -> Nullable<BigInt>,
+        upload_claim -> Nullable<Text>,
+        upload_claimed_until -> Nullable<BigInt>,
     }
 }
 
@@ -77,6 +79,7 @@ diesel::table! {
         published_at -> Nullable<BigInt>,
         claimed_until -> Nullable<BigInt>,
         created_at -> BigInt,
+        unsettled_runs -> Integer,
     }
 }
 

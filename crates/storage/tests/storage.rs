@@ -122,6 +122,62 @@ fn job(package: &str, kind: &str) -> NewJob {
     )
 }
 
+/// Claims the package for one upload and accepts that upload, as the API does.
+fn upload(c: &mut AnyConnection, guid: &str, claim: &str) -> bool {
+    let until = packages_storage::now_millis() + 60_000;
+    packages::claim_upload(c, guid, claim, until).unwrap()
+        && packages::accept_upload(c, guid, claim, &job(guid, "process_upload")).unwrap()
+}
+
+#[test]
+fn upload_claims_exclude_each_other_until_released_or_lapsed() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let p = packages::insert(c, &new_bits(&app)).unwrap();
+        let later = packages_storage::now_millis() + 60_000;
+        assert!(packages::claim_upload(c, &p.guid, "a", later).unwrap());
+        assert!(!packages::claim_upload(c, &p.guid, "b", later).unwrap());
+        assert!(packages::renew_upload_claim(c, &p.guid, "a", later).unwrap());
+        assert!(!packages::renew_upload_claim(c, &p.guid, "b", later).unwrap());
+        // Only the holder may accept.
+        assert!(
+            !packages::accept_upload(c, &p.guid, "b", &job(&p.guid, "process_upload")).unwrap()
+        );
+        packages::release_upload_claim(c, &p.guid, "a").unwrap();
+        assert!(packages::claim_upload(c, &p.guid, "b", later).unwrap());
+        // A claim whose time is up lapses by itself (its process died).
+        assert!(packages::renew_upload_claim(c, &p.guid, "b", 1).unwrap());
+        assert!(packages::claim_upload(c, &p.guid, "c", later).unwrap());
+        assert!(
+            !packages::accept_upload(c, &p.guid, "b", &job(&p.guid, "process_upload")).unwrap()
+        );
+        assert!(packages::accept_upload(c, &p.guid, "c", &job(&p.guid, "process_upload")).unwrap());
+        // Accepted: nothing can claim it any more.
+        assert!(!packages::claim_upload(c, &p.guid, "d", later).unwrap());
+    });
+}
+
+#[test]
+fn job_runs_that_never_settle_are_counted() {
+    both(|db| {
+        let c = &mut conn(db);
+        let row = job("some-package", "process_upload");
+        jobs::insert(c, &row).unwrap();
+        assert_eq!(jobs::begin_run(c, &row.id).unwrap(), Some(0));
+        // That run ended with an infrastructure error and asked for another: settled.
+        jobs::reschedule(c, &row.id, 0, jobs::Rescheduler::Run).unwrap();
+        assert_eq!(jobs::begin_run(c, &row.id).unwrap(), Some(0));
+        // That one died with its process; so did the next.
+        assert_eq!(jobs::begin_run(c, &row.id).unwrap(), Some(1));
+        // The sweep re-driving a lost job settles no run.
+        jobs::reschedule(c, &row.id, 0, jobs::Rescheduler::Sweep).unwrap();
+        assert_eq!(jobs::begin_run(c, &row.id).unwrap(), Some(2));
+        jobs::delete(c, &row.id).unwrap();
+        assert_eq!(jobs::begin_run(c, &row.id).unwrap(), None);
+    });
+}
+
 #[test]
 fn package_lifecycle() {
     both(|db| {
@@ -131,15 +187,9 @@ fn package_lifecycle() {
         assert_eq!(created.state, PackageState::AwaitingUpload);
         assert_eq!(created.updated_at, None);
 
-        assert!(
-            packages::accept_upload(c, &created.guid, &job(&created.guid, "process_upload"))
-                .unwrap()
-        );
+        assert!(upload(c, &created.guid, "first"));
         // A second upload finds the package no longer awaiting and records nothing.
-        assert!(
-            !packages::accept_upload(c, &created.guid, &job(&created.guid, "process_upload"))
-                .unwrap()
-        );
+        assert!(!upload(c, &created.guid, "second"));
         assert!(
             jobs::find_for_package(c, &created.guid, &["process_upload"])
                 .unwrap()
@@ -215,7 +265,7 @@ fn concurrent_uploads_admit_exactly_one() {
                 std::thread::spawn(move || {
                     let mut c = db.pool().get().unwrap();
                     barrier.wait();
-                    packages::accept_upload(&mut c, &guid, &job(&guid, "process_upload")).unwrap()
+                    upload(&mut c, &guid, &uuid::Uuid::new_v4().to_string())
                 })
             })
             .collect();
@@ -393,7 +443,7 @@ fn expiration_keeps_the_newest_ready_packages() {
             let mut p = new_bits(&app);
             p.created_at = Timestamp(1_000 + i);
             let p = packages::insert(c, &p).unwrap();
-            packages::accept_upload(c, &p.guid, &job(&p.guid, "process_upload")).unwrap();
+            assert!(upload(c, &p.guid, "claim"));
             let outcome = Outcome {
                 sha1: Some("1".repeat(40)),
                 sha256: Some("2".repeat(64)),
@@ -442,7 +492,7 @@ fn outbox_claims_publishes_and_reschedules() {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].id, claimed[1].id);
         assert_eq!(
-            jobs::reschedule(c, &claimed[0].id, 60_000).unwrap(),
+            jobs::reschedule(c, &claimed[0].id, 60_000, jobs::Rescheduler::Run).unwrap(),
             Some(1)
         );
         // Not due yet.
@@ -456,7 +506,10 @@ fn outbox_claims_publishes_and_reschedules() {
         assert_eq!(jobs::republish_all(c).unwrap(), 1);
         assert_eq!(jobs::count_unpublished(c).unwrap(), 2);
         jobs::delete(c, &claimed[0].id).unwrap();
-        assert_eq!(jobs::reschedule(c, &claimed[0].id, 0).unwrap(), None);
+        assert_eq!(
+            jobs::reschedule(c, &claimed[0].id, 0, jobs::Rescheduler::Run).unwrap(),
+            None
+        );
     });
 }
 

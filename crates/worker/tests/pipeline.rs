@@ -157,7 +157,8 @@ impl Rig {
             .db
             .run(move |c| {
                 packages::insert(c, &new)?;
-                packages::accept_upload(c, &g, &row)
+                packages::claim_upload(c, &g, "test-upload", i64::MAX)?;
+                packages::accept_upload(c, &g, "test-upload", &row)
             })
             .await
             .unwrap();

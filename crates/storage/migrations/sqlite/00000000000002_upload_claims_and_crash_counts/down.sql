@@ -1,0 +1,3 @@
+ALTER TABLE jobs DROP COLUMN unsettled_runs;
+ALTER TABLE packages DROP COLUMN upload_claimed_until;
+ALTER TABLE packages DROP COLUMN upload_claim;

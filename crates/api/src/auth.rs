@@ -36,3 +36,27 @@ impl FromRequest for Caller {
         ready(result)
     }
 }
+
+/// An authenticated caller whose token carries a write scope. Handlers that read a request
+/// body take this before the body, so a caller who may not write never makes the service
+/// wait for (or store) a byte of it.
+pub(crate) struct Writer(pub Principal);
+
+impl FromRequest for Writer {
+    type Error = ApiError;
+    type Future = Ready<Result<Writer, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let result =
+            Caller::from_request(req, payload)
+                .into_inner()
+                .and_then(|Caller(principal)| {
+                    if principal.may_write() {
+                        Ok(Writer(principal))
+                    } else {
+                        Err(ApiError::not_authorized())
+                    }
+                });
+        ready(result)
+    }
+}

@@ -67,6 +67,25 @@ impl ApiError {
         )
     }
 
+    /// A request body that stopped arriving: the connection is closed with this answer.
+    pub fn body_idle(idle: std::time::Duration) -> Self {
+        ApiError {
+            status: 408,
+            ..ApiError::parse_error(&format!(
+                "the request body made no progress for {} seconds",
+                idle.as_secs()
+            ))
+        }
+    }
+
+    /// A JSON or form body over the small-body limit; the rest is not read.
+    pub fn body_too_large(limit: usize) -> Self {
+        ApiError {
+            status: 413,
+            ..ApiError::parse_error(&format!("the request body is larger than {limit} bytes"))
+        }
+    }
+
     pub fn bad_query(messages: &str) -> Self {
         ApiError::new(
             400,
@@ -189,12 +208,17 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .insert_header((
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(JSON_CONTENT_TYPE),
-            ))
-            .body(self.body())
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        ));
+        // The rest of such a body is never read: the connection cannot carry another
+        // request, and closing it frees its descriptor at once.
+        if matches!(self.status, 408 | 413) {
+            response.force_close();
+        }
+        response.body(self.body())
     }
 }
 

@@ -3,13 +3,18 @@
 //! translate HTTP to the use cases of `packages-service` and back.
 
 mod auth;
+mod body;
 mod error;
+pub mod form;
 mod middleware;
 pub mod ops;
+mod origin;
 mod presenters;
 mod routes;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -37,18 +42,36 @@ pub struct ApiState {
     /// `auth.uaa_url`, advertised by `GET /`.
     pub uaa_url: Option<String>,
     pub readiness: Arc<Readiness>,
+    /// `server.body_idle_timeout_secs`.
+    pub body_idle_timeout: Duration,
+    /// `upload.proxy_secret`: what a front proxy sends in `X-Upload-Proxy-Secret`.
+    pub proxy_secret: Option<String>,
+    /// `server.bind`: the origin of links when the request's own is not usable.
+    pub bind: SocketAddr,
 }
 
 impl ApiState {
     /// Where links point: the configured external URL, else the request's own scheme and
-    /// host.
+    /// host when they make an `http(s)` origin, else the bind address. Scheme and host may
+    /// come from `Forwarded`/`X-Forwarded-*` headers, which anyone can send.
     pub fn links(&self, req: &HttpRequest) -> Links {
         match &self.external_url {
             Some(url) => Links::new(url.clone()),
             None => {
                 let info = req.connection_info();
-                Links::new(format!("{}://{}", info.scheme(), info.host()))
+                let origin = origin::http_origin(info.scheme(), info.host())
+                    .unwrap_or_else(|| format!("http://{}", self.bind));
+                Links::new(origin)
             }
+        }
+    }
+
+    /// Whether a request carries the front proxy's secret. Constant-time in the secret's
+    /// content; a missing header or an unset secret never matches.
+    pub fn proxy_secret_matches(&self, sent: Option<&[u8]>) -> bool {
+        match (&self.proxy_secret, sent) {
+            (Some(secret), Some(sent)) => constant_time_eq(secret.as_bytes(), sent),
+            _ => false,
         }
     }
 }
@@ -64,11 +87,36 @@ pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceCon
 }
 
 /// A JSON response in Cloud Controller's style (pretty-printed, no trailing newline).
-pub(crate) fn json(status: actix_web::http::StatusCode, body: &serde_json::Value) -> HttpResponse {
+pub(crate) fn json(
+    status: actix_web::http::StatusCode,
+    body: &impl serde::Serialize,
+) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static(JSON_CONTENT_TYPE),
         ))
         .body(serde_json::to_vec_pretty(body).unwrap_or_default())
+}
+
+/// Compares two byte strings without an early exit on the first difference, so the time
+/// taken does not tell an attacker how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(constant_time_eq(b"sixteen-bytes-ok", b"sixteen-bytes-ok"));
+        assert!(!constant_time_eq(b"sixteen-bytes-ok", b"sixteen-bytes-oK"));
+        assert!(!constant_time_eq(b"sixteen-bytes-ok", b"sixteen"));
+        assert!(!constant_time_eq(b"sixteen-bytes-ok", b""));
+    }
 }

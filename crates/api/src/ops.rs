@@ -2,7 +2,7 @@
 //! `/readyz` (its backends answer) and `/metrics` (Prometheus text). None needs a token.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -24,12 +24,19 @@ pub trait Probe: Send + Sync {
     async fn check(&self) -> Result<(), String>;
 }
 
+/// How long one round of checks answers `/readyz`: the endpoint needs no token, so
+/// without this every request would cost a database query and a blobstore write.
+const CACHE_FOR: Duration = Duration::from_secs(1);
+
 /// The backends `/readyz` checks, all at once, each with a short timeout. Every check
 /// also sets `readiness_status{component}`, so dashboards see flapping backends.
 #[derive(Default)]
 pub struct Readiness {
     probes: Vec<Box<dyn Probe>>,
     metrics: Option<Metrics>,
+    /// The last round and when it ran; the lock also makes concurrent requests share one
+    /// round instead of each starting its own.
+    last: tokio::sync::Mutex<Option<(Instant, bool, Map<String, Value>)>>,
 }
 
 /// How often [`Readiness::watch`] checks, for the gauge.
@@ -40,6 +47,7 @@ impl Readiness {
         Readiness {
             probes,
             metrics: Some(metrics),
+            last: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -55,7 +63,22 @@ impl Readiness {
         }
     }
 
-    /// Whether everything answered, and each backend's status.
+    /// Whether everything answered, and each backend's status, from a round at most
+    /// [`CACHE_FOR`] old.
+    pub async fn cached(&self) -> (bool, Map<String, Value>) {
+        let mut last = self.last.lock().await;
+        if let Some((at, ready, checks)) = last.as_ref() {
+            if at.elapsed() < CACHE_FOR {
+                return (*ready, checks.clone());
+            }
+        }
+        let (ready, checks) = self.check().await;
+        *last = Some((Instant::now(), ready, checks.clone()));
+        (ready, checks)
+    }
+
+    /// Whether everything answered, and each backend's status. The status names the
+    /// component only: the cause (with its hosts and paths) goes to the log.
     pub async fn check(&self) -> (bool, Map<String, Value>) {
         let results = futures_util::future::join_all(self.probes.iter().map(|probe| async move {
             let outcome = match tokio::time::timeout(CHECK_TIMEOUT, probe.check()).await {
@@ -76,7 +99,8 @@ impl Readiness {
                 Ok(()) => json!("ok"),
                 Err(e) => {
                     ready = false;
-                    json!(format!("unavailable: {e}"))
+                    tracing::warn!(component = name, cause = %e, "readiness check failed");
+                    json!("unavailable")
                 }
             };
             checks.insert(name.to_owned(), status);
@@ -147,7 +171,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(readiness: web::Data<Arc<Readiness>>) -> HttpResponse {
-    let (ready, checks) = readiness.check().await;
+    let (ready, checks) = readiness.cached().await;
     if ready {
         json_response(
             StatusCode::OK,

@@ -151,25 +151,59 @@ pub fn role(links: &Links, r: &Role) -> Value {
 }
 
 /// A list: `pagination` (E2015 keys plus GA's `total_pages`) and `resources`.
-pub fn page<T>(
-    links: &Links,
+/// A list page. Each resource is rendered only when the page is serialized, one at a
+/// time, so a page of thousands costs its output and one resource, not a tree of them all.
+pub fn page<'a, T, P>(
+    links: &'a Links,
     path: &str,
-    page: &Page<T>,
-    present: impl Fn(&Links, &T) -> Value,
-) -> Value {
+    page: &'a Page<T>,
+    present: P,
+) -> PageBody<'a, T, P>
+where
+    P: Fn(&Links, &T) -> Value,
+{
     let w = &page.window;
     let at = |n: u64| links.href(&format!("{path}?page={n}&per_page={}", w.per_page));
-    json!({
-        "pagination": {
+    PageBody {
+        pagination: json!({
             "total_results": w.total_results,
             "total_pages": w.total_pages,
             "first": at(w.first),
             "last": at(w.last),
             "next": w.next.map(at),
             "previous": w.previous.map(at),
+        }),
+        resources: Resources {
+            links,
+            items: &page.resources,
+            present,
         },
-        "resources": page.resources.iter().map(|r| present(links, r)).collect::<Vec<_>>(),
-    })
+    }
+}
+
+/// What [`page`] returns: serializes as `{"pagination": …, "resources": […]}`.
+#[derive(serde::Serialize)]
+#[serde(bound = "")]
+pub struct PageBody<'a, T, P: Fn(&Links, &T) -> Value> {
+    pagination: Value,
+    resources: Resources<'a, T, P>,
+}
+
+struct Resources<'a, T, P> {
+    links: &'a Links,
+    items: &'a [T],
+    present: P,
+}
+
+impl<T, P: Fn(&Links, &T) -> Value> serde::Serialize for Resources<'_, T, P> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.items.len()))?;
+        for item in self.items {
+            seq.serialize_element(&(self.present)(self.links, item))?;
+        }
+        seq.end()
+    }
 }
 
 /// `GET /`: enough of Cloud Controller's root document for clients to find the v3 API and

@@ -16,6 +16,9 @@ pub enum FailureReason {
     TimedOut { seconds: u64 },
     /// Infrastructure kept failing (blobstore, database) until the job's retries ran out.
     GaveUp(String),
+    /// Runs of the job kept ending with their process (killed, out of memory): the job is
+    /// not run again, so a package that brings a worker down cannot do it for ever.
+    Crashed { runs: u32 },
 }
 
 impl FailureReason {
@@ -34,6 +37,9 @@ impl FailureReason {
             FailureReason::GaveUp(detail) => {
                 format!("Package processing failed after repeated infrastructure errors: {detail}")
             }
+            FailureReason::Crashed { runs } => format!(
+                "Package processing failed: the package could not be processed ({runs} attempts ended with the worker process)"
+            ),
         }
     }
 
@@ -46,6 +52,7 @@ impl FailureReason {
             FailureReason::CopyFailed(_) => "copy_failed",
             FailureReason::TimedOut { .. } => "timed_out",
             FailureReason::GaveUp(_) => "infrastructure",
+            FailureReason::Crashed { .. } => "crashed",
         }
     }
 }

@@ -58,6 +58,11 @@ pub fn is_blank(value: Option<&Value>) -> bool {
 }
 
 /// What an E2015 `POST /v3/apps/:guid/packages` body asks for.
+/// Longest docker image reference accepted. Real references stay far below (a registry
+/// host of at most 253 characters, a repository of 255, a tag of 128, a digest of 71);
+/// the bound keeps every stored package, and so every list page, small.
+pub const MAX_DOCKER_URL: usize = 2048;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageCreate {
     pub package_type: PackageType,
@@ -98,6 +103,13 @@ pub fn package_create(app_guid: &str, body: &Map<String, Value>) -> Result<Packa
                 errors.push("Url can not be blank when type is docker".into());
             } else if !matches!(url, Some(Value::String(_))) {
                 errors.push("Url must be a string".into());
+            } else if url
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.chars().count() > MAX_DOCKER_URL)
+            {
+                errors.push(format!(
+                    "Url is too long (maximum is {MAX_DOCKER_URL} characters)"
+                ));
             }
         }
     }
@@ -128,6 +140,16 @@ mod tests {
 
     fn messages(body: Value) -> String {
         create(body).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn docker_urls_are_bounded() {
+        let longest = format!("docker://{}", "a".repeat(MAX_DOCKER_URL - 9));
+        assert!(create(json!({"type": "docker", "url": longest})).is_ok());
+        assert_eq!(
+            messages(json!({"type": "docker", "url": format!("{longest}a")})),
+            "Url is too long (maximum is 2048 characters)"
+        );
     }
 
     #[test]

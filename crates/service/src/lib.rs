@@ -38,6 +38,12 @@ pub struct Policy {
     /// How long a package may stay pending before it is re-driven or failed
     /// (`packages.pending_timeout_secs`).
     pub pending_timeout: Duration,
+    /// Most entries of a package's zip (`packages.max_zip_entries`).
+    pub max_zip_entries: u64,
+    /// Longest entry name (`packages.max_zip_name_bytes`).
+    pub max_zip_name_bytes: usize,
+    /// Most symlink entries (`packages.max_zip_symlinks`).
+    pub max_zip_symlinks: u64,
 }
 
 impl Default for Policy {
@@ -48,6 +54,9 @@ impl Default for Policy {
             max_package_size: 536_870_912,
             max_valid_packages_stored: 5,
             pending_timeout: Duration::from_secs(1200),
+            max_zip_entries: 250_000,
+            max_zip_name_bytes: 4096,
+            max_zip_symlinks: 10_000,
         }
     }
 }
@@ -71,6 +80,11 @@ impl Services {
             policy: Arc::new(policy),
             relay_wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// The limits and policies this service runs with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     fn job_recorded(&self) {

@@ -4,6 +4,7 @@
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -17,10 +18,23 @@ use crate::lookup::{require_write_role, require_write_scope};
 use crate::packages::NOT_BITS;
 use crate::{Resource, Result, ServiceError, Services, jobs};
 
-/// A package that passed every check and may receive bits.
+/// How long an upload's claim on its package lasts without renewal: the claim of an API
+/// process that died lapses after this, so the package can take another upload.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// How often a running upload renews its claim.
+const CLAIM_RENEWAL: Duration = Duration::from_secs(15);
+
+/// A package that passed every check and is claimed for this upload: no other upload
+/// stores a byte for it until this one is accepted or released.
 #[derive(Debug, Clone)]
 pub struct UploadTicket {
     pub package_guid: String,
+    claim: String,
+}
+
+fn claim_until() -> i64 {
+    let lease = i64::try_from(CLAIM_LEASE.as_millis()).unwrap_or(i64::MAX);
+    packages_storage::now_millis().saturating_add(lease)
 }
 
 impl Services {
@@ -29,7 +43,9 @@ impl Services {
         require_write_scope(principal)
     }
 
-    /// The checks after the form: lookup (404), write role (403), type (422), state (400).
+    /// The checks after the form: lookup (404), write role (403), type (422), state (400);
+    /// then the package is claimed for this upload. A package another upload is storing
+    /// bits for answers like one that has its bits (400), before a byte is stored.
     pub async fn prepare_upload(&self, principal: &Principal, guid: &str) -> Result<UploadTicket> {
         require_write_scope(principal)?;
         let (package, membership) = self.readable_package(principal, guid).await?;
@@ -40,22 +56,63 @@ impl Services {
         if package.state != PackageState::AwaitingUpload {
             return Err(ServiceError::BitsAlreadyUploaded);
         }
-        Ok(UploadTicket {
+        let ticket = UploadTicket {
             package_guid: package.guid,
-        })
+            claim: new_guid(),
+        };
+        let (guid, claim) = (ticket.package_guid.clone(), ticket.claim.clone());
+        let claimed = self
+            .db
+            .run(move |conn| packages::claim_upload(conn, &guid, &claim, claim_until()))
+            .await?;
+        if !claimed {
+            return Err(ServiceError::BitsAlreadyUploaded);
+        }
+        Ok(ticket)
     }
 
-    /// Resolves a proxy-stored upload: only a regular file inside `upload.bits_path_root`,
-    /// after resolving `..` and symlinks, is accepted. Nothing is opened here.
-    pub async fn resolve_bits_path(&self, bits_path: &str) -> Result<PathBuf> {
+    /// Gives the claim back after a failed upload, so the package takes another at once.
+    pub async fn release_upload(&self, ticket: &UploadTicket) {
+        let (guid, claim) = (ticket.package_guid.clone(), ticket.claim.clone());
+        let released = self
+            .db
+            .run(move |conn| packages::release_upload_claim(conn, &guid, &claim))
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "releasing an upload claim failed; it lapses by itself");
+        }
+    }
+
+    async fn renew_claim(&self, ticket: &UploadTicket) -> Result<()> {
+        let (guid, claim) = (ticket.package_guid.clone(), ticket.claim.clone());
+        let held = self
+            .db
+            .run(move |conn| packages::renew_upload_claim(conn, &guid, &claim, claim_until()))
+            .await?;
+        if held {
+            Ok(())
+        } else {
+            Err(ServiceError::BitsAlreadyUploaded)
+        }
+    }
+
+    /// Opens a proxy-stored upload named by `bits_path`. Honoured only when the request
+    /// came from the front proxy (`from_proxy`: it carried `upload.proxy_secret`) and the
+    /// name is a regular file inside `upload.bits_path_root` with a single link; anything
+    /// else is `Bits path is invalid` and the file is left alone.
+    pub async fn open_bits_path(&self, bits_path: &str, from_proxy: bool) -> Result<ProxyFile> {
+        let invalid = || ServiceError::Invalid(Invalid::one(BITS_PATH_INVALID));
         let Some(root) = self.policy.bits_path_root.clone() else {
-            return Err(Invalid::one(BITS_PATH_INVALID).into());
+            return Err(invalid());
         };
+        if !from_proxy {
+            return Err(invalid());
+        }
         let requested = PathBuf::from(bits_path);
-        tokio::task::spawn_blocking(move || confine(&root, &requested))
+        tokio::task::spawn_blocking(move || ProxyFile::open(&root, &requested))
             .await
             .map_err(|e| ServiceError::Internal(e.to_string()))?
-            .ok_or_else(|| Invalid::one(BITS_PATH_INVALID).into())
+            .ok_or_else(invalid)
     }
 
     /// Streams an upload into a fresh staging key and stops with
@@ -70,6 +127,7 @@ impl Services {
         let mut writer = self.blobs.writer(&staging_key).await?;
         let limit = self.policy.max_body_bytes;
         let mut size: u64 = 0;
+        let mut renewed = Instant::now();
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
             let failure = match chunk {
@@ -78,6 +136,12 @@ impl Services {
                     size = size.saturating_add(chunk.len() as u64);
                     if size > limit {
                         Some(ServiceError::TooLarge { limit })
+                    } else if renewed.elapsed() >= CLAIM_RENEWAL {
+                        renewed = Instant::now();
+                        match self.renew_claim(ticket).await {
+                            Ok(()) => writer.write(chunk).await.err().map(ServiceError::from),
+                            Err(e) => Some(e),
+                        }
                     } else {
                         writer.write(chunk).await.err().map(ServiceError::from)
                     }
@@ -94,11 +158,13 @@ impl Services {
         Ok(ProcessUpload { staging_key, size })
     }
 
-    /// Streams a proxy-stored file (already confined by [`Services::resolve_bits_path`]).
-    pub async fn ingest_file(&self, ticket: &UploadTicket, path: &Path) -> Result<ProcessUpload> {
-        let file = tokio::fs::File::open(path).await.map_err(|e| {
-            ServiceError::UploadInterrupted(format!("cannot open the uploaded file: {e}"))
-        })?;
+    /// Streams a proxy-stored file opened by [`Services::open_bits_path`].
+    pub async fn ingest_file(
+        &self,
+        ticket: &UploadTicket,
+        file: &ProxyFile,
+    ) -> Result<ProcessUpload> {
+        let file = file.reader()?;
         let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
         self.ingest(ticket, stream).await
     }
@@ -113,12 +179,13 @@ impl Services {
         request_id: &str,
     ) -> Result<Package> {
         let guid = ticket.package_guid.clone();
+        let claim = ticket.claim.clone();
         let staging_key = staged.staging_key.clone();
         let job = jobs::process_upload(&guid, request_id, staged);
         let outcome = self
             .db
             .run(move |conn| {
-                let accepted = packages::accept_upload(conn, &guid, &job)?;
+                let accepted = packages::accept_upload(conn, &guid, &claim, &job)?;
                 Ok((accepted, packages::find(conn, &guid)?))
             })
             .await;
@@ -153,42 +220,112 @@ impl Services {
     }
 }
 
-/// `requested` resolved (relative paths against `root`), if it is a regular file strictly
-/// inside `root`.
-fn confine(root: &Path, requested: &Path) -> Option<PathBuf> {
-    let root = std::fs::canonicalize(root).ok()?;
-    let resolved = std::fs::canonicalize(root.join(requested)).ok()?;
-    let inside = resolved.starts_with(&root) && resolved != root;
-    let regular = std::fs::metadata(&resolved).ok()?.file_type().is_file();
-    (inside && regular).then_some(resolved)
+/// A file a front proxy stored, opened once: what was checked is what is read.
+#[derive(Debug)]
+pub struct ProxyFile {
+    file: std::fs::File,
+    /// The path as named (inside the root); the only path ever removed.
+    named: PathBuf,
+}
+
+impl ProxyFile {
+    /// Opens `requested` (relative paths against `root`) without following a final symlink,
+    /// then checks the open file itself: a regular file with one link, whose real path
+    /// lies strictly inside `root`. `None` when any of it fails.
+    fn open(root: &Path, requested: &Path) -> Option<ProxyFile> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let root = std::fs::canonicalize(root).ok()?;
+        let named = root.join(requested);
+        // O_NONBLOCK: a FIFO planted under the name must not hang the open.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&named)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        // A second link could be a name outside the root for the same bytes.
+        if !meta.file_type().is_file() || meta.nlink() != 1 {
+            return None;
+        }
+        let real = real_path(&file)?;
+        (real.starts_with(&root) && real != root).then_some(ProxyFile { file, named })
+    }
+
+    fn reader(&self) -> Result<tokio::fs::File> {
+        let file = self.file.try_clone().map_err(|e| {
+            ServiceError::UploadInterrupted(format!("cannot read the uploaded file: {e}"))
+        })?;
+        Ok(tokio::fs::File::from_std(file))
+    }
+
+    /// Removes the named path (a link now standing there goes, not what it points to).
+    pub async fn remove(self) {
+        let named = self.named;
+        if let Err(e) = tokio::fs::remove_file(&named).await {
+            tracing::warn!(error = %e, path = %named.display(), "removing the proxy's upload file failed");
+        }
+    }
+}
+
+/// Where an open file really is, from the kernel's record of the descriptor.
+fn real_path(file: &std::fs::File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::confine;
+    use super::ProxyFile;
 
     #[test]
-    fn only_regular_files_inside_the_root_pass() {
+    fn only_single_link_regular_files_inside_the_root_open() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("uploads");
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::fs::write(root.join("sub/app.zip"), b"zip").unwrap();
         std::fs::write(dir.path().join("secret"), b"no").unwrap();
+        std::fs::write(root.join("linked.zip"), b"zip").unwrap();
+        std::fs::hard_link(root.join("linked.zip"), dir.path().join("outside-name")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret"), root.join("link")).unwrap();
         std::os::unix::fs::symlink(root.join("sub/app.zip"), root.join("inner-link")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), root.join("dir-link")).unwrap();
 
-        let ok = confine(&root, &root.join("sub/app.zip")).unwrap();
-        assert!(ok.ends_with("sub/app.zip"));
-        assert!(confine(&root, "sub/app.zip".as_ref()).is_some());
-        assert!(confine(&root, &root.join("inner-link")).is_some());
-        assert!(confine(&root, &root.join("sub/../sub/app.zip")).is_some());
+        let open = |p: &std::path::Path| ProxyFile::open(&root, p);
+        assert!(open(&root.join("sub/app.zip")).is_some());
+        assert!(open("sub/app.zip".as_ref()).is_some());
+        assert!(open(&root.join("sub/../sub/app.zip")).is_some());
 
-        assert!(confine(&root, &root.join("../secret")).is_none());
-        assert!(confine(&root, &dir.path().join("secret")).is_none());
-        assert!(confine(&root, &root.join("link")).is_none());
-        assert!(confine(&root, &root.join("sub")).is_none());
-        assert!(confine(&root, &root).is_none());
-        assert!(confine(&root, &root.join("missing.zip")).is_none());
-        assert!(confine(&root, "/etc/passwd".as_ref()).is_none());
+        assert!(open(&root.join("../secret")).is_none());
+        assert!(open(&dir.path().join("secret")).is_none());
+        assert!(open(&root.join("link")).is_none());
+        assert!(
+            open(&root.join("inner-link")).is_none(),
+            "no symlink, even inside"
+        );
+        assert!(open(&root.join("dir-link/secret")).is_none());
+        assert!(
+            open(&root.join("linked.zip")).is_none(),
+            "hard links refused"
+        );
+        assert!(open(&root.join("sub")).is_none());
+        assert!(open(&root).is_none());
+        assert!(open(&root.join("missing.zip")).is_none());
+        assert!(open("/etc/passwd".as_ref()).is_none());
+    }
+
+    #[tokio::test]
+    async fn removing_takes_the_named_path_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("uploads");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("app.zip"), b"zip").unwrap();
+        let file = ProxyFile::open(&root, "app.zip".as_ref()).unwrap();
+        // Swapped for a link after the open: the link goes, its target stays.
+        std::fs::remove_file(root.join("app.zip")).unwrap();
+        std::fs::write(dir.path().join("victim"), b"keep").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("victim"), root.join("app.zip")).unwrap();
+        file.remove().await;
+        assert!(std::fs::symlink_metadata(root.join("app.zip")).is_err());
+        assert_eq!(std::fs::read(dir.path().join("victim")).unwrap(), b"keep");
     }
 }

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{query_pairs, read_body, request_id, resource};
-use crate::auth::Caller;
+use crate::auth::{Caller, Writer};
 use crate::{ApiError, ApiState, json, presenters};
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -59,12 +59,12 @@ fn no_content() -> HttpResponse {
 async fn create_org(
     req: HttpRequest,
     state: web::Data<ApiState>,
-    Caller(c): Caller,
+    Writer(c): Writer,
     body: web::Payload,
 ) -> Reply {
     let org = state
         .services
-        .create_org(&c, &read_body(body).await?)
+        .create_org(&c, &read_body(&state, body).await?)
         .await?;
     Ok(json(
         StatusCode::CREATED,
@@ -114,12 +114,12 @@ async fn delete_org(
 async fn create_space(
     req: HttpRequest,
     state: web::Data<ApiState>,
-    Caller(c): Caller,
+    Writer(c): Writer,
     body: web::Payload,
 ) -> Reply {
     let space = state
         .services
-        .create_space(&c, &read_body(body).await?)
+        .create_space(&c, &read_body(&state, body).await?)
         .await?;
     Ok(json(
         StatusCode::CREATED,
@@ -164,12 +164,12 @@ async fn delete_space(
 async fn create_role(
     req: HttpRequest,
     state: web::Data<ApiState>,
-    Caller(c): Caller,
+    Writer(c): Writer,
     body: web::Payload,
 ) -> Reply {
     let role = state
         .services
-        .create_role(&c, &read_body(body).await?)
+        .create_role(&c, &read_body(&state, body).await?)
         .await?;
     Ok(json(
         StatusCode::CREATED,
@@ -210,12 +210,12 @@ async fn delete_role(
 async fn create_app(
     req: HttpRequest,
     state: web::Data<ApiState>,
-    Caller(c): Caller,
+    Writer(c): Writer,
     body: web::Payload,
 ) -> Reply {
     let app = state
         .services
-        .create_app(&c, &read_body(body).await?)
+        .create_app(&c, &read_body(&state, body).await?)
         .await?;
     Ok(json(
         StatusCode::CREATED,

@@ -7,13 +7,9 @@ mod upload;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 
 use crate::middleware::RequestId;
 use crate::{ApiError, ApiState, json, presenters};
-
-/// Largest JSON body accepted (creates are a few hundred bytes).
-const MAX_JSON_BODY: usize = 1 << 20;
 
 pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found_route())
@@ -68,20 +64,11 @@ pub(crate) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
     serde_urlencoded::from_str(req.query_string()).unwrap_or_default()
 }
 
-/// Reads a small request body, refusing more than [`MAX_JSON_BODY`] bytes.
-pub(crate) async fn read_body(mut payload: web::Payload) -> Result<bytes::Bytes, ApiError> {
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::parse_error(&e.to_string()))?;
-        if body.len() + chunk.len() > MAX_JSON_BODY {
-            return Err(ApiError {
-                status: 413,
-                ..ApiError::parse_error(&format!(
-                    "the request body is larger than {MAX_JSON_BODY} bytes"
-                ))
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+/// Reads a small request body (JSON or a form) under the idle timeout.
+pub(crate) async fn read_body(
+    state: &ApiState,
+    payload: web::Payload,
+) -> Result<bytes::Bytes, ApiError> {
+    let (body, _) = crate::body::GuardedBody::new(payload, state.body_idle_timeout);
+    crate::body::read_small(body).await
 }

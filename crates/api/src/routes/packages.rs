@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use packages_blobstore::Download;
 
 use super::{query_pairs, read_body, request_id};
-use crate::auth::Caller;
+use crate::auth::{Caller, Writer};
 use crate::{ApiError, ApiState, json, presenters};
 
 /// `POST /v3/apps/:guid/packages`: a copy when `source_package_guid` is given (query
@@ -14,12 +14,12 @@ use crate::{ApiError, ApiState, json, presenters};
 pub(crate) async fn create_or_copy(
     req: HttpRequest,
     state: web::Data<ApiState>,
-    Caller(caller): Caller,
+    Writer(caller): Writer,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let app_guid = path.into_inner();
-    let body = read_body(payload).await?;
+    let body = read_body(&state, payload).await?;
     let mut source = query_pairs(&req)
         .into_iter()
         .find(|(k, _)| k == "source_package_guid")
@@ -65,12 +65,8 @@ pub(crate) async fn list(
         .services
         .list_packages(&caller, None, &query_pairs(&req))
         .await?;
-    let body = presenters::page(
-        &state.links(&req),
-        "/v3/packages",
-        &page,
-        presenters::package,
-    );
+    let links = state.links(&req);
+    let body = presenters::page(&links, "/v3/packages", &page, presenters::package);
     Ok(json(StatusCode::OK, &body))
 }
 
@@ -86,7 +82,8 @@ pub(crate) async fn list_for_app(
         .list_packages(&caller, Some(&app_guid), &query_pairs(&req))
         .await?;
     let base = format!("/v3/apps/{app_guid}/packages");
-    let body = presenters::page(&state.links(&req), &base, &page, presenters::package);
+    let links = state.links(&req);
+    let body = presenters::page(&links, &base, &page, presenters::package);
     Ok(json(StatusCode::OK, &body))
 }
 
@@ -149,11 +146,11 @@ pub(crate) async fn download(
 /// staging belongs to another service.
 pub(crate) async fn stage(
     state: web::Data<ApiState>,
-    Caller(caller): Caller,
+    Writer(caller): Writer,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(payload).await?;
+    let body = read_body(&state, payload).await?;
     Err(state
         .services
         .stage_package(&caller, &path, &body)

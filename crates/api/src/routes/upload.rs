@@ -3,37 +3,41 @@
 //! * `multipart/form-data` with a `bits` file part (what clients send when the service
 //!   receives the bytes itself): streamed into the staging area, never held in memory;
 //! * the E2015 proxy form, `bits_name` + `bits_path` (urlencoded), for a file a front
-//!   proxy already stored inside `upload.bits_path_root`.
+//!   proxy already stored inside `upload.bits_path_root`. Only a request that carries the
+//!   proxy's secret (`X-Upload-Proxy-Secret`) may use it: a client must never name a file
+//!   on the server's disk.
 //!
 //! Checks run in Cloud Controller's order (scope, form, lookup, role, type, state) before
 //! any byte is stored; a multipart body's parts can only be judged once read, so its
 //! unknown parts are reported after the bits were staged (and the staged bits removed).
+//! Every body is read under the idle timeout (408 when it stalls).
 
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
-use packages_domain::upload::{self, MultipartSummary};
-use packages_service::upload::UploadTicket;
-use packages_service::{ServiceError, Services};
+use packages_domain::upload;
+use packages_service::ServiceError;
 use packages_telemetry::upload_outcome;
 
-use super::{read_body, request_id};
-use crate::auth::Caller;
+use super::request_id;
+use crate::auth::Writer;
+use crate::body::{GuardedBody, IdleFlag, read_small};
+use crate::form::{self, BitsSink, FormError};
 use crate::{ApiError, ApiState, json, presenters};
 
-/// Largest non-file part read (the `resources` list of matched files).
-const MAX_FIELD: usize = 1 << 20;
+/// Header a front proxy proves itself with; compared with `upload.proxy_secret`.
+pub const PROXY_SECRET_HEADER: &str = "x-upload-proxy-secret";
 
 pub(crate) async fn upload(
     req: HttpRequest,
     state: web::Data<ApiState>,
-    Caller(caller): Caller,
+    Writer(caller): Writer,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let result = receive(&req, &state, &caller, &path, payload).await;
+    let (body, idle) = GuardedBody::new(payload, state.body_idle_timeout);
+    let result = receive(&req, &state, &caller, &path, body, &idle).await;
     let outcome = match &result {
         Ok(_) => upload_outcome::ACCEPTED,
         Err(ServiceError::TooLarge { .. }) => upload_outcome::TOO_LARGE,
@@ -41,6 +45,9 @@ pub(crate) async fn upload(
         Err(_) => upload_outcome::REJECTED,
     };
     state.metrics.upload(outcome);
+    if result.is_err() && idle.fired() {
+        return Err(ApiError::body_idle(state.body_idle_timeout));
+    }
     let package = result?;
     Ok(json(
         StatusCode::OK,
@@ -53,7 +60,8 @@ async fn receive(
     state: &ApiState,
     caller: &packages_domain::Principal,
     guid: &str,
-    payload: web::Payload,
+    body: GuardedBody,
+    idle: &IdleFlag,
 ) -> Result<packages_domain::Package, ServiceError> {
     let services = &state.services;
     services.authorize_upload(caller)?;
@@ -64,110 +72,106 @@ async fn receive(
         .unwrap_or("");
     if content_type.starts_with("multipart/form-data") {
         // A declared size over the limit is refused before anything is read.
-        let limit = services.policy.max_body_bytes;
+        let limit = services.policy().max_body_bytes;
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
+        if declared.is_some_and(|len| len > limit.saturating_add(form::MAX_FIELDS_BYTES as u64)) {
             return Err(ServiceError::TooLarge { limit });
         }
         let ticket = services.prepare_upload(caller, guid).await?;
-        let multipart = Multipart::new(req.headers(), payload);
-        let staged = receive_multipart(state, &ticket, multipart).await?;
-        return services
-            .accept_upload(&ticket, staged, &request_id(req))
-            .await;
+        let multipart = Multipart::new(req.headers(), body);
+        let mut sink = StagingSink {
+            state,
+            ticket: &ticket,
+        };
+        let result = match form::read(multipart, &mut sink).await {
+            Ok(staged) => {
+                services
+                    .accept_upload(&ticket, staged, &request_id(req))
+                    .await
+            }
+            Err(FormError::Service(e)) => Err(e),
+            Err(FormError::Invalid(invalid)) => Err(ServiceError::Invalid(invalid)),
+            Err(FormError::Unreadable(text)) => Err(ServiceError::UploadInterrupted(text)),
+        };
+        if result.is_err() {
+            services.release_upload(&ticket).await;
+        }
+        return result;
     }
     // The proxy form (or a body that is neither form: it names no bits_path).
-    let body = read_body(payload)
-        .await
-        .map_err(|e| ServiceError::Unparsable(e.detail))?;
+    let body = read_small_guarded(body, idle).await?;
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let bits_path = upload::bits_path_form(&fields)?;
-    let resolved = services.resolve_bits_path(&bits_path).await?;
+    let from_proxy =
+        state.proxy_secret_matches(req.headers().get(PROXY_SECRET_HEADER).map(|v| v.as_bytes()));
+    let file = services.open_bits_path(&bits_path, from_proxy).await?;
     let ticket = services.prepare_upload(caller, guid).await?;
-    let staged = services.ingest_file(&ticket, &resolved).await?;
-    let package = services
-        .accept_upload(&ticket, staged, &request_id(req))
-        .await?;
-    // The proxy's file is ours once accepted (Cloud Controller deletes it too).
-    if let Err(e) = tokio::fs::remove_file(&resolved).await {
-        tracing::warn!(error = %e, path = %resolved.display(), "removing the proxy's upload file failed");
-    }
+    let accepted = match services.ingest_file(&ticket, &file).await {
+        Ok(staged) => {
+            services
+                .accept_upload(&ticket, staged, &request_id(req))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let package = match accepted {
+        Ok(package) => package,
+        Err(e) => {
+            services.release_upload(&ticket).await;
+            return Err(e);
+        }
+    };
+    // The proxy's file is ours once accepted (Cloud Controller deletes it too); only the
+    // path that was named goes, never what a link would point to.
+    file.remove().await;
     Ok(package)
 }
 
-/// Streams the `bits` part into the staging area and reads the other parts; the form is
-/// validated once every part was seen.
-async fn receive_multipart(
-    state: &ApiState,
-    ticket: &UploadTicket,
-    mut multipart: Multipart,
-) -> Result<packages_jobs::ProcessUpload, ServiceError> {
-    let services: &Services = &state.services;
-    let mut summary = MultipartSummary::default();
-    let mut staged = None;
-    let outcome: Result<(), ServiceError> = async {
-        while let Some(field) = multipart.next().await {
-            let mut field = field.map_err(|e| ServiceError::UploadInterrupted(e.to_string()))?;
-            let name = field.name().unwrap_or_default().to_owned();
-            match name.as_str() {
-                "bits" if staged.is_none() => {
-                    summary.has_bits = true;
-                    let counted = (&mut field).map(|chunk| {
-                        if let Ok(bytes) = &chunk {
-                            state.metrics.upload_bytes(bytes.len() as u64);
-                        }
-                        chunk
-                    });
-                    staged = Some(services.ingest(ticket, counted).await?);
-                }
-                "resources" => summary.resources = Some(read_field(&mut field).await?),
-                other => {
-                    if !summary.unknown_fields.iter().any(|f| f == other) {
-                        summary.unknown_fields.push(other.to_owned());
-                    }
-                    drain(&mut field).await?;
-                }
-            }
-        }
-        upload::multipart(&summary)?;
-        Ok(())
-    }
-    .await;
-    match (outcome, staged) {
-        (Ok(()), Some(staged)) => Ok(staged),
-        (Ok(()), None) => Err(ServiceError::Invalid(packages_domain::Invalid::one(
-            upload::BITS_OR_RESOURCES_REQUIRED,
-        ))),
-        (Err(e), staged) => {
-            if let Some(staged) = staged {
-                services.discard_staged(&staged.staging_key).await;
-            }
-            Err(e)
-        }
+/// The proxy form is small: read it whole, mapping failures to the service's terms.
+async fn read_small_guarded(
+    body: GuardedBody,
+    idle: &IdleFlag,
+) -> Result<bytes::Bytes, ServiceError> {
+    match read_small(body).await {
+        Ok(bytes) => Ok(bytes),
+        // The caller answers 408 when the flag is set.
+        Err(_) if idle.fired() => Err(ServiceError::UploadInterrupted("idle".into())),
+        Err(e) => Err(ServiceError::Unparsable(e.detail)),
     }
 }
 
-async fn read_field(field: &mut actix_multipart::Field) -> Result<String, ServiceError> {
-    let mut value = Vec::new();
-    while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| ServiceError::UploadInterrupted(e.to_string()))?;
-        if value.len() + chunk.len() > MAX_FIELD {
-            return Err(ServiceError::Invalid(packages_domain::Invalid::one(
-                upload::RESOURCES_NOT_JSON,
-            )));
-        }
-        value.extend_from_slice(&chunk);
-    }
-    Ok(String::from_utf8_lossy(&value).into_owned())
+/// Where the `bits` part goes: the staging area of this package's upload.
+struct StagingSink<'a> {
+    state: &'a ApiState,
+    ticket: &'a packages_service::upload::UploadTicket,
 }
 
-async fn drain(field: &mut actix_multipart::Field) -> Result<(), ServiceError> {
-    while let Some(chunk) = field.next().await {
-        chunk.map_err(|e| ServiceError::UploadInterrupted(e.to_string()))?;
+impl BitsSink for StagingSink<'_> {
+    type Staged = packages_jobs::ProcessUpload;
+
+    async fn ingest(
+        &mut self,
+        field: &mut actix_multipart::Field,
+    ) -> Result<Self::Staged, ServiceError> {
+        use futures_util::StreamExt;
+        let metrics = &self.state.metrics;
+        let counted = field.map(|chunk| {
+            if let Ok(bytes) = &chunk {
+                metrics.upload_bytes(bytes.len() as u64);
+            }
+            chunk
+        });
+        self.state.services.ingest(self.ticket, counted).await
     }
-    Ok(())
+
+    async fn discard(&mut self, staged: Self::Staged) {
+        self.state
+            .services
+            .discard_staged(&staged.staging_key)
+            .await;
+    }
 }

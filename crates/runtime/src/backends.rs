@@ -29,10 +29,6 @@ pub async fn blobstore(settings: &Settings) -> Result<Arc<dyn Blobstore>, StartE
         BlobstoreKind::Local => {
             let store = LocalBlobstore::new(b.local.root.clone())
                 .map_err(|e| StartError::Setup(format!("blobstore.local.root: {e}")))?;
-            // Writers of a process that died leave temporary files behind.
-            if let Err(e) = store.cleanup_temp(Duration::from_secs(3600)) {
-                tracing::warn!(error = %e, "cleaning old temporary blobs failed");
-            }
             Ok(Arc::new(store))
         }
         BlobstoreKind::S3 => {

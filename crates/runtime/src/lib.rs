@@ -4,6 +4,8 @@
 
 mod backends;
 mod cli;
+mod connections;
+mod limits;
 mod secret;
 
 use std::process::ExitCode;
@@ -35,6 +37,7 @@ pub enum StartError {
 /// The whole life of a binary; the exit code follows the operator contract.
 pub fn main(binary: Binary) -> ExitCode {
     pin_mmap_threshold();
+    limits::private_files();
     let _failpoints = fail::FailScenario::setup();
     let command = cli::parse(binary);
     match run(binary, command) {
@@ -82,6 +85,7 @@ fn run(binary: Binary, command: cli::Command) -> Result<(), StartError> {
         &settings.log.level,
     )
     .map_err(|e| StartError::Setup(format!("log: {e}")))?;
+    limits::raise_open_files();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,6 +100,9 @@ fn policy(settings: &Settings) -> Policy {
         max_package_size: settings.packages.max_package_size,
         max_valid_packages_stored: settings.packages.max_valid_packages_stored,
         pending_timeout: Duration::from_secs(settings.packages.pending_timeout_secs),
+        max_zip_entries: settings.packages.max_zip_entries,
+        max_zip_name_bytes: settings.packages.max_zip_name_bytes,
+        max_zip_symlinks: settings.packages.max_zip_symlinks,
     }
 }
 
@@ -171,12 +178,27 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
                 external_url: settings.server.external_url.clone(),
                 uaa_url: settings.auth.uaa_url.clone(),
                 readiness,
+                body_idle_timeout: Duration::from_secs(settings.server.body_idle_timeout_secs),
+                proxy_secret: settings.upload.proxy_secret.clone(),
+                bind: settings.server.bind,
             });
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let connections = Arc::new(connections::Connections::new(
+                settings.server.max_connections,
+                metrics.clone(),
+            ));
             HttpServer::new(move || {
                 App::new()
                     .wrap(from_fn(packages_api::request_middleware))
                     .configure(packages_api::configure(state.clone()))
             })
+            .workers(workers)
+            // actix counts per worker thread; together they hold the configured cap.
+            .max_connections(settings.server.max_connections.div_ceil(workers))
+            .on_connect(move |_, extensions| {
+                extensions.insert(connections.opened());
+            })
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
             .disable_signals()
             .bind(settings.server.bind)
             .map_err(|e| StartError::Setup(format!("server.bind {}: {e}", settings.server.bind)))?
@@ -199,6 +221,7 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
                     .configure(move |cfg| packages_api::ops::configure(cfg, metrics, readiness))
             })
             .workers(1)
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
             .disable_signals()
             .bind(settings.worker.bind)
             .map_err(|e| StartError::Setup(format!("worker.bind {}: {e}", settings.worker.bind)))?
@@ -215,7 +238,7 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
 
     signals.wait().await;
     tracing::info!("shutting down: no new requests or jobs; finishing those in hand");
-    // Intake stops first; requests in flight finish (up to actix's shutdown timeout).
+    // Intake stops first; requests in flight finish (up to server.shutdown_timeout_secs).
     handle.stop(true).await;
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}

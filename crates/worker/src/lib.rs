@@ -12,9 +12,11 @@ mod zipread;
 use std::sync::Arc;
 use std::time::Duration;
 
+use packages_blobstore::redact_urls;
+use packages_domain::FailureReason;
 use packages_jobs::{DecodeError, Delivery, JobConsumer, JobMessage, JobPayload, QueueError};
 use packages_service::Services;
-use packages_storage::jobs;
+use packages_storage::jobs::{self, Rescheduler};
 use packages_telemetry::{Metrics, job_outcome};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -153,12 +155,33 @@ impl Worker {
 
     async fn run_job(&self, delivery: Delivery, message: JobMessage) {
         let timer = self.pipeline.metrics.job_started();
+        let kind = message.kind().as_str();
+        // Counted before the run, so a run that takes its process down is on record.
+        let id = message.job_id.to_string();
+        let died = self
+            .pipeline
+            .services
+            .db
+            .run(move |conn| jobs::begin_run(conn, &id))
+            .await;
+        match died {
+            Ok(Some(died)) if died >= self.settings.max_attempts => {
+                let outcome = self.quarantine(delivery, &message, died).await;
+                return timer.finish(kind, outcome);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let outcome = self.requeue_later(delivery, &e.to_string()).await;
+                return timer.finish(kind, outcome);
+            }
+        }
         // Tests make jobs hang here to exercise the pending-timeout sweep.
         if stalled_by_failpoint() {
             tracing::warn!("job stalled by a test failpoint");
             return std::future::pending().await;
         }
-        let kind = message.kind().as_str();
+        // Tests kill the process here, with the run counted, to exercise the quarantine.
+        fail::fail_point!("worker-job-crash", |_| std::process::abort());
         let result = match &message.payload {
             JobPayload::ProcessUpload(job) => self.pipeline.process_upload(&message, job).await,
             JobPayload::CopyBits(job) => self.pipeline.copy_bits(&message, job).await,
@@ -201,10 +224,12 @@ impl Worker {
                 }
                 let delay = settings.retry_delay(u32::try_from(job.attempts).unwrap_or(0));
                 let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                Ok(match jobs::reschedule(conn, &id, delay_ms)? {
-                    Some(attempts) => RetryDecision::Rescheduled(attempts),
-                    None => RetryDecision::Gone,
-                })
+                Ok(
+                    match jobs::reschedule(conn, &id, delay_ms, Rescheduler::Run)? {
+                        Some(attempts) => RetryDecision::Rescheduled(attempts),
+                        None => RetryDecision::Gone,
+                    },
+                )
             })
             .await;
         match decision {
@@ -214,7 +239,11 @@ impl Worker {
                 settle(delivery.ack().await, job_outcome::RETRIED)
             }
             Ok(RetryDecision::Gone) => settle(delivery.ack().await, job_outcome::IGNORED),
-            Ok(RetryDecision::GiveUp) => match self.pipeline.give_up(message, cause).await {
+            Ok(RetryDecision::GiveUp) => match self
+                .pipeline
+                .give_up(message, FailureReason::GaveUp(redact_urls(cause)))
+                .await
+            {
                 Ok(reason) => {
                     if let Some(reason) = reason {
                         self.pipeline.metrics.package_failed(reason.label());
@@ -225,6 +254,32 @@ impl Worker {
                 Err(e) => self.requeue_later(delivery, &e.0).await,
             },
             Err(e) => self.requeue_later(delivery, &e.to_string()).await,
+        }
+    }
+
+    /// Runs of this job ended with their process `died` times: it is not run again. Its
+    /// package is FAILED and the message dead-lettered, so a package that brings workers
+    /// down (memory, a bug) cannot do it for ever, whoever restarts them.
+    async fn quarantine(
+        &self,
+        delivery: Delivery,
+        message: &JobMessage,
+        died: i32,
+    ) -> &'static str {
+        let runs = u32::try_from(died).unwrap_or(0);
+        tracing::error!(runs, "job ended with its process too often; quarantined");
+        match self
+            .pipeline
+            .give_up(message, FailureReason::Crashed { runs })
+            .await
+        {
+            Ok(reason) => {
+                if let Some(reason) = reason {
+                    self.pipeline.metrics.package_failed(reason.label());
+                }
+                settle(delivery.dead_letter().await, job_outcome::DEAD_LETTERED)
+            }
+            Err(e) => self.requeue_later(delivery, &e.0).await,
         }
     }
 

@@ -387,12 +387,12 @@ impl Pipeline {
         Ok(Done::Succeeded)
     }
 
-    /// Gives up on a job after its retries: the package becomes FAILED with the reason
-    /// (delete jobs just stop).
+    /// Gives up on a job (retries spent, or quarantined): the package becomes FAILED with
+    /// `reason` (delete jobs just stop).
     pub(crate) async fn give_up(
         &self,
         message: &JobMessage,
-        cause: &str,
+        reason: FailureReason,
     ) -> Result<Option<FailureReason>, Retry> {
         match &message.payload {
             packages_jobs::JobPayload::DeleteBits(_) => {
@@ -411,10 +411,7 @@ impl Pipeline {
                 let Some(package) = self.find(&message.package_guid).await? else {
                     return Ok(None);
                 };
-                match self
-                    .fail(&package, FailureReason::GaveUp(cause.to_owned()), staging)
-                    .await?
-                {
+                match self.fail(&package, reason, staging).await? {
                     Done::Failed(reason) => Ok(Some(reason)),
                     _ => Ok(None),
                 }

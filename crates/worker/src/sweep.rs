@@ -104,8 +104,10 @@ impl Sweeper {
                         if !packages::restart_pending_clock(conn, &package.guid, package.state)? {
                             return Ok(Stuck::Unchanged);
                         }
-                        return Ok(jobs::reschedule(conn, &job.id, 0)?
-                            .map_or(Stuck::Unchanged, Stuck::Redriven));
+                        return Ok(
+                            jobs::reschedule(conn, &job.id, 0, jobs::Rescheduler::Sweep)?
+                                .map_or(Stuck::Unchanged, Stuck::Redriven),
+                        );
                     }
                 }
                 let Some(transition) = Transition::failure_from(package.state) else {
@@ -186,13 +188,18 @@ impl Sweeper {
                 Ok((
                     jobs::count_unpublished(conn)?,
                     packages::count_by_state(conn)?,
+                    packages::oldest_pending_since(conn)?,
                 ))
             })
             .await;
-        if let Ok((outbox, by_state)) = counts {
+        if let Ok((outbox, by_state, oldest)) = counts {
             self.metrics
                 .set_outbox_pending(u64::try_from(outbox).unwrap_or(0));
             self.metrics.set_packages_by_state(&by_state);
+            // What the stuck-package alert watches: 0 when nothing is pending.
+            let age = oldest.map_or(0, |since| Timestamp::now().seconds().saturating_sub(since));
+            self.metrics
+                .set_pending_oldest(u64::try_from(age).unwrap_or(0));
         }
     }
 }

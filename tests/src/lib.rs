@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod proxy;
+pub mod raw;
 pub mod service;
 pub mod zips;
 
@@ -25,4 +26,22 @@ pub fn peak_rss(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Temporary files under a local blobstore's `.tmp`, in any session directory, leaving
+/// out the sessions' lock files.
+pub fn temporary_files(tmp: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(temporary_files(&path));
+        } else if !path.ends_with("lock") {
+            found.push(path);
+        }
+    }
+    found
 }

@@ -483,6 +483,37 @@ impl Service {
     pub fn blob_root(&self) -> PathBuf {
         self.dir.path().join("blobs")
     }
+
+    /// The kinds of the job rows recorded for a package, read from the service's own
+    /// database (SQLite file or this run's PostgreSQL database).
+    pub fn job_kinds(&self, package_guid: &str) -> Vec<String> {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Kind {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            kind: String,
+        }
+        // The GUID comes from the service; quoting keeps the query valid whatever it is.
+        let sql = format!(
+            "SELECT kind FROM jobs WHERE package_guid = '{}' ORDER BY kind",
+            package_guid.replace('\'', "''")
+        );
+        let kinds: Vec<Kind> = match &self.pg {
+            Some((admin, name)) => {
+                let (server, _) = admin.rsplit_once('/').unwrap();
+                let mut conn =
+                    diesel::PgConnection::establish(&format!("{server}/{name}")).unwrap();
+                diesel::sql_query(sql).load(&mut conn).unwrap()
+            }
+            None => {
+                let path = self.dir.path().join("packages.db");
+                let mut conn =
+                    diesel::SqliteConnection::establish(&path.display().to_string()).unwrap();
+                diesel::sql_query(sql).load(&mut conn).unwrap()
+            }
+        };
+        kinds.into_iter().map(|k| k.kind).collect()
+    }
 }
 
 /// `host:port` of a URL (the default port of the scheme if absent).

@@ -23,6 +23,9 @@ pub struct Entry {
     pub symlink: bool,
     /// The uncompressed size the central directory claims, if not the real one (bombs).
     pub claimed_size: Option<u32>,
+    /// The name the local header gives, if not the central directory's (a zip that means
+    /// one thing to central-directory readers and another to streaming ones).
+    pub local_name: Option<String>,
 }
 
 impl Entry {
@@ -66,9 +69,10 @@ pub fn zip(entries: &[Entry]) -> Vec<u8> {
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&u32le(size));
         out.extend_from_slice(&u32le(claimed));
-        out.extend_from_slice(&u16le(e.name.len()));
+        let local_name = e.local_name.as_deref().unwrap_or(&e.name);
+        out.extend_from_slice(&u16le(local_name.len()));
         out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(e.name.as_bytes());
+        out.extend_from_slice(local_name.as_bytes());
         out.extend_from_slice(&e.data);
 
         let mode: u32 = if e.symlink { 0o120777 } else { 0o100644 };

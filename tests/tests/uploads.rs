@@ -11,12 +11,35 @@ async fn assert_nothing_staged(svc: &Service) {
     let tmp = svc.blob_root().join(".tmp");
     if tmp.exists() {
         assert_eq!(
-            std::fs::read_dir(&tmp).unwrap().count(),
-            0,
+            packages_tests::temporary_files(&tmp),
+            Vec::<std::path::PathBuf>::new(),
             "temporary blobs left in {}",
             tmp.display()
         );
     }
+}
+
+const PROXY_SECRET: &str = "the-front-proxy-secret";
+
+/// A proxy-form upload as the front proxy sends it (with its secret) or, without
+/// `secret`, as any client could.
+async fn proxy_upload(
+    svc: &Service,
+    path: &str,
+    token: &str,
+    secret: Option<&str>,
+    fields: &[(&str, &str)],
+) -> packages_tests::Reply {
+    let mut request = svc
+        .http
+        .post(format!("{}{path}", svc.base))
+        .bearer_auth(token)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(fields));
+    if let Some(secret) = secret {
+        request = request.header("X-Upload-Proxy-Secret", secret);
+    }
+    svc.send(request).await
 }
 
 #[tokio::test]
@@ -271,11 +294,15 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
     let outside = tempfile::tempdir().unwrap();
     let root = outside.path().join("uploads");
     std::fs::create_dir_all(&root).unwrap();
-    let svc =
-        Service::start_with(Options::default().with("upload.bits_path_root", root.display())).await;
+    let svc = Service::start_with(
+        Options::default()
+            .with("upload.bits_path_root", root.display())
+            .with("upload.proxy_secret", PROXY_SECRET),
+    )
+    .await;
     let ctx = svc.ctx().await;
     let admin = svc.admin();
-    let urlencoded = "application/x-www-form-urlencoded";
+    let proxy = Some(PROXY_SECRET);
 
     // A file the proxy stored inside the root: accepted, READY, and the file is consumed.
     let zip = zips::small_app("via proxy");
@@ -283,17 +310,18 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
     std::fs::write(&stored, &zip).unwrap();
     let guid = svc.new_package(&ctx.app).await;
     let path = format!("/v3/packages/{guid}/upload");
-    let r = svc
-        .post_raw(
-            &path,
-            &admin,
-            urlencoded,
-            form(&[
-                ("bits_name", "application.zip"),
-                ("bits_path", &stored.display().to_string()),
-            ]),
-        )
-        .await;
+    let stored_path = stored.display().to_string();
+    let r = proxy_upload(
+        &svc,
+        &path,
+        &admin,
+        proxy,
+        &[
+            ("bits_name", "application.zip"),
+            ("bits_path", &stored_path),
+        ],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["state"], "PROCESSING_UPLOAD");
     let ready = svc.wait_final(&guid).await;
@@ -304,12 +332,15 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
         "the proxy's file is consumed once accepted"
     );
 
-    // Anything that is not a regular file inside the root: 422, and the named file is
-    // neither read nor touched.
+    // Anything that is not a single-link regular file inside the root: 422, and the named
+    // file is neither read nor touched.
     let secret = outside.path().join("secret.zip");
     std::fs::write(&secret, b"secret").unwrap();
     let before = std::fs::metadata(&secret).unwrap().modified().unwrap();
     std::os::unix::fs::symlink(&secret, root.join("link.zip")).unwrap();
+    std::fs::write(root.join("inside.zip"), &zip).unwrap();
+    std::os::unix::fs::symlink(root.join("inside.zip"), root.join("inner-link.zip")).unwrap();
+    std::fs::hard_link(&secret, root.join("hard-link.zip")).unwrap();
     std::fs::create_dir_all(root.join("dir")).unwrap();
     let guid = svc.new_package(&ctx.app).await;
     let path = format!("/v3/packages/{guid}/upload");
@@ -317,15 +348,18 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
         secret.display().to_string(),
         format!("{}/../secret.zip", root.display()),
         root.join("link.zip").display().to_string(),
+        root.join("inner-link.zip").display().to_string(),
+        root.join("hard-link.zip").display().to_string(),
         root.join("dir").display().to_string(),
         root.join("missing.zip").display().to_string(),
         "/etc/passwd".to_owned(),
     ] {
-        svc.post_raw(
+        proxy_upload(
+            &svc,
             &path,
             &admin,
-            urlencoded,
-            form(&[("bits_name", "a.zip"), ("bits_path", &bad)]),
+            proxy,
+            &[("bits_name", "a.zip"), ("bits_path", &bad)],
         )
         .await
         .assert_error(422, 10008, "UnprocessableEntity", "Bits path is invalid");
@@ -335,9 +369,11 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
         std::fs::metadata(&secret).unwrap().modified().unwrap(),
         before
     );
+    assert!(root.join("inside.zip").exists());
+    assert!(root.join("hard-link.zip").exists());
     assert_eq!(svc.package(&guid).await["state"], "AWAITING_UPLOAD");
 
-    svc.post_raw(&path, &admin, urlencoded, form(&[("bits_name", "a.zip")]))
+    proxy_upload(&svc, &path, &admin, proxy, &[("bits_name", "a.zip")])
         .await
         .assert_error(
             422,
@@ -345,11 +381,12 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
             "UnprocessableEntity",
             "Bits path An application zip file must be uploaded",
         );
-    svc.post_raw(
+    proxy_upload(
+        &svc,
         &path,
         &admin,
-        urlencoded,
-        form(&[("resources", "[]"), ("bits_path", "x")]),
+        proxy,
+        &[("resources", "[]"), ("bits_path", "x")],
     )
     .await
     .assert_error(
@@ -358,9 +395,7 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
         "UnprocessableEntity",
         "Unknown field(s): 'resources'",
     );
-    let r = svc
-        .post_raw(&path, &admin, urlencoded, form(&[("bits_path", "x")]))
-        .await;
+    let r = proxy_upload(&svc, &path, &admin, proxy, &[("bits_path", "x")]).await;
     assert_eq!(
         r.json()["description"],
         "The request is semantically invalid: Bits path is invalid"

@@ -300,12 +300,27 @@ impl ReadAt for Shrunk {
 }
 
 const GIB: u64 = 1 << 30;
-const LIMITS: Limits = Limits {
-    max_uncompressed_bytes: GIB,
-};
+const LIMITS: Limits = Limits::new(GIB);
 
+/// The whole verification of an archive held in memory: the central directory check, then
+/// the local headers streamed in one piece.
 fn run(bytes: &[u8]) -> Result<Summary, CheckError> {
-    check(bytes, &LIMITS)
+    verify(bytes, &LIMITS)
+}
+
+fn verify(bytes: &[u8], limits: &Limits) -> Result<Summary, CheckError> {
+    let Checked {
+        summary,
+        mut local_headers,
+    } = check(bytes, limits)?;
+    local_headers.update(bytes)?;
+    local_headers.finish()?;
+    Ok(summary)
+}
+
+/// The central directory check alone, for readers other than a byte slice.
+fn summary<R: ReadAt + ?Sized>(archive: &R, limits: &Limits) -> Result<Summary, CheckError> {
+    check(archive, limits).map(|checked| checked.summary)
 }
 
 fn problem(result: Result<Summary, CheckError>) -> Problem {
@@ -383,9 +398,12 @@ fn fixtures_check_through_a_file() {
         "/../../tests/fixtures/cloud-controller"
     );
     let good = std::fs::File::open(format!("{dir}/express-app.zip")).expect("fixture");
-    assert_eq!(check(&good, &LIMITS).expect("valid").entries, 7);
+    assert_eq!(summary(&good, &LIMITS).expect("valid").entries, 7);
     let bad = std::fs::File::open(format!("{dir}/bad_relative_paths.zip")).expect("fixture");
-    assert_eq!(problem(check(&bad, &LIMITS)), unsafe_path("../fakezip.zip"));
+    assert_eq!(
+        problem(summary(&bad, &LIMITS)),
+        unsafe_path("../fakezip.zip")
+    );
 }
 
 #[test]
@@ -459,11 +477,9 @@ fn zip64_archive_passes() {
         .symlink("app/link", "a.txt")
         .claiming("app/big.bin", 5 * GIB)
         .build();
-    let limits = Limits {
-        max_uncompressed_bytes: 6 * GIB,
-    };
+    let limits = Limits::new(6 * GIB);
     assert_eq!(
-        check(zip.as_slice(), &limits).expect("valid"),
+        summary(zip.as_slice(), &limits).expect("valid"),
         Summary {
             entries: 4,
             uncompressed_bytes: 5 * GIB + 10,
@@ -545,7 +561,7 @@ fn huge_entry_count_fails_without_walking() {
         zip[record + at..record + at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
     }
     let reader = Counting::new(zip);
-    assert_not_a_zip(check(&reader, &LIMITS));
+    assert_not_a_zip(summary(&reader, &LIMITS));
     assert!(reader.reads.get() <= 2, "{} reads", reader.reads.get());
 }
 
@@ -592,11 +608,9 @@ fn many_entries_claiming_4_gib_each_stop_at_the_limit() {
         builder = builder.claiming(&format!("bomb/{i:05}"), 4 * GIB);
     }
     let reader = Counting::new(builder.build());
-    let limits = Limits {
-        max_uncompressed_bytes: 1024 * GIB,
-    };
+    let limits = Limits::new(1024 * GIB);
     let started = Instant::now();
-    let result = check(&reader, &limits);
+    let result = summary(&reader, &limits);
     assert!(started.elapsed() < Duration::from_secs(1));
     // 256 entries reach the limit exactly; the 257th passes it and the walk stops there.
     assert_eq!(
@@ -617,11 +631,9 @@ fn total_exactly_at_the_limit_passes_and_one_byte_more_fails() {
         .file("c", b"x")
         .build();
     assert_eq!(run(&zip).expect("valid").uncompressed_bytes, GIB);
-    let tighter = Limits {
-        max_uncompressed_bytes: GIB - 1,
-    };
+    let tighter = Limits::new(GIB - 1);
     assert_eq!(
-        problem(check(zip.as_slice(), &tighter)),
+        problem(summary(zip.as_slice(), &tighter)),
         Problem::TooLarge {
             claimed: u128::from(GIB),
             limit: GIB - 1,
@@ -635,11 +647,9 @@ fn sizes_cannot_wrap_around() {
         .claiming("a", u64::MAX)
         .claiming("b", u64::MAX)
         .build();
-    let limits = Limits {
-        max_uncompressed_bytes: u64::MAX,
-    };
+    let limits = Limits::new(u64::MAX);
     assert_eq!(
-        problem(check(zip.as_slice(), &limits)),
+        problem(summary(zip.as_slice(), &limits)),
         Problem::TooLarge {
             claimed: 2 * u128::from(u64::MAX),
             limit: u64::MAX,
@@ -820,7 +830,7 @@ fn symlink_with_missing_local_header_is_not_a_zip() {
 #[test]
 fn reader_failure_is_an_io_error() {
     for len_fails in [false, true] {
-        match check(&Failing { len_fails }, &LIMITS) {
+        match summary(&Failing { len_fails }, &LIMITS) {
             Err(CheckError::Io(_)) => {}
             other => panic!("expected an io error, got {other:?}"),
         }
@@ -830,7 +840,7 @@ fn reader_failure_is_an_io_error() {
 #[test]
 fn reader_ending_before_its_length_is_an_io_error() {
     let zip = ZipBuilder::new().file("a", b"1").build();
-    match check(&Shrunk(zip), &LIMITS) {
+    match summary(&Shrunk(zip), &LIMITS) {
         Err(CheckError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
         other => panic!("expected an io error, got {other:?}"),
     }
@@ -842,7 +852,7 @@ fn short_reads_are_completed() {
         .file("a", b"1")
         .deflated_symlink("l", "a")
         .build();
-    assert_eq!(check(&Trickle(zip), &LIMITS).expect("valid").entries, 2);
+    assert_eq!(summary(&Trickle(zip), &LIMITS).expect("valid").entries, 2);
 }
 
 #[test]
@@ -854,7 +864,7 @@ fn five_thousand_entries_take_few_reads() {
     let zip = builder.build();
     assert!(zip.len() > 500_000);
     let reader = Counting::new(zip);
-    assert_eq!(check(&reader, &LIMITS).expect("valid").entries, 5000);
+    assert_eq!(summary(&reader, &LIMITS).expect("valid").entries, 5000);
     assert!(reader.reads.get() < 20, "{} reads", reader.reads.get());
 }
 
@@ -867,7 +877,7 @@ fn many_symlinks_take_few_reads() {
             .symlink(&format!("bin/link{i:04}"), &format!("../lib/file{i:04}"));
     }
     let reader = Counting::new(builder.build());
-    assert_eq!(check(&reader, &LIMITS).expect("valid").entries, 4000);
+    assert_eq!(summary(&reader, &LIMITS).expect("valid").entries, 4000);
     assert!(reader.reads.get() < 20, "{} reads", reader.reads.get());
 }
 

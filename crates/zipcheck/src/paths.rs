@@ -95,6 +95,9 @@ const ROOT: u64 = 0;
 pub(crate) struct LinkSet {
     hasher: RandomState,
     links: HashSet<u64>,
+    /// Components in the longest normalised link path: no directory deeper than that can
+    /// be a link, so walks need not hash below it.
+    max_depth: usize,
     /// Reused walk stack of directory keys, so a lookup allocates nothing once warm.
     stack: Vec<u64>,
 }
@@ -104,6 +107,7 @@ impl Default for LinkSet {
         Self {
             hasher: RandomState::new(),
             links: HashSet::new(),
+            max_depth: 0,
             stack: Vec::new(),
         }
     }
@@ -125,7 +129,7 @@ impl LinkSet {
     /// Leaves `stack` holding the keys of the root and of every directory on the
     /// normalised `path`, the path itself last. `None` when the path is not safe.
     fn walk_normalized(&self, path: &[u8], stack: &mut Vec<u64>) -> Option<()> {
-        if !is_safe(path) {
+        if path.contains(&0) || has_root_prefix(path) {
             return None;
         }
         stack.clear();
@@ -155,6 +159,7 @@ impl LinkSet {
         if found && stack.len() > 1 {
             if let Some(&key) = stack.last() {
                 self.links.insert(key);
+                self.max_depth = self.max_depth.max(stack.len() - 1);
             }
         }
         self.stack = stack;
@@ -174,19 +179,30 @@ impl LinkSet {
     fn passes_through_link_with(&self, path: &[u8], stack: &mut Vec<u64>) -> bool {
         stack.clear();
         stack.push(ROOT);
+        // Directories entered below `max_depth`, which cannot be links: counted, not hashed.
+        let mut beyond = 0usize;
         for component in components(path) {
             let top = stack.last().copied().unwrap_or(ROOT);
-            if self.is_link(top) {
+            if beyond == 0 && self.is_link(top) {
                 return true;
             }
             match component {
                 Component::Parent => {
-                    if stack.len() <= 1 {
+                    if beyond > 0 {
+                        beyond -= 1;
+                    } else if stack.len() <= 1 {
                         return true;
+                    } else {
+                        stack.pop();
                     }
-                    stack.pop();
                 }
-                Component::Normal(name) => stack.push(self.child(top, name)),
+                Component::Normal(name) => {
+                    if beyond > 0 || stack.len() > self.max_depth {
+                        beyond += 1;
+                    } else {
+                        stack.push(self.child(top, name));
+                    }
+                }
             }
         }
         false
@@ -327,6 +343,10 @@ mod tests {
         assert!(tree.passes_through_link(b"x/y/link/z"));
         assert!(tree.passes_through_link(b"a/../b"));
         assert!(tree.passes_through_link(b"b/../a/c"));
+        // Deeper than any link, then back up and through one.
+        assert!(tree.passes_through_link(b"q/w/e/r/t/../../../../../a/file"));
+        assert!(tree.passes_through_link(b"x/y/q/w/e/../../../link/z"));
+        assert!(!tree.passes_through_link(b"x/y/q/w/e/../../../other/z"));
         assert!(!tree.passes_through_link(b"a"));
         assert!(!tree.passes_through_link(b"a/"));
         assert!(!tree.passes_through_link(b"ab/file"));

@@ -19,6 +19,9 @@ const DESCRIPTOR_SIG: [u8; 4] = 0x0807_4b50u32.to_le_bytes();
 /// local header may hold zeros instead.
 const HAS_DESCRIPTOR: u16 = 1 << 3;
 const SATURATED: u64 = 0xFFFF_FFFF;
+const DEFLATED: u16 = 8;
+/// Inflated bytes are only counted, never kept: this much scratch space at a time.
+const SCRATCH: usize = 32 * 1024;
 
 /// Longest name shown in a problem text.
 const SHOWN_NAME_CHARS: usize = 100;
@@ -32,6 +35,9 @@ pub enum LocalField {
     Size,
     Crc,
     DataDescriptor,
+    /// With flag bit 3, the deflate stream must end exactly where the central directory's
+    /// compressed size says and inflate to at most its uncompressed size.
+    CompressedData,
 }
 
 impl std::fmt::Display for LocalField {
@@ -42,6 +48,7 @@ impl std::fmt::Display for LocalField {
             Self::Size => "size",
             Self::Crc => "CRC-32",
             Self::DataDescriptor => "data descriptor",
+            Self::CompressedData => "compressed data",
         })
     }
 }
@@ -132,6 +139,9 @@ impl Expectations {
             buf: Vec::new(),
             prefix_match: 0,
             current_name: String::new(),
+            inflater: None,
+            scratch: Vec::new(),
+            stream_ended: false,
             failed: None,
         })
     }
@@ -143,8 +153,13 @@ enum State {
     Prefix,
     /// Buffering the local header of the next expected entry.
     Header,
-    /// Inside the current entry's data, which ends at `end`.
-    Data { end: u64, descriptor: bool },
+    /// Inside the current entry's data, which ends at `end`; `inflate` when the data's
+    /// length is only known by inflating it (deflated, with a data descriptor).
+    Data {
+        end: u64,
+        descriptor: bool,
+        inflate: bool,
+    },
     /// Buffering the data descriptor that runs up to `end`.
     Descriptor { end: u64 },
     /// Every entry was seen; the central directory and end records follow.
@@ -155,8 +170,11 @@ enum State {
 /// stream past, so the single sequential read that hashes the archive verifies them too.
 ///
 /// Memory is one 40-byte record per entry, sorted by offset, plus the header being read
-/// (at most 30 bytes + 64 KiB name + 64 KiB extra field); entry data is skipped, never
-/// buffered. Work is linear in the bytes fed.
+/// (at most 30 bytes + 64 KiB name + 64 KiB extra field) and, for deflated entries with a
+/// data descriptor, one reused inflater with 32 KiB of scratch space; entry data is never
+/// buffered. Work is linear in the bytes fed, plus inflating those entries, which stops as
+/// soon as one inflates past the size the central directory claims for it (so it is
+/// bounded by [`Limits::max_uncompressed_bytes`](crate::Limits)).
 ///
 /// Feed every byte of the archive in order with [`update`](Self::update), then call
 /// [`finish`](Self::finish). The archive passes when:
@@ -167,6 +185,9 @@ enum State {
 /// * each entry's header and data end exactly where the next entry, or the central
 ///   directory, begins (after the data descriptor, if any), so no entry overlaps another and
 ///   nothing hides between them;
+/// * a deflated entry with a data descriptor, whose end a streaming unpacker finds by
+///   inflating, has a deflate stream that ends exactly at the compressed size the central
+///   directory gives (else a header hidden in its data would be read as the next entry);
 /// * bytes before the first entry hold no local header signature;
 /// * the archive does not end before its last entry does.
 ///
@@ -189,6 +210,11 @@ pub struct LocalHeaders {
     prefix_match: usize,
     /// The current entry's name, shortened, while its data descriptor is awaited.
     current_name: String,
+    /// Reused for every deflated entry with a data descriptor; made on first use.
+    inflater: Option<Box<flate2::Decompress>>,
+    scratch: Vec<u8>,
+    /// Whether the current entry's deflate stream has ended.
+    stream_ended: bool,
     failed: Option<Problem>,
 }
 
@@ -254,7 +280,13 @@ impl LocalHeaders {
             let taken = match self.state {
                 State::Done => chunk.len(),
                 State::Prefix => self.scan_prefix(chunk)?,
-                State::Data { end, .. } => self.skip_to(end, chunk.len()),
+                State::Data { end, inflate, .. } => {
+                    let take = self.skip_to(end, chunk.len());
+                    if inflate {
+                        self.inflate(chunk.get(..take).unwrap_or_default())?;
+                    }
+                    take
+                }
                 State::Header => self.read_header(chunk)?,
                 State::Descriptor { end } => {
                     let take = self.skip_to(end, chunk.len());
@@ -286,9 +318,19 @@ impl LocalHeaders {
                     }
                     self.state = State::Header;
                 }
-                State::Data { end, descriptor } => {
+                State::Data {
+                    end,
+                    descriptor,
+                    inflate,
+                } => {
                     if self.pos < end {
                         return Ok(());
+                    }
+                    if inflate {
+                        self.inflate(&[])?;
+                        if !self.stream_ended {
+                            return Err(self.current_mismatch(LocalField::CompressedData));
+                        }
                     }
                     if descriptor {
                         self.state = State::Descriptor { end: self.bound() };
@@ -367,17 +409,74 @@ impl LocalHeaders {
             }
         }
         let (data_end, descriptor) = self.check_header(&expected)?;
+        let inflate = descriptor && expected.method == DEFLATED;
         if descriptor {
             self.current_name = self.buf.get(LOCAL_LEN..).map_or_else(String::new, |rest| {
                 shown_name(rest.get(..usize::from(expected.name_len)).unwrap_or(rest))
             });
         }
+        if inflate {
+            match &mut self.inflater {
+                Some(inflater) => inflater.reset(false),
+                None => self.inflater = Some(Box::new(flate2::Decompress::new(false))),
+            }
+            self.scratch.resize(SCRATCH, 0);
+            self.stream_ended = false;
+        }
         self.buf.clear();
         self.state = State::Data {
             end: data_end,
             descriptor,
+            inflate,
         };
         Ok(taken)
+    }
+
+    fn current_mismatch(&self, what: LocalField) -> Problem {
+        Problem::LocalHeaderMismatch {
+            name: self.current_name.clone(),
+            offset: self.current().map_or(0, |e| e.offset),
+            what,
+        }
+    }
+
+    /// Inflates the current entry's next data bytes, only to find where its deflate stream
+    /// ends; an empty `input` drains what is pending at the end of the data.
+    fn inflate(&mut self, mut input: &[u8]) -> Result<(), Problem> {
+        let claimed = self.current().map_or(0, |e| e.uncompressed);
+        let mismatch = self.current_mismatch(LocalField::CompressedData);
+        let Some(inflater) = self.inflater.as_mut() else {
+            return Err(mismatch);
+        };
+        loop {
+            if self.stream_ended {
+                // Data after the end of the stream: a streaming unpacker would look for the
+                // data descriptor and the next entry there.
+                return if input.is_empty() {
+                    Ok(())
+                } else {
+                    Err(mismatch)
+                };
+            }
+            let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+            let status = inflater
+                .decompress(input, &mut self.scratch, flate2::FlushDecompress::None)
+                .map_err(|_| mismatch.clone())?;
+            let read = usize::try_from(inflater.total_in() - before_in).unwrap_or(usize::MAX);
+            let wrote = inflater.total_out() - before_out;
+            input = input.get(read..).unwrap_or_default();
+            if inflater.total_out() > claimed {
+                return Err(mismatch);
+            }
+            match status {
+                flate2::Status::StreamEnd => self.stream_ended = true,
+                _ if read == 0 && wrote == 0 => {
+                    // No progress: all input is in, nothing is pending.
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Compares the complete header in `buf` with the central directory's entry; returns
@@ -512,11 +611,7 @@ impl LocalHeaders {
         if agrees {
             Ok(())
         } else {
-            Err(Problem::LocalHeaderMismatch {
-                name: self.current_name.clone(),
-                offset: expected.offset,
-                what: LocalField::DataDescriptor,
-            })
+            Err(self.current_mismatch(LocalField::DataDescriptor))
         }
     }
 }

@@ -30,6 +30,8 @@ struct TestEntry {
     local: LocalOverrides,
     /// Bytes written after the entry's data (and data descriptor).
     trailing: Vec<u8>,
+    /// Bytes appended to the stored (compressed) data and counted in its size.
+    stored_suffix: Vec<u8>,
 }
 
 /// Local header fields that differ from the central directory's, for mismatch tests.
@@ -70,6 +72,7 @@ impl TestEntry {
             method: None,
             local: LocalOverrides::default(),
             trailing: Vec::new(),
+            stored_suffix: Vec::new(),
         }
     }
 
@@ -171,6 +174,7 @@ impl ZipBuilder {
             } else {
                 entry.data.clone()
             };
+            let stored = [stored, entry.stored_suffix.clone()].concat();
             let method = entry.method.unwrap_or(if entry.deflate { 8 } else { 0 });
             let mut crc = flate2::Crc::new();
             crc.update(&entry.data);
@@ -1670,4 +1674,85 @@ fn link_chains_through_directories_are_still_found() {
         .file("a\\b\\c\\d", b"")
         .build();
     assert_eq!(problem(run(&zip)), unsafe_path("a\\b\\c\\d"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The fuzzer's crafted seeds, written by another zip implementation.
+
+fn seed(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/{name}",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/zip_check")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("seed {path}: {e}"))
+}
+
+#[test]
+fn crafted_seeds_pass_or_fail_as_meant() {
+    for name in ["symlinks.zip", "zip64.zip", "descriptors.zip", "sfx.zip"] {
+        let zip = seed(name);
+        run(&zip).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(stream(&zip, || 1).is_ok(), "{name}");
+    }
+    assert_eq!(
+        problem(run(&seed("local_name_mismatch.zip"))),
+        mismatch("../../pwned.txt", 0, LocalField::Name)
+    );
+    assert_eq!(
+        problem(run(&seed("escaping_symlink.zip"))),
+        unsafe_symlink("l", "../../etc/passwd")
+    );
+}
+
+#[test]
+fn deflate_stream_ending_before_its_compressed_size_fails() {
+    // With flag bit 3 a streaming unpacker inflates to find the end of the data, then reads
+    // a data descriptor and the next header: here a hidden `../../evil` the central
+    // directory counts as part of the first entry's compressed data.
+    let hidden = ZipBuilder::new()
+        .file("../../evil", b"gotcha")
+        .build_parts();
+    let mut descriptor = 0x0807_4b50u32.to_le_bytes().to_vec();
+    descriptor.extend_from_slice(&[0; 12]);
+    let mut smuggler = TestEntry::file("innocent.txt", "hello")
+        .with_local(|l| l.descriptor = Some(Descriptor::Signed));
+    smuggler.deflate = true;
+    smuggler.stored_suffix = [descriptor, hidden.bytes[..hidden.cd_offset].to_vec()].concat();
+    let zip = ZipBuilder::new().entry(smuggler).file("b", b"x").build();
+    assert_eq!(
+        problem(run(&zip)),
+        mismatch("innocent.txt", 0, LocalField::CompressedData)
+    );
+    assert_eq!(
+        stream(&zip, || 1),
+        Err(mismatch("innocent.txt", 0, LocalField::CompressedData))
+    );
+
+    // A stream that inflates to more than the central directory claims.
+    let mut bomb = TestEntry::file("bomb", "z".repeat(10_000))
+        .with_local(|l| l.descriptor = Some(Descriptor::Signed));
+    bomb.deflate = true;
+    bomb.claimed = Some(100);
+    let zip = ZipBuilder::new().entry(bomb).build();
+    let found = problem(run(&zip));
+    assert!(
+        matches!(
+            &found,
+            Problem::LocalHeaderMismatch {
+                what: LocalField::CompressedData,
+                ..
+            }
+        ),
+        "{found:?}"
+    );
+
+    // Not a deflate stream at all.
+    let mut garbage = TestEntry::file("g", "\u{ff}\u{ff}\u{ff}\u{ff}")
+        .with_local(|l| l.descriptor = Some(Descriptor::Signed));
+    garbage.method = Some(8);
+    let zip = ZipBuilder::new().entry(garbage).build();
+    assert_eq!(
+        problem(run(&zip)),
+        mismatch("g", 0, LocalField::CompressedData)
+    );
 }

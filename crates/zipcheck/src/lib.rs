@@ -35,7 +35,9 @@
 //! * symlinks are remembered as one 64-bit keyed hash of their normalised path each (a few
 //!   tens of bytes with the set's overhead), never by name, so long or deeply nested names
 //!   cost nothing to keep; path checks hash each component once;
-//! * [`LocalHeaders`] keeps 40 bytes per entry;
+//! * [`LocalHeaders`] keeps 40 bytes per entry and one reused inflater; it inflates only
+//!   deflated entries with a data descriptor (to find where their data ends), never past
+//!   the size each claims, so that work is bounded by [`Limits::max_uncompressed_bytes`];
 //! * besides those, memory is the two read caches (at most 1 MiB each, plus the 64 KiB
 //!   tail searched for the end record) and one name's worth of scratch space.
 //!

@@ -12,7 +12,7 @@ const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
 const ZIP64_EOCD_LEN: usize = 56;
 const CENTRAL_SIG: u32 = 0x0201_4b50;
 const CENTRAL_LEN: usize = 46;
-const LOCAL_SIG: u32 = 0x0403_4b50;
+pub(crate) const LOCAL_SIG: u32 = 0x0403_4b50;
 pub(crate) const LOCAL_LEN: usize = 30;
 const ZIP64_EXTRA_ID: u16 = 0x0001;
 
@@ -32,6 +32,7 @@ pub(crate) struct Directory {
 pub(crate) struct Entry<'a> {
     pub(crate) flags: u16,
     pub(crate) method: u16,
+    pub(crate) crc: u32,
     pub(crate) compressed: u64,
     pub(crate) uncompressed: u64,
     pub(crate) local_offset: u64,
@@ -66,7 +67,7 @@ pub(crate) fn u32_at(bytes: &[u8], at: usize) -> Result<u32, CheckError> {
         .ok_or_else(|| not_a_zip("a header is truncated"))
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> Result<u64, CheckError> {
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> Result<u64, CheckError> {
     at.checked_add(8)
         .and_then(|end| bytes.get(at..end))
         .and_then(|b| b.try_into().ok())
@@ -233,8 +234,48 @@ where
     R: ReadAt + ?Sized,
     F: FnMut(&Entry<'_>) -> Result<(), CheckError>,
 {
-    let mut pos = dir.offset;
-    for _ in 0..dir.entries {
+    let mut walker = Walker::new(dir);
+    while let Some(entry) = walker.next(src)? {
+        visit(&entry)?;
+    }
+    Ok(())
+}
+
+/// A walk over the central directory headers that lends each entry out of the read cache,
+/// so the caller may read elsewhere (a symlink target) between two entries.
+pub(crate) struct Walker {
+    dir: Directory,
+    pos: u64,
+    seen: u64,
+}
+
+impl Walker {
+    pub(crate) fn new(dir: &Directory) -> Self {
+        Self {
+            dir: *dir,
+            pos: dir.offset,
+            seen: 0,
+        }
+    }
+
+    /// The next header, or `None` after the last one, once the directory is known to hold
+    /// exactly the entries its end record claims.
+    pub(crate) fn next<'s, R: ReadAt + ?Sized>(
+        &mut self,
+        src: &'s mut Source<'_, R>,
+    ) -> Result<Option<Entry<'s>>, CheckError> {
+        let dir = self.dir;
+        let pos = self.pos;
+        if self.seen == dir.entries {
+            // Bytes left over would be headers that some unpackers see and this check did
+            // not.
+            if pos != dir.end {
+                return Err(not_a_zip(
+                    "the central directory holds more data than its end record claims",
+                ));
+            }
+            return Ok(None);
+        }
         if pos
             .checked_add(CENTRAL_LEN as u64)
             .is_none_or(|end| end > dir.end)
@@ -282,29 +323,25 @@ where
             }
         }
 
-        visit(&Entry {
+        let entry = Entry {
             flags: u16_at(header, 8)?,
             method: u16_at(header, 10)?,
+            crc: u32_at(header, 16)?,
             compressed,
             uncompressed,
             local_offset,
             external_attributes: u32_at(header, 38)?,
             name,
-        })?;
-        pos = next;
+        };
+        self.pos = next;
+        self.seen += 1;
+        Ok(Some(entry))
     }
-    // Bytes left over would be headers that some unpackers see and this check did not.
-    if pos != dir.end {
-        return Err(not_a_zip(
-            "the central directory holds more data than its end record claims",
-        ));
-    }
-    Ok(())
 }
 
 /// The data of the Zip64 extended information field, if present. Malformed trailing extra
 /// data is tolerated, as common unpackers do.
-fn zip64_extra(mut extra: &[u8]) -> Option<&[u8]> {
+pub(crate) fn zip64_extra(mut extra: &[u8]) -> Option<&[u8]> {
     while let (Some(id), Some(size)) = (extra.get(0..2), extra.get(2..4)) {
         let id = u16::from_le_bytes(id.try_into().ok()?);
         let size = usize::from(u16::from_le_bytes(size.try_into().ok()?));

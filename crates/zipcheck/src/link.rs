@@ -16,9 +16,10 @@ const STORED: u16 = 0;
 const DEFLATED: u16 = 8;
 const ENCRYPTED: u16 = 1;
 
-/// What the later passes need to know about one symlink entry.
+/// Where one symlink entry's target is and how it is stored; the name is not kept, so a
+/// link costs the same whatever its name.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Link {
-    pub(crate) name: Vec<u8>,
     pub(crate) local_offset: u64,
     compressed: u64,
     uncompressed: u64,
@@ -46,7 +47,6 @@ impl Link {
             )));
         }
         Ok(Self {
-            name: entry.name.to_vec(),
             local_offset: entry.local_offset,
             compressed: entry.compressed,
             uncompressed: entry.uncompressed,
@@ -55,10 +55,11 @@ impl Link {
     }
 
     /// Reads and, if needed, inflates the target; never produces more than
-    /// [`MAX_SYMLINK_TARGET`] bytes.
+    /// [`MAX_SYMLINK_TARGET`] bytes. `name` is the entry's name, for messages.
     pub(crate) fn read_target<R: ReadAt + ?Sized>(
         &self,
         src: &mut Source<'_, R>,
+        name: &[u8],
     ) -> Result<Vec<u8>, CheckError> {
         let start = data_offset(src, self.local_offset)?;
         // Both sizes were capped in `from_entry`, so these fit.
@@ -73,26 +74,26 @@ impl Link {
                 DeflateDecoder::new(data)
                     .take(MAX_SYMLINK_TARGET + 1)
                     .read_to_end(&mut out)
-                    .map_err(|_| self.invalid("cannot be inflated"))?;
+                    .map_err(|_| invalid(name, "cannot be inflated"))?;
                 out
             }
             other => {
                 return Err(not_a_zip(format!(
                     "symlink '{}' uses unsupported compression method {other}",
-                    String::from_utf8_lossy(&self.name)
+                    String::from_utf8_lossy(name)
                 )));
             }
         };
         if target.len() as u64 != self.uncompressed {
-            return Err(self.invalid("does not match its recorded size"));
+            return Err(invalid(name, "does not match its recorded size"));
         }
         Ok(target)
     }
+}
 
-    fn invalid(&self, what: &str) -> CheckError {
-        not_a_zip(format!(
-            "the target of symlink '{}' {what}",
-            String::from_utf8_lossy(&self.name)
-        ))
-    }
+fn invalid(name: &[u8], what: &str) -> CheckError {
+    not_a_zip(format!(
+        "the target of symlink '{}' {what}",
+        String::from_utf8_lossy(name)
+    ))
 }

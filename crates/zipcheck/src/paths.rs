@@ -1,7 +1,8 @@
-//! Lexical path checks on raw name bytes, and the tree of symlink entries used to spot paths
+//! Lexical path checks on raw name bytes, and the set of symlink entries used to spot paths
 //! that an unpacker would resolve through a link.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 /// Both separators count: an entry made on Windows may use either, and unpackers differ.
 fn is_separator(b: u8) -> bool {
@@ -36,122 +37,213 @@ fn components(path: &[u8]) -> impl Iterator<Item = Component<'_>> {
         })
 }
 
-/// The components of `path` once `..` is applied, or `None` when the path is absolute,
-/// has a drive letter, contains NUL, or climbs above the root at any point.
-pub(crate) fn normalize(path: &[u8]) -> Option<Vec<&[u8]>> {
+/// Whether `path` stays relative to the root and never climbs above it: not absolute, no
+/// drive letter, no NUL, and no `..` that leaves the root at any point of the walk.
+pub(crate) fn is_safe(path: &[u8]) -> bool {
     if path.contains(&0) || has_root_prefix(path) {
-        return None;
+        return false;
     }
-    let mut stack = Vec::new();
+    let mut depth = 0usize;
     for component in components(path) {
         match component {
+            Component::Parent => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return false,
+            },
+            Component::Normal(_) => depth += 1,
+        }
+    }
+    true
+}
+
+/// The path `name` stands for once `.`, `..` and empty components are applied, with `/`
+/// between components; `None` when it is not [`is_safe`]. Bytes that are not UTF-8 are
+/// replaced, as in error messages.
+pub fn normalized_path(name: &[u8]) -> Option<String> {
+    if !is_safe(name) {
+        return None;
+    }
+    let mut stack: Vec<&[u8]> = Vec::new();
+    for component in components(name) {
+        match component {
             Component::Parent => {
-                stack.pop()?;
+                stack.pop();
             }
-            Component::Normal(name) => stack.push(name),
+            Component::Normal(c) => stack.push(c),
         }
     }
-    Some(stack)
+    Some(
+        stack
+            .iter()
+            .map(|c| String::from_utf8_lossy(c))
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Node {
-    id: u64,
-    link: bool,
+/// The key of the root directory; every other directory's key is derived from its parent's.
+const ROOT: u64 = 0;
+
+/// The normalised paths of all symlink entries, each kept as one 64-bit key: memory grows
+/// with the number of links, never with the length or depth of their names.
+///
+/// A path's key chains a keyed SipHash over its components (`key(a/b) = H(key(a), b)`), so
+/// the key of every prefix comes out of one left-to-right walk and `..` is a pop of a
+/// stack of keys. The hash keys are random per set, so an archive cannot be built to make
+/// two paths collide; should two collide by chance, a path is taken for a link it is not,
+/// which can only add a rejection, never let an entry through.
+pub(crate) struct LinkSet {
+    hasher: RandomState,
+    links: HashSet<u64>,
+    /// Components in the longest normalised link path: no directory deeper than that can
+    /// be a link, so walks need not hash below it.
+    max_depth: usize,
+    /// Reused walk stack of directory keys, so a lookup allocates nothing once warm.
+    stack: Vec<u64>,
 }
 
-const ROOT: Node = Node { id: 0, link: false };
-
-/// Prefix tree of the normalised paths of all symlink entries. Children are keyed by the
-/// parent's id plus one component, so a lookup hashes each component once, however deep
-/// or long a hostile name is.
-#[derive(Default)]
-pub(crate) struct LinkTree {
-    children: HashMap<Vec<u8>, Node>,
-    next_id: u64,
-    scratch: Vec<u8>,
+impl Default for LinkSet {
+    fn default() -> Self {
+        Self {
+            hasher: RandomState::new(),
+            links: HashSet::new(),
+            max_depth: 0,
+            stack: Vec::new(),
+        }
+    }
 }
 
-impl LinkTree {
-    pub(crate) fn insert(&mut self, path: &[&[u8]]) {
-        let mut parent = ROOT;
-        for (i, name) in path.iter().enumerate() {
-            let key = child_key(parent.id, name);
-            let next_id = &mut self.next_id;
-            let node = self.children.entry(key).or_insert_with(|| {
-                *next_id = next_id.saturating_add(1);
-                Node {
-                    id: *next_id,
-                    link: false,
+impl LinkSet {
+    fn child(&self, parent: u64, name: &[u8]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(parent);
+        h.write_usize(name.len());
+        h.write(name);
+        h.finish()
+    }
+
+    fn is_link(&self, key: u64) -> bool {
+        key != ROOT && self.links.contains(&key)
+    }
+
+    /// Leaves `stack` holding the keys of the root and of every directory on the
+    /// normalised `path`, the path itself last. `None` when the path is not safe.
+    fn walk_normalized(&self, path: &[u8], stack: &mut Vec<u64>) -> Option<()> {
+        if path.contains(&0) || has_root_prefix(path) {
+            return None;
+        }
+        stack.clear();
+        stack.push(ROOT);
+        for component in components(path) {
+            match component {
+                Component::Parent => {
+                    if stack.len() <= 1 {
+                        return None;
+                    }
+                    stack.pop();
                 }
-            });
-            if i + 1 == path.len() {
-                node.link = true;
+                Component::Normal(name) => {
+                    let parent = stack.last().copied().unwrap_or(ROOT);
+                    stack.push(self.child(parent, name));
+                }
             }
-            parent = *node;
         }
+        Some(())
     }
 
-    fn child(&mut self, parent: Option<Node>, name: &[u8]) -> Option<Node> {
-        let parent = parent?;
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&parent.id.to_le_bytes());
-        self.scratch.extend_from_slice(name);
-        self.children.get(self.scratch.as_slice()).copied()
+    /// Records a symlink entry's name. Returns `false` when the name is not safe. A name
+    /// that normalises to the root itself is not recorded: its target check rejects it.
+    pub(crate) fn insert(&mut self, name: &[u8]) -> bool {
+        let mut stack = std::mem::take(&mut self.stack);
+        let found = self.walk_normalized(name, &mut stack).is_some();
+        if found && stack.len() > 1 {
+            if let Some(&key) = stack.last() {
+                self.links.insert(key);
+                self.max_depth = self.max_depth.max(stack.len() - 1);
+            }
+        }
+        self.stack = stack;
+        found
     }
 
     /// Whether walking the raw `path` left to right steps through a symlink entry, i.e. a
     /// link is followed by any further component (`link/x`, `link/..`). The raw walk matters:
     /// `link/../x` normalises to `x`, but an unpacker resolves `link` first.
     pub(crate) fn passes_through_link(&mut self, path: &[u8]) -> bool {
-        // `None` marks a directory with no links below it.
-        let mut stack = vec![Some(ROOT)];
+        let mut stack = std::mem::take(&mut self.stack);
+        let result = self.passes_through_link_with(path, &mut stack);
+        self.stack = stack;
+        result
+    }
+
+    fn passes_through_link_with(&self, path: &[u8], stack: &mut Vec<u64>) -> bool {
+        stack.clear();
+        stack.push(ROOT);
+        // Directories entered below `max_depth`, which cannot be links: counted, not hashed.
+        let mut beyond = 0usize;
         for component in components(path) {
-            let top = stack.last().copied().flatten();
-            if top.is_some_and(|node| node.link) {
+            let top = stack.last().copied().unwrap_or(ROOT);
+            if beyond == 0 && self.is_link(top) {
                 return true;
             }
             match component {
                 Component::Parent => {
-                    if stack.len() <= 1 {
+                    if beyond > 0 {
+                        beyond -= 1;
+                    } else if stack.len() <= 1 {
                         return true;
+                    } else {
+                        stack.pop();
                     }
-                    stack.pop();
                 }
                 Component::Normal(name) => {
-                    let child = self.child(top, name);
-                    stack.push(child);
+                    if beyond > 0 || stack.len() > self.max_depth {
+                        beyond += 1;
+                    } else {
+                        stack.push(self.child(top, name));
+                    }
                 }
             }
         }
         false
     }
 
-    /// Whether a symlink at the normalised `link_path` pointing to `target` leaves the root,
+    /// Whether a symlink entry named `link_name` pointing to `target` leaves the root,
     /// resolving the target lexically from the link's parent directory.
     ///
     /// Lexical `..` is only trustworthy over real directories: after the walk has gone
     /// through another link (`up -> ..`, then `x -> up/..`) a `..` is rejected, since the
     /// link may lead somewhere whose parent is outside.
-    pub(crate) fn target_escapes(&mut self, link_path: &[&[u8]], target: &[u8]) -> bool {
+    pub(crate) fn target_escapes(&mut self, link_name: &[u8], target: &[u8]) -> bool {
+        let mut stack = std::mem::take(&mut self.stack);
+        let result = self.target_escapes_with(link_name, target, &mut stack);
+        self.stack = stack;
+        result
+    }
+
+    fn target_escapes_with(&self, link_name: &[u8], target: &[u8], stack: &mut Vec<u64>) -> bool {
         if target.contains(&0) || has_root_prefix(target) {
             return true;
         }
-        // A link standing for the root itself would replace the package directory.
-        let Some((_, parent)) = link_path.split_last() else {
+        if self.walk_normalized(link_name, stack).is_none() {
             return true;
-        };
-        let mut stack = vec![Some(ROOT)];
-        let mut through_link = false;
-        for name in parent {
-            let top = stack.last().copied().flatten();
-            through_link |= top.is_some_and(|node| node.link);
-            let child = self.child(top, name);
-            stack.push(child);
         }
+        // A link standing for the root itself would replace the package directory.
+        if stack.len() <= 1 {
+            return true;
+        }
+        // Resolve from the parent: drop the link itself; a link among the directories
+        // above it makes every later `..` untrustworthy.
+        stack.pop();
+        let depth = stack.len();
+        let mut through_link = stack
+            .get(..depth.saturating_sub(1))
+            .unwrap_or_default()
+            .iter()
+            .any(|&key| self.is_link(key));
         for component in components(target) {
-            let top = stack.last().copied().flatten();
-            let top_is_link = top.is_some_and(|node| node.link);
+            let top = stack.last().copied().unwrap_or(ROOT);
+            let top_is_link = self.is_link(top);
             match component {
                 Component::Parent => {
                     if top_is_link || through_link || stack.len() <= 1 {
@@ -161,8 +253,7 @@ impl LinkTree {
                 }
                 Component::Normal(name) => {
                     through_link |= top_is_link;
-                    let child = self.child(top, name);
-                    stack.push(child);
+                    stack.push(self.child(top, name));
                 }
             }
         }
@@ -170,19 +261,14 @@ impl LinkTree {
     }
 }
 
-fn child_key(parent: u64, name: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + name.len());
-    key.extend_from_slice(&parent.to_le_bytes());
-    key.extend_from_slice(name);
-    key
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn safe(path: &str) -> bool {
-        normalize(path.as_bytes()).is_some()
+        let safe = is_safe(path.as_bytes());
+        assert_eq!(normalized_path(path.as_bytes()).is_some(), safe, "{path}");
+        safe
     }
 
     #[test]
@@ -234,15 +320,16 @@ mod tests {
 
     #[test]
     fn normalize_applies_parent_components() {
-        let path = normalize(b"a/./b/../c/").expect("safe");
-        assert_eq!(path, vec![&b"a"[..], &b"c"[..]]);
+        assert_eq!(normalized_path(b"a/./b/../c/").as_deref(), Some("a/c"));
+        assert_eq!(normalized_path(b"a\\b//c").as_deref(), Some("a/b/c"));
+        assert_eq!(normalized_path(b"a/..").as_deref(), Some(""));
+        assert_eq!(normalized_path(b"../a"), None);
     }
 
-    fn tree(links: &[&str]) -> LinkTree {
-        let mut tree = LinkTree::default();
+    fn tree(links: &[&str]) -> LinkSet {
+        let mut tree = LinkSet::default();
         for link in links {
-            let path = normalize(link.as_bytes()).expect("safe link name");
-            tree.insert(&path);
+            assert!(tree.insert(link.as_bytes()), "safe link name {link}");
         }
         tree
     }
@@ -256,6 +343,10 @@ mod tests {
         assert!(tree.passes_through_link(b"x/y/link/z"));
         assert!(tree.passes_through_link(b"a/../b"));
         assert!(tree.passes_through_link(b"b/../a/c"));
+        // Deeper than any link, then back up and through one.
+        assert!(tree.passes_through_link(b"q/w/e/r/t/../../../../../a/file"));
+        assert!(tree.passes_through_link(b"x/y/q/w/e/../../../link/z"));
+        assert!(!tree.passes_through_link(b"x/y/q/w/e/../../../other/z"));
         assert!(!tree.passes_through_link(b"a"));
         assert!(!tree.passes_through_link(b"a/"));
         assert!(!tree.passes_through_link(b"ab/file"));
@@ -266,8 +357,7 @@ mod tests {
 
     fn escapes(links: &[&str], link: &str, target: &str) -> bool {
         let mut tree = tree(links);
-        let path = normalize(link.as_bytes()).expect("safe link name");
-        tree.target_escapes(&path, target.as_bytes())
+        tree.target_escapes(link.as_bytes(), target.as_bytes())
     }
 
     #[test]

@@ -26,6 +26,38 @@ struct TestEntry {
     deflate: bool,
     /// Compression method to record instead of the real one.
     method: Option<u16>,
+    /// What the local header says, where it differs from the central directory.
+    local: LocalOverrides,
+    /// Bytes written after the entry's data (and data descriptor).
+    trailing: Vec<u8>,
+    /// Bytes appended to the stored (compressed) data and counted in its size.
+    stored_suffix: Vec<u8>,
+}
+
+/// Local header fields that differ from the central directory's, for mismatch tests.
+#[derive(Clone, Default)]
+struct LocalOverrides {
+    name: Option<Vec<u8>>,
+    method: Option<u16>,
+    crc: Option<u32>,
+    compressed: Option<u64>,
+    uncompressed: Option<u64>,
+    /// Flag bit 3: zero CRC and sizes locally, then this data descriptor after the data.
+    descriptor: Option<Descriptor>,
+    /// Saturated local sizes with a Zip64 extra field holding both.
+    zip64: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Descriptor {
+    /// 12 bytes: CRC and 4-byte sizes.
+    Plain,
+    /// 16 bytes: signature, CRC and 4-byte sizes.
+    Signed,
+    /// 24 bytes: signature, CRC and 8-byte sizes.
+    Zip64Signed,
+    /// 20 bytes: CRC and 8-byte sizes.
+    Zip64Plain,
 }
 
 impl TestEntry {
@@ -38,7 +70,19 @@ impl TestEntry {
             host: UNIX,
             deflate: false,
             method: None,
+            local: LocalOverrides::default(),
+            trailing: Vec::new(),
+            stored_suffix: Vec::new(),
         }
+    }
+
+    fn file(name: impl AsRef<[u8]>, data: impl AsRef<[u8]>) -> Self {
+        Self::new(name, data, FILE_MODE)
+    }
+
+    fn with_local(mut self, edit: impl FnOnce(&mut LocalOverrides)) -> Self {
+        edit(&mut self.local);
+        self
     }
 }
 
@@ -47,6 +91,8 @@ struct ZipBuilder {
     entries: Vec<TestEntry>,
     zip64: bool,
     comment: Vec<u8>,
+    /// Bytes before the first entry, as in a self-extracting archive.
+    prefix: Vec<u8>,
 }
 
 /// A built archive and where its parts are, for tests that damage it.
@@ -54,6 +100,9 @@ struct Built {
     bytes: Vec<u8>,
     cd_offset: usize,
     eocd_offset: usize,
+    /// Where each entry's local header starts, and its central directory header.
+    local_offsets: Vec<usize>,
+    central_offsets: Vec<usize>,
 }
 
 impl ZipBuilder {
@@ -100,15 +149,24 @@ impl ZipBuilder {
         self
     }
 
+    fn prefix(mut self, prefix: &[u8]) -> Self {
+        self.prefix = prefix.to_vec();
+        self
+    }
+
     fn build(&self) -> Vec<u8> {
         self.build_parts().bytes
     }
 
     fn build_parts(&self) -> Built {
-        let mut out = Vec::new();
+        let mut out = self.prefix.clone();
         let mut central = Vec::new();
+        let mut local_offsets = Vec::new();
+        let mut central_offsets = Vec::new();
         for entry in &self.entries {
             let offset = out.len() as u64;
+            local_offsets.push(out.len());
+            central_offsets.push(central.len());
             let stored = if entry.deflate {
                 let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
                 encoder.write_all(&entry.data).expect("deflate");
@@ -116,6 +174,7 @@ impl ZipBuilder {
             } else {
                 entry.data.clone()
             };
+            let stored = [stored, entry.stored_suffix.clone()].concat();
             let method = entry.method.unwrap_or(if entry.deflate { 8 } else { 0 });
             let mut crc = flate2::Crc::new();
             crc.update(&entry.data);
@@ -144,24 +203,64 @@ impl ZipBuilder {
             }
             let needed: u16 = if extra.is_empty() { 20 } else { 45 };
 
+            let local = &entry.local;
+            let local_name = local.name.as_ref().unwrap_or(&entry.name);
+            let flags: u16 = if local.descriptor.is_some() { 8 } else { 0 };
+            let (mut local_crc, mut local_compressed, mut local_uncompressed) =
+                (crc.sum(), compressed, uncompressed);
+            if local.descriptor.is_some() {
+                (local_crc, local_compressed, local_uncompressed) = (0, 0, 0);
+            }
+            local_crc = local.crc.unwrap_or(local_crc);
+            local_compressed = local.compressed.unwrap_or(local_compressed);
+            local_uncompressed = local.uncompressed.unwrap_or(local_uncompressed);
+            let mut local_extra = Vec::new();
+            let (local_compressed32, local_uncompressed32) = if local.zip64 {
+                local_extra.extend_from_slice(&1u16.to_le_bytes());
+                local_extra.extend_from_slice(&16u16.to_le_bytes());
+                local_extra.extend_from_slice(&local_uncompressed.to_le_bytes());
+                local_extra.extend_from_slice(&local_compressed.to_le_bytes());
+                (0xFFFF_FFFF, 0xFFFF_FFFF)
+            } else {
+                (
+                    local_compressed.min(0xFFFF_FFFF) as u32,
+                    local_uncompressed.min(0xFFFF_FFFF) as u32,
+                )
+            };
+
             out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
             out.extend_from_slice(&needed.to_le_bytes());
-            out.extend_from_slice(&0u16.to_le_bytes()); // flags
-            out.extend_from_slice(&method.to_le_bytes());
+            out.extend_from_slice(&flags.to_le_bytes());
+            out.extend_from_slice(&local.method.unwrap_or(method).to_le_bytes());
             out.extend_from_slice(&0u16.to_le_bytes()); // time
             out.extend_from_slice(&0x21u16.to_le_bytes()); // date: 1980-01-01
-            out.extend_from_slice(&crc.sum().to_le_bytes());
-            out.extend_from_slice(&(compressed.min(0xFFFF_FFFF) as u32).to_le_bytes());
-            out.extend_from_slice(&(uncompressed.min(0xFFFF_FFFF) as u32).to_le_bytes());
-            out.extend_from_slice(&(entry.name.len() as u16).to_le_bytes());
-            out.extend_from_slice(&0u16.to_le_bytes()); // extra length
-            out.extend_from_slice(&entry.name);
+            out.extend_from_slice(&local_crc.to_le_bytes());
+            out.extend_from_slice(&local_compressed32.to_le_bytes());
+            out.extend_from_slice(&local_uncompressed32.to_le_bytes());
+            out.extend_from_slice(&(local_name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&(local_extra.len() as u16).to_le_bytes());
+            out.extend_from_slice(local_name);
+            out.extend_from_slice(&local_extra);
             out.extend_from_slice(&stored);
+            if let Some(descriptor) = local.descriptor {
+                if matches!(descriptor, Descriptor::Signed | Descriptor::Zip64Signed) {
+                    out.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
+                }
+                out.extend_from_slice(&crc.sum().to_le_bytes());
+                if matches!(descriptor, Descriptor::Plain | Descriptor::Signed) {
+                    out.extend_from_slice(&(compressed as u32).to_le_bytes());
+                    out.extend_from_slice(&(uncompressed as u32).to_le_bytes());
+                } else {
+                    out.extend_from_slice(&compressed.to_le_bytes());
+                    out.extend_from_slice(&uncompressed.to_le_bytes());
+                }
+            }
+            out.extend_from_slice(&entry.trailing);
 
             central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
             central.extend_from_slice(&(u16::from(entry.host) << 8 | 45).to_le_bytes());
             central.extend_from_slice(&needed.to_le_bytes());
-            central.extend_from_slice(&0u16.to_le_bytes()); // flags
+            central.extend_from_slice(&flags.to_le_bytes());
             central.extend_from_slice(&method.to_le_bytes());
             central.extend_from_slice(&0u16.to_le_bytes()); // time
             central.extend_from_slice(&0x21u16.to_le_bytes()); // date
@@ -218,6 +317,8 @@ impl ZipBuilder {
             bytes: out,
             cd_offset,
             eocd_offset,
+            local_offsets,
+            central_offsets: central_offsets.iter().map(|o| o + cd_offset).collect(),
         }
     }
 }
@@ -300,12 +401,27 @@ impl ReadAt for Shrunk {
 }
 
 const GIB: u64 = 1 << 30;
-const LIMITS: Limits = Limits {
-    max_uncompressed_bytes: GIB,
-};
+const LIMITS: Limits = Limits::new(GIB);
 
+/// The whole verification of an archive held in memory: the central directory check, then
+/// the local headers streamed in one piece.
 fn run(bytes: &[u8]) -> Result<Summary, CheckError> {
-    check(bytes, &LIMITS)
+    verify(bytes, &LIMITS)
+}
+
+fn verify(bytes: &[u8], limits: &Limits) -> Result<Summary, CheckError> {
+    let Checked {
+        summary,
+        mut local_headers,
+    } = check(bytes, limits)?;
+    local_headers.update(bytes)?;
+    local_headers.finish()?;
+    Ok(summary)
+}
+
+/// The central directory check alone, for readers other than a byte slice.
+fn summary<R: ReadAt + ?Sized>(archive: &R, limits: &Limits) -> Result<Summary, CheckError> {
+    check(archive, limits).map(|checked| checked.summary)
 }
 
 fn problem(result: Result<Summary, CheckError>) -> Problem {
@@ -383,9 +499,12 @@ fn fixtures_check_through_a_file() {
         "/../../tests/fixtures/cloud-controller"
     );
     let good = std::fs::File::open(format!("{dir}/express-app.zip")).expect("fixture");
-    assert_eq!(check(&good, &LIMITS).expect("valid").entries, 7);
+    assert_eq!(summary(&good, &LIMITS).expect("valid").entries, 7);
     let bad = std::fs::File::open(format!("{dir}/bad_relative_paths.zip")).expect("fixture");
-    assert_eq!(problem(check(&bad, &LIMITS)), unsafe_path("../fakezip.zip"));
+    assert_eq!(
+        problem(summary(&bad, &LIMITS)),
+        unsafe_path("../fakezip.zip")
+    );
 }
 
 #[test]
@@ -459,11 +578,9 @@ fn zip64_archive_passes() {
         .symlink("app/link", "a.txt")
         .claiming("app/big.bin", 5 * GIB)
         .build();
-    let limits = Limits {
-        max_uncompressed_bytes: 6 * GIB,
-    };
+    let limits = Limits::new(6 * GIB);
     assert_eq!(
-        check(zip.as_slice(), &limits).expect("valid"),
+        summary(zip.as_slice(), &limits).expect("valid"),
         Summary {
             entries: 4,
             uncompressed_bytes: 5 * GIB + 10,
@@ -545,7 +662,7 @@ fn huge_entry_count_fails_without_walking() {
         zip[record + at..record + at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
     }
     let reader = Counting::new(zip);
-    assert_not_a_zip(check(&reader, &LIMITS));
+    assert_not_a_zip(summary(&reader, &LIMITS));
     assert!(reader.reads.get() <= 2, "{} reads", reader.reads.get());
 }
 
@@ -592,11 +709,9 @@ fn many_entries_claiming_4_gib_each_stop_at_the_limit() {
         builder = builder.claiming(&format!("bomb/{i:05}"), 4 * GIB);
     }
     let reader = Counting::new(builder.build());
-    let limits = Limits {
-        max_uncompressed_bytes: 1024 * GIB,
-    };
+    let limits = Limits::new(1024 * GIB);
     let started = Instant::now();
-    let result = check(&reader, &limits);
+    let result = summary(&reader, &limits);
     assert!(started.elapsed() < Duration::from_secs(1));
     // 256 entries reach the limit exactly; the 257th passes it and the walk stops there.
     assert_eq!(
@@ -617,11 +732,9 @@ fn total_exactly_at_the_limit_passes_and_one_byte_more_fails() {
         .file("c", b"x")
         .build();
     assert_eq!(run(&zip).expect("valid").uncompressed_bytes, GIB);
-    let tighter = Limits {
-        max_uncompressed_bytes: GIB - 1,
-    };
+    let tighter = Limits::new(GIB - 1);
     assert_eq!(
-        problem(check(zip.as_slice(), &tighter)),
+        problem(summary(zip.as_slice(), &tighter)),
         Problem::TooLarge {
             claimed: u128::from(GIB),
             limit: GIB - 1,
@@ -635,11 +748,9 @@ fn sizes_cannot_wrap_around() {
         .claiming("a", u64::MAX)
         .claiming("b", u64::MAX)
         .build();
-    let limits = Limits {
-        max_uncompressed_bytes: u64::MAX,
-    };
+    let limits = Limits::new(u64::MAX);
     assert_eq!(
-        problem(check(zip.as_slice(), &limits)),
+        problem(summary(zip.as_slice(), &limits)),
         Problem::TooLarge {
             claimed: 2 * u128::from(u64::MAX),
             limit: u64::MAX,
@@ -820,7 +931,7 @@ fn symlink_with_missing_local_header_is_not_a_zip() {
 #[test]
 fn reader_failure_is_an_io_error() {
     for len_fails in [false, true] {
-        match check(&Failing { len_fails }, &LIMITS) {
+        match summary(&Failing { len_fails }, &LIMITS) {
             Err(CheckError::Io(_)) => {}
             other => panic!("expected an io error, got {other:?}"),
         }
@@ -830,7 +941,7 @@ fn reader_failure_is_an_io_error() {
 #[test]
 fn reader_ending_before_its_length_is_an_io_error() {
     let zip = ZipBuilder::new().file("a", b"1").build();
-    match check(&Shrunk(zip), &LIMITS) {
+    match summary(&Shrunk(zip), &LIMITS) {
         Err(CheckError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
         other => panic!("expected an io error, got {other:?}"),
     }
@@ -842,7 +953,7 @@ fn short_reads_are_completed() {
         .file("a", b"1")
         .deflated_symlink("l", "a")
         .build();
-    assert_eq!(check(&Trickle(zip), &LIMITS).expect("valid").entries, 2);
+    assert_eq!(summary(&Trickle(zip), &LIMITS).expect("valid").entries, 2);
 }
 
 #[test]
@@ -854,7 +965,7 @@ fn five_thousand_entries_take_few_reads() {
     let zip = builder.build();
     assert!(zip.len() > 500_000);
     let reader = Counting::new(zip);
-    assert_eq!(check(&reader, &LIMITS).expect("valid").entries, 5000);
+    assert_eq!(summary(&reader, &LIMITS).expect("valid").entries, 5000);
     assert!(reader.reads.get() < 20, "{} reads", reader.reads.get());
 }
 
@@ -867,7 +978,7 @@ fn many_symlinks_take_few_reads() {
             .symlink(&format!("bin/link{i:04}"), &format!("../lib/file{i:04}"));
     }
     let reader = Counting::new(builder.build());
-    assert_eq!(check(&reader, &LIMITS).expect("valid").entries, 4000);
+    assert_eq!(summary(&reader, &LIMITS).expect("valid").entries, 4000);
     assert!(reader.reads.get() < 20, "{} reads", reader.reads.get());
 }
 
@@ -933,4 +1044,715 @@ fn problems_read_well() {
         "{error}"
     );
     assert!(error.problem().is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// Limits on entries, names and symlinks.
+
+fn limits(edit: impl FnOnce(&mut Limits)) -> Limits {
+    let mut limits = LIMITS;
+    edit(&mut limits);
+    limits
+}
+
+#[test]
+fn limits_new_takes_the_defaults() {
+    assert_eq!(
+        Limits::new(GIB),
+        Limits {
+            max_uncompressed_bytes: GIB,
+            max_entries: 250_000,
+            max_name_bytes: 4096,
+            max_symlinks: 10_000,
+        }
+    );
+    assert_eq!(DEFAULT_MAX_ENTRIES, 250_000);
+    assert_eq!(DEFAULT_MAX_NAME_BYTES, 4096);
+    assert_eq!(DEFAULT_MAX_SYMLINKS, 10_000);
+}
+
+#[test]
+fn entry_count_at_the_limit_passes_and_above_fails_from_the_end_record() {
+    let mut builder = ZipBuilder::new();
+    for i in 0..10 {
+        builder = builder.file(format!("f{i}"), b"x");
+    }
+    let zip = builder.build();
+    assert_eq!(
+        verify(&zip, &limits(|l| l.max_entries = 10))
+            .expect("valid")
+            .entries,
+        10
+    );
+    // Only the end record is read: the walk never starts.
+    let reader = Counting::new(zip);
+    assert_eq!(
+        problem(summary(&reader, &limits(|l| l.max_entries = 9))),
+        Problem::TooManyEntries { limit: 9 }
+    );
+    assert_eq!(reader.reads.get(), 1);
+}
+
+#[test]
+fn name_length_at_the_limit_passes_and_above_fails() {
+    let at_limit = "n".repeat(200);
+    let zip = ZipBuilder::new().file(&at_limit, b"x").build();
+    assert!(verify(&zip, &limits(|l| l.max_name_bytes = 200)).is_ok());
+
+    let long = format!("{}/{}", "d".repeat(150), "f".repeat(150));
+    let zip = ZipBuilder::new().file(&long, b"x").build();
+    let found = problem(summary(zip.as_slice(), &limits(|l| l.max_name_bytes = 200)));
+    // The name is cut for display.
+    assert_eq!(
+        found,
+        Problem::NameTooLong {
+            name: format!("{}…", "d".repeat(100)),
+            limit: 200,
+        }
+    );
+}
+
+#[test]
+fn symlink_count_at_the_limit_passes_and_above_fails() {
+    let mut builder = ZipBuilder::new().file("target", b"x");
+    for i in 0..5 {
+        builder = builder.symlink(&format!("l{i}"), "target");
+    }
+    let zip = builder.build();
+    assert!(verify(&zip, &limits(|l| l.max_symlinks = 5)).is_ok());
+    assert_eq!(
+        problem(verify(&zip, &limits(|l| l.max_symlinks = 4))),
+        Problem::TooManySymlinks { limit: 4 }
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Local headers.
+
+fn mismatch(name: &str, offset: u64, what: LocalField) -> Problem {
+    Problem::LocalHeaderMismatch {
+        name: name.to_owned(),
+        offset,
+        what,
+    }
+}
+
+/// Feeds `bytes` to a fresh verifier for the archive in chunks whose sizes `sizes` yields
+/// (cycled), returning the first problem from `update` or `finish`.
+fn stream(bytes: &[u8], mut sizes: impl FnMut() -> usize) -> Result<(), Problem> {
+    let mut local = check(bytes, &LIMITS)
+        .expect("central directory passes")
+        .local_headers;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(sizes().clamp(1, rest.len()));
+        local.update(chunk)?;
+        rest = tail;
+    }
+    local.finish()
+}
+
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+#[test]
+fn local_name_differing_from_the_central_one_fails() {
+    let zip = ZipBuilder::new()
+        .entry(
+            TestEntry::file("safe/pwned.txt1", "owned")
+                .with_local(|l| l.name = Some(b"../../pwned.txt".to_vec())),
+        )
+        .build();
+    let found = problem(run(&zip));
+    assert_eq!(found, mismatch("../../pwned.txt", 0, LocalField::Name));
+    assert_eq!(
+        found.to_string(),
+        "entry '../../pwned.txt' at offset 0 does not match its central directory \
+         record (name)"
+    );
+    // Same length, one byte off.
+    let zip = ZipBuilder::new()
+        .file("ok", b"")
+        .entry(TestEntry::file("abc", "x").with_local(|l| l.name = Some(b"abd".to_vec())))
+        .build();
+    assert_eq!(problem(run(&zip)), mismatch("abd", 32, LocalField::Name));
+}
+
+#[test]
+fn local_method_differing_fails() {
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| l.method = Some(8)))
+        .build();
+    assert_eq!(problem(run(&zip)), mismatch("a", 0, LocalField::Method));
+}
+
+#[test]
+fn local_sizes_differing_fail() {
+    for edit in [
+        (|l: &mut LocalOverrides| l.compressed = Some(3)) as fn(&mut LocalOverrides),
+        |l| l.uncompressed = Some(5),
+        |l| l.compressed = Some(0),
+    ] {
+        let zip = ZipBuilder::new()
+            .entry(TestEntry::file("a", "data").with_local(edit))
+            .build();
+        assert_eq!(problem(run(&zip)), mismatch("a", 0, LocalField::Size));
+    }
+}
+
+#[test]
+fn local_crc_differing_fails() {
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| l.crc = Some(0xDEAD_BEEF)))
+        .build();
+    assert_eq!(problem(run(&zip)), mismatch("a", 0, LocalField::Crc));
+    // A zero CRC stands for "in the data descriptor" only with flag bit 3.
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| l.crc = Some(0)))
+        .build();
+    assert_eq!(problem(run(&zip)), mismatch("a", 0, LocalField::Crc));
+}
+
+#[test]
+fn data_descriptors_in_every_form_pass() {
+    for descriptor in [
+        Descriptor::Plain,
+        Descriptor::Signed,
+        Descriptor::Zip64Signed,
+        Descriptor::Zip64Plain,
+    ] {
+        let mut deflated = TestEntry::file("d/deflated", "hello hello hello hello")
+            .with_local(|l| l.descriptor = Some(descriptor));
+        deflated.deflate = true;
+        let zip = ZipBuilder::new()
+            .entry(deflated)
+            .entry(
+                TestEntry::file("d/stored", "xyz").with_local(|l| l.descriptor = Some(descriptor)),
+            )
+            .file("plain", b"after")
+            .build();
+        assert_eq!(run(&zip).expect("valid").entries, 3);
+    }
+}
+
+#[test]
+fn flag_bit_3_still_needs_agreeing_values() {
+    // Local values other than zero must still agree.
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| {
+            l.descriptor = Some(Descriptor::Signed);
+            l.crc = Some(7);
+        }))
+        .build();
+    assert_eq!(problem(run(&zip)), mismatch("a", 0, LocalField::Crc));
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| {
+            l.descriptor = Some(Descriptor::Signed);
+            l.uncompressed = Some(9);
+        }))
+        .build();
+    assert_eq!(problem(run(&zip)), mismatch("a", 0, LocalField::Size));
+    // The local header may also repeat the real values.
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| {
+            l.descriptor = Some(Descriptor::Signed);
+            l.uncompressed = Some(4);
+            l.compressed = Some(4);
+        }))
+        .build();
+    assert!(run(&zip).is_ok());
+}
+
+#[test]
+fn data_descriptor_disagreeing_with_the_central_directory_fails() {
+    let built = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| l.descriptor = Some(Descriptor::Signed)))
+        .build_parts();
+    // Signature (4), CRC (4), compressed, uncompressed: damage each value in turn.
+    let descriptor = built.local_offsets[0] + 30 + 1 + 4;
+    for at in [4, 8, 12] {
+        let mut zip = built.bytes.clone();
+        zip[descriptor + at] ^= 1;
+        assert_eq!(
+            problem(run(&zip)),
+            mismatch("a", 0, LocalField::DataDescriptor),
+            "byte {at}"
+        );
+    }
+    // Without its signature, the 16 bytes would be read as a 12-byte descriptor.
+    let mut zip = built.bytes.clone();
+    zip[descriptor] = b'X';
+    assert_eq!(
+        problem(run(&zip)),
+        mismatch("a", 0, LocalField::DataDescriptor)
+    );
+}
+
+#[test]
+fn zip64_local_extra_fields_are_read() {
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| l.zip64 = true))
+        .file("b", b"more")
+        .build();
+    assert_eq!(run(&zip).expect("valid").entries, 2);
+    let zip = ZipBuilder::new()
+        .zip64()
+        .entry(TestEntry::file("a", "data").with_local(|l| l.zip64 = true))
+        .build();
+    assert_eq!(run(&zip).expect("valid").entries, 1);
+
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| {
+            l.zip64 = true;
+            l.uncompressed = Some(1 << 33);
+        }))
+        .build();
+    assert_eq!(problem(run(&zip)), mismatch("a", 0, LocalField::Size));
+
+    // Saturated local sizes without a Zip64 field say nothing true.
+    let built = ZipBuilder::new().file("a", b"data").build_parts();
+    let mut zip = built.bytes;
+    zip[18..26].copy_from_slice(&[0xFF; 8]);
+    assert_eq!(problem(run(&zip)), mismatch("a", 0, LocalField::Size));
+
+    // With flag bit 3 and a Zip64 field of zeros, the descriptor holds the sizes.
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| {
+            l.zip64 = true;
+            l.descriptor = Some(Descriptor::Zip64Signed);
+        }))
+        .build();
+    assert!(run(&zip).is_ok());
+}
+
+#[test]
+fn entries_sharing_data_overlap() {
+    // The second central entry points at the first entry's local header.
+    let built = ZipBuilder::new()
+        .file("a", b"data")
+        .file("b", b"data")
+        .build_parts();
+    let mut zip = built.bytes;
+    let field = built.central_offsets[1] + 42;
+    zip[field..field + 4].copy_from_slice(&0u32.to_le_bytes());
+    // Found by the central directory check, before any byte is streamed.
+    assert_eq!(
+        problem(summary(zip.as_slice(), &LIMITS)),
+        Problem::OverlappingEntries { offset: 0 }
+    );
+}
+
+#[test]
+fn data_running_into_the_next_entry_overlaps() {
+    // The central directory claims more compressed bytes than there are before `b`.
+    let built = ZipBuilder::new()
+        .file("a", b"data")
+        .file("b", b"data")
+        .build_parts();
+    let mut zip = built.bytes;
+    let field = built.central_offsets[0] + 20;
+    zip[field..field + 4].copy_from_slice(&40u32.to_le_bytes());
+    assert_eq!(
+        problem(summary(zip.as_slice(), &LIMITS)),
+        Problem::OverlappingEntries { offset: 0 }
+    );
+
+    // A local extra field the central directory does not know about pushes the data into
+    // the next entry: only the local header shows it.
+    let built = ZipBuilder::new()
+        .file("a", b"data")
+        .file("b", b"data")
+        .build_parts();
+    let mut zip = built.bytes;
+    zip[28] = 4;
+    assert_eq!(
+        problem(run(&zip)),
+        Problem::OverlappingEntries { offset: 0 }
+    );
+
+    // The last entry's data running into the central directory.
+    let built = ZipBuilder::new().file("a", b"data").build_parts();
+    let mut zip = built.bytes;
+    let field = built.central_offsets[0] + 20;
+    zip[field..field + 4].copy_from_slice(&5u32.to_le_bytes());
+    zip[18..22].copy_from_slice(&5u32.to_le_bytes());
+    assert_eq!(
+        problem(summary(zip.as_slice(), &LIMITS)),
+        Problem::OverlappingEntries { offset: 0 }
+    );
+}
+
+#[test]
+fn missing_local_header_fails() {
+    let built = ZipBuilder::new()
+        .file("a", b"data")
+        .file("b", b"data")
+        .build_parts();
+    let mut zip = built.bytes;
+    zip[built.local_offsets[1]] = b'X';
+    assert_eq!(
+        problem(run(&zip)),
+        Problem::MissingLocalHeader {
+            offset: built.local_offsets[1] as u64
+        }
+    );
+}
+
+#[test]
+fn bytes_between_entries_fail() {
+    let mut first = TestEntry::file("a", "data");
+    first.trailing = b"junk".to_vec();
+    let zip = ZipBuilder::new().entry(first).file("b", b"data").build();
+    assert_eq!(problem(run(&zip)), Problem::UnlistedData { offset: 35 });
+
+    // A whole local header hidden between two entries, which a streaming unpacker would
+    // extract and this check would otherwise never see.
+    let hidden = ZipBuilder::new()
+        .file("../../evil", b"gotcha")
+        .build_parts();
+    let mut first = TestEntry::file("a", "data");
+    first.trailing = hidden.bytes[..hidden.cd_offset].to_vec();
+    let zip = ZipBuilder::new().entry(first).file("b", b"data").build();
+    assert_eq!(problem(run(&zip)), Problem::UnlistedData { offset: 35 });
+
+    // Between the last entry and the central directory too.
+    let mut last = TestEntry::file("a", "data");
+    last.trailing = hidden.bytes[..hidden.cd_offset].to_vec();
+    let zip = ZipBuilder::new().entry(last).build();
+    assert_eq!(problem(run(&zip)), Problem::UnlistedData { offset: 35 });
+
+    // A data descriptor of a length no reader would expect.
+    let mut odd =
+        TestEntry::file("a", "data").with_local(|l| l.descriptor = Some(Descriptor::Signed));
+    odd.trailing = vec![0; 2];
+    let zip = ZipBuilder::new().entry(odd).build();
+    assert_eq!(problem(run(&zip)), Problem::UnlistedData { offset: 35 });
+}
+
+#[test]
+fn self_extracting_prefix_passes_unless_it_holds_a_local_header() {
+    let stub = b"#!/bin/sh\necho 'self-extracting stub'\nexit 0\nPK\x01\x02 and PK\x03 alone\n";
+    let zip = ZipBuilder::new()
+        .prefix(stub)
+        .file("a", b"data")
+        .symlink("l", "a")
+        .build();
+    assert_eq!(run(&zip).expect("valid").entries, 2);
+    assert!(stream(&zip, || 1).is_ok());
+
+    let hidden = ZipBuilder::new()
+        .file("../../evil", b"gotcha")
+        .build_parts();
+    let mut prefix = b"MZ stub ".to_vec();
+    prefix.extend_from_slice(&hidden.bytes[..hidden.cd_offset]);
+    let zip = ZipBuilder::new().prefix(&prefix).file("a", b"data").build();
+    assert_eq!(problem(run(&zip)), Problem::UnlistedData { offset: 8 });
+    // Also when the signature straddles chunks.
+    assert_eq!(stream(&zip, || 3), Err(Problem::UnlistedData { offset: 8 }));
+}
+
+#[test]
+fn archive_ending_before_its_last_entry_fails() {
+    let built = ZipBuilder::new()
+        .file("a", b"data")
+        .file("b", b"data")
+        .build_parts();
+    let cut_points = [
+        0,
+        1,
+        29,
+        30,
+        31,
+        35,
+        built.local_offsets[1] + 3,
+        built.cd_offset - 1,
+    ];
+    for cut in cut_points {
+        let mut local = check(built.bytes.as_slice(), &LIMITS)
+            .expect("valid")
+            .local_headers;
+        local.update(&built.bytes[..cut]).expect("no problem yet");
+        match local.finish() {
+            Err(Problem::NotAZip(reason)) => assert!(reason.contains("ends"), "{reason}"),
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    // Everything up to the central directory is all the entries need.
+    let mut local = check(built.bytes.as_slice(), &LIMITS)
+        .expect("valid")
+        .local_headers;
+    local
+        .update(&built.bytes[..built.cd_offset])
+        .expect("valid");
+    assert!(local.finish().is_ok());
+}
+
+#[test]
+fn a_problem_sticks_once_found() {
+    let zip = ZipBuilder::new()
+        .entry(TestEntry::file("a", "data").with_local(|l| l.method = Some(8)))
+        .build();
+    let mut local = check(zip.as_slice(), &LIMITS).expect("valid").local_headers;
+    let found = local.update(&zip).expect_err("mismatch");
+    assert_eq!(local.update(b"more"), Err(found.clone()));
+    assert_eq!(local.finish(), Err(found));
+}
+
+/// Archives that pass and fail at every stage of the stream, for chunking tests.
+fn streaming_cases() -> Vec<Vec<u8>> {
+    let long_name = format!("{}/file", "deep/".repeat(800));
+    let mut extra_local = TestEntry::file("x", "data");
+    extra_local.trailing = b"!".to_vec();
+    let mut deflated = TestEntry::file("deflated", "abcabcabcabcabcabc".repeat(100))
+        .with_local(|l| l.descriptor = Some(Descriptor::Zip64Plain));
+    deflated.deflate = true;
+    vec![
+        fixture("good.zip"),
+        fixture("express-app.zip"),
+        fixture("many_dirs.zip"),
+        ZipBuilder::new()
+            .prefix(b"stub PK\x03")
+            .file(&long_name, &[7u8; 5000])
+            .entry(deflated)
+            .entry(
+                TestEntry::file("s", "stored")
+                    .with_local(|l| l.descriptor = Some(Descriptor::Plain)),
+            )
+            .entry(TestEntry::file("z", "zip64").with_local(|l| l.zip64 = true))
+            .symlink("link", "s")
+            .build(),
+        ZipBuilder::new()
+            .file("a", b"1")
+            .entry(TestEntry::file("b", "2").with_local(|l| l.name = Some(b"c".to_vec())))
+            .build(),
+        ZipBuilder::new()
+            .file("a", b"1")
+            .entry(extra_local)
+            .file("b", b"2")
+            .build(),
+        ZipBuilder::new()
+            .file("a", &[1u8; 300])
+            .entry(TestEntry::file("b", "2").with_local(|l| l.crc = Some(1)))
+            .build(),
+    ]
+}
+
+#[test]
+fn any_chunking_gives_the_same_outcome() {
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+    for (i, zip) in streaming_cases().iter().enumerate() {
+        let whole = stream(zip, || usize::MAX);
+        assert_eq!(stream(zip, || 1), whole, "case {i}, byte by byte");
+        for round in 0..20 {
+            // Mostly small chunks, so headers straddle them, and now and then a large one.
+            let outcome = stream(zip, || match next() % 8 {
+                0 => (next() % 70_000) as usize,
+                _ => (next() % 40) as usize,
+            });
+            assert_eq!(outcome, whole, "case {i}, random chunks, round {round}");
+        }
+    }
+    // Both verdicts are exercised.
+    let verdicts: Vec<bool> = streaming_cases()
+        .iter()
+        .map(|zip| stream(zip, || usize::MAX).is_ok())
+        .collect();
+    assert!(
+        verdicts.contains(&true) && verdicts.contains(&false),
+        "{verdicts:?}"
+    );
+}
+
+#[test]
+fn cloud_controller_fixtures_pass_or_fail_as_documented() {
+    // The README beside them says what each must give.
+    for (name, expected_ok) in [
+        ("good.zip", true),
+        ("express-app.zip", true),
+        ("special_character_names.zip", true),
+        ("many_dirs.zip", true),
+        ("good_relative_paths.zip", true),
+        ("broken-file-symlink.zip", true),
+        ("bad.zip", false),
+        ("empty.zip", false),
+        ("bad_relative_paths.zip", false),
+    ] {
+        let outcome = run(&fixture(name));
+        assert_eq!(outcome.is_ok(), expected_ok, "{name}: {outcome:?}");
+        if let Err(e) = outcome {
+            assert!(e.problem().is_some(), "{name}: {e}");
+        }
+    }
+}
+
+#[test]
+fn new_problems_read_well() {
+    for (problem, text) in [
+        (
+            Problem::TooManyEntries { limit: 250_000 },
+            "the zip archive has more than 250000 entries",
+        ),
+        (
+            Problem::NameTooLong {
+                name: "a/b".into(),
+                limit: 4096,
+            },
+            "entry 'a/b' has a name longer than 4096 bytes",
+        ),
+        (
+            Problem::TooManySymlinks { limit: 10_000 },
+            "the zip archive has more than 10000 symlinks",
+        ),
+        (
+            mismatch("a.txt", 7, LocalField::Crc),
+            "entry 'a.txt' at offset 7 does not match its central directory record (CRC-32)",
+        ),
+        (
+            Problem::MissingLocalHeader { offset: 9 },
+            "the central directory lists an entry at offset 9, where there is none",
+        ),
+        (
+            Problem::OverlappingEntries { offset: 0 },
+            "the entry at offset 0 overlaps the next entry or the central directory",
+        ),
+        (
+            Problem::UnlistedData { offset: 35 },
+            "the zip archive has data at offset 35 that is not part of any entry it lists",
+        ),
+    ] {
+        assert_eq!(problem.to_string(), text);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Symlink bookkeeping that must not grow with names.
+
+#[test]
+fn deep_and_long_link_names_check_quickly() {
+    // 500 links, each 1,000 components deep, every one pointing up to the root's file.
+    let depth = 1000;
+    let dir = "d/".repeat(depth);
+    let up = "../".repeat(depth);
+    let mut builder = ZipBuilder::new().file("target", b"x");
+    for i in 0..500 {
+        builder = builder.symlink(&format!("{dir}l{i}"), &format!("{up}target"));
+    }
+    let zip = builder.build();
+    let started = Instant::now();
+    assert_eq!(run(&zip).expect("valid").entries, 501);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // One more `..` and the last link leaves the root.
+    let zip = ZipBuilder::new()
+        .symlink(&format!("{dir}l"), &format!("{up}../target"))
+        .build();
+    assert!(matches!(problem(run(&zip)), Problem::UnsafeSymlink { .. }));
+}
+
+#[test]
+fn link_chains_through_directories_are_still_found() {
+    // `a/b/c` is a link; an entry far below it, reached with `..` detours, goes through it.
+    let zip = ZipBuilder::new()
+        .symlink("a/b/c", "../x")
+        .file("a/b/x/../c/./d/e", b"")
+        .build();
+    assert_eq!(problem(run(&zip)), unsafe_path("a/b/x/../c/./d/e"));
+    // A link named with detours is the same link.
+    let zip = ZipBuilder::new()
+        .symlink("a/./q/../b//c", "../x")
+        .file("a\\b\\c\\d", b"")
+        .build();
+    assert_eq!(problem(run(&zip)), unsafe_path("a\\b\\c\\d"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The fuzzer's crafted seeds, written by another zip implementation.
+
+fn seed(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/{name}",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/zip_check")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("seed {path}: {e}"))
+}
+
+#[test]
+fn crafted_seeds_pass_or_fail_as_meant() {
+    for name in ["symlinks.zip", "zip64.zip", "descriptors.zip", "sfx.zip"] {
+        let zip = seed(name);
+        run(&zip).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(stream(&zip, || 1).is_ok(), "{name}");
+    }
+    assert_eq!(
+        problem(run(&seed("local_name_mismatch.zip"))),
+        mismatch("../../pwned.txt", 0, LocalField::Name)
+    );
+    assert_eq!(
+        problem(run(&seed("escaping_symlink.zip"))),
+        unsafe_symlink("l", "../../etc/passwd")
+    );
+}
+
+#[test]
+fn deflate_stream_ending_before_its_compressed_size_fails() {
+    // With flag bit 3 a streaming unpacker inflates to find the end of the data, then reads
+    // a data descriptor and the next header: here a hidden `../../evil` the central
+    // directory counts as part of the first entry's compressed data.
+    let hidden = ZipBuilder::new()
+        .file("../../evil", b"gotcha")
+        .build_parts();
+    let mut descriptor = 0x0807_4b50u32.to_le_bytes().to_vec();
+    descriptor.extend_from_slice(&[0; 12]);
+    let mut smuggler = TestEntry::file("innocent.txt", "hello")
+        .with_local(|l| l.descriptor = Some(Descriptor::Signed));
+    smuggler.deflate = true;
+    smuggler.stored_suffix = [descriptor, hidden.bytes[..hidden.cd_offset].to_vec()].concat();
+    let zip = ZipBuilder::new().entry(smuggler).file("b", b"x").build();
+    assert_eq!(
+        problem(run(&zip)),
+        mismatch("innocent.txt", 0, LocalField::CompressedData)
+    );
+    assert_eq!(
+        stream(&zip, || 1),
+        Err(mismatch("innocent.txt", 0, LocalField::CompressedData))
+    );
+
+    // A stream that inflates to more than the central directory claims.
+    let mut bomb = TestEntry::file("bomb", "z".repeat(10_000))
+        .with_local(|l| l.descriptor = Some(Descriptor::Signed));
+    bomb.deflate = true;
+    bomb.claimed = Some(100);
+    let zip = ZipBuilder::new().entry(bomb).build();
+    let found = problem(run(&zip));
+    assert!(
+        matches!(
+            &found,
+            Problem::LocalHeaderMismatch {
+                what: LocalField::CompressedData,
+                ..
+            }
+        ),
+        "{found:?}"
+    );
+
+    // Not a deflate stream at all.
+    let mut garbage = TestEntry::file("g", "\u{ff}\u{ff}\u{ff}\u{ff}")
+        .with_local(|l| l.descriptor = Some(Descriptor::Signed));
+    garbage.method = Some(8);
+    let zip = ZipBuilder::new().entry(garbage).build();
+    assert_eq!(
+        problem(run(&zip)),
+        mismatch("g", 0, LocalField::CompressedData)
+    );
 }

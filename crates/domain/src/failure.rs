@@ -7,6 +7,11 @@ pub enum FailureReason {
     InvalidZip,
     /// An entry or a symlink target escapes the package root.
     UnsafeEntry(String),
+    /// The zip passes a limit on entries, name length or symlinks.
+    ZipLimit(String),
+    /// The zip's local headers say something else than its central directory, or its
+    /// entries overlap: it would unpack differently depending on the unpacker.
+    InconsistentZip(String),
     /// More uncompressed bytes than `packages.max_package_size`.
     TooLarge,
     /// The copy job could not copy the source's bits.
@@ -26,7 +31,9 @@ impl FailureReason {
     pub fn message(&self) -> String {
         match self {
             FailureReason::InvalidZip => "The zip provided was not valid".into(),
-            FailureReason::UnsafeEntry(detail) => {
+            FailureReason::UnsafeEntry(detail)
+            | FailureReason::ZipLimit(detail)
+            | FailureReason::InconsistentZip(detail) => {
                 format!("The zip provided was not valid: {detail}")
             }
             FailureReason::TooLarge => "AppBitsPackage::ZipSizeExceeded".into(),
@@ -48,6 +55,8 @@ impl FailureReason {
         match self {
             FailureReason::InvalidZip => "invalid_zip",
             FailureReason::UnsafeEntry(_) => "unsafe_entry",
+            FailureReason::ZipLimit(_) => "zip_limit",
+            FailureReason::InconsistentZip(_) => "inconsistent_zip",
             FailureReason::TooLarge => "too_large",
             FailureReason::CopyFailed(_) => "copy_failed",
             FailureReason::TimedOut { .. } => "timed_out",

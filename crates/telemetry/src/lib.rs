@@ -8,7 +8,7 @@ pub mod metrics;
 
 pub use logging::init_tracing;
 pub use metrics::{
-    HTTP_BUCKETS, JOB_BUCKETS, JobTimer, METRICS_CONTENT_TYPE, Metrics, failure_reason,
+    HTTP_BUCKETS, InFlight, JOB_BUCKETS, JobTimer, METRICS_CONTENT_TYPE, Metrics, failure_reason,
     http_method, job_kind, job_outcome, package_state, upload_outcome,
 };
 

@@ -88,9 +88,13 @@ pub mod failure_reason {
     pub const TIMED_OUT: &str = "timed_out";
     pub const INFRASTRUCTURE: &str = "infrastructure";
     pub const CRASHED: &str = "crashed";
-    pub const ALL: [&str; 7] = [
+    pub const ZIP_LIMIT: &str = "zip_limit";
+    pub const INCONSISTENT_ZIP: &str = "inconsistent_zip";
+    pub const ALL: [&str; 9] = [
         INVALID_ZIP,
         UNSAFE_ENTRY,
+        ZIP_LIMIT,
+        INCONSISTENT_ZIP,
         TOO_LARGE,
         COPY_FAILED,
         TIMED_OUT,
@@ -115,6 +119,17 @@ pub mod package_state {
         COPYING,
         EXPIRED,
     ];
+}
+
+/// A request in flight; dropping it ends it.
+pub struct InFlight(Metrics);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(i) = self.0.instruments() {
+            i.requests_in_flight.dec();
+        }
+    }
 }
 
 /// The metrics of one process. Cheap to clone: clones share the same series, so the API
@@ -152,6 +167,8 @@ struct Instruments {
     readiness: IntGaugeVec,
     connections_open: IntGauge,
     connections_refused: IntCounter,
+    readiness_checks: IntCounter,
+    requests_in_flight: IntGauge,
 }
 
 fn register<C: Collector + Clone + 'static>(
@@ -259,6 +276,14 @@ impl Instruments {
             connections_refused: counter(
                 "http_connections_at_cap_total",
                 "Times the API reached server.max_connections; new clients then wait in the kernel's backlog.",
+            )?,
+            requests_in_flight: gauge(
+                "http_requests_in_flight",
+                "HTTP requests being handled right now (uploads included, until answered).",
+            )?,
+            readiness_checks: counter(
+                "readiness_checks_total",
+                "Rounds of backend checks run for /readyz and the readiness gauge (answers are cached for a second).",
             )?,
         })
     }
@@ -392,6 +417,26 @@ impl Metrics {
         }
     }
 
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn request_started(&self) -> InFlight {
+        if let Some(i) = self.instruments() {
+            i.requests_in_flight.inc();
+        }
+        InFlight(self.clone())
+    }
+
+    /// Requests being handled right now (what a clean shutdown waits for).
+    pub fn requests_in_flight(&self) -> i64 {
+        self.instruments().map_or(0, |i| i.requests_in_flight.get())
+    }
+
+    /// One round of readiness checks ran.
+    pub fn readiness_checked(&self) {
+        if let Some(i) = self.instruments() {
+            i.readiness_checks.inc();
+        }
+    }
+
     /// The number of HTTP connections open now.
     pub fn set_connections_open(&self, n: u64) {
         if let Some(i) = self.instruments() {
@@ -472,10 +517,10 @@ impl Metrics {
 
     /// The outcome of the latest readiness check of one backend.
     pub fn set_ready(&self, component: &str, ready: bool) {
-        if let Some(i) = self.instruments() {
-            if let Ok(gauge) = i.readiness.get_metric_with_label_values(&[component]) {
-                gauge.set(i64::from(ready));
-            }
+        if let Some(i) = self.instruments()
+            && let Ok(gauge) = i.readiness.get_metric_with_label_values(&[component])
+        {
+            gauge.set(i64::from(ready));
         }
     }
 

@@ -122,6 +122,8 @@ fn label_values_match_the_domain() {
     let reasons = [
         FailureReason::InvalidZip,
         FailureReason::UnsafeEntry(String::new()),
+        FailureReason::ZipLimit(String::new()),
+        FailureReason::InconsistentZip(String::new()),
         FailureReason::TooLarge,
         FailureReason::CopyFailed(String::new()),
         FailureReason::TimedOut { seconds: 1 },

@@ -13,7 +13,7 @@ use packages_service::{Services, jobs as job_rows};
 use packages_storage::packages::{self, Outcome};
 use packages_storage::{StorageError, jobs};
 use packages_telemetry::Metrics;
-use packages_zipcheck::{CheckError, Limits, Problem};
+use packages_zipcheck::{CheckError, Checked, Limits, LocalHeaders, Problem};
 use sha1::Digest;
 
 use crate::zipread::BlobReadAt;
@@ -43,6 +43,28 @@ impl From<StorageError> for Retry {
     fn from(e: StorageError) -> Self {
         Retry(e.to_string())
     }
+}
+
+/// Why moving the bits stopped.
+#[derive(Debug)]
+pub(crate) enum Moved {
+    /// The zip is at fault: its local headers disagree with its central directory.
+    Refused(Problem),
+    Blob(BlobError),
+}
+
+impl From<BlobError> for Moved {
+    fn from(e: BlobError) -> Self {
+        Moved::Blob(e)
+    }
+}
+
+/// What the pass that moves the bits computes and checks along the way.
+struct Pass {
+    digests: Digests,
+    /// `None` once finished or refused.
+    local_headers: Option<LocalHeaders>,
+    refused: Option<Problem>,
 }
 
 /// SHA-1 and SHA-256 computed in the pass that moves the bits.
@@ -198,25 +220,40 @@ impl Pipeline {
         let Some(size) = self.blobs().size(staging).await? else {
             return self.staged_bits_missing(&package).await;
         };
-        match self.check_zip(staging, size).await {
-            Ok(summary) => tracing::debug!(
-                entries = summary.entries,
-                uncompressed = summary.uncompressed_bytes,
-                "zip is valid"
-            ),
+        let local_headers = match self.check_zip(staging, size).await {
+            Ok(checked) => {
+                tracing::info!(
+                    entries = checked.summary.entries,
+                    uncompressed = checked.summary.uncompressed_bytes,
+                    "zip checked"
+                );
+                checked.local_headers
+            }
             Err(CheckError::Invalid(problem)) => {
                 return self
                     .fail(&package, failure_for(problem), Some(staging))
                     .await;
             }
             Err(CheckError::Io(e)) => return Err(Retry(format!("reading the staged upload: {e}"))),
-        }
-        let (sha1, sha256, moved) =
-            match self.move_hashing(staging, &package.blob_key(), size).await {
-                Ok(done) => done,
-                Err(BlobError::NotFound(_)) => return self.staged_bits_missing(&package).await,
-                Err(e) => return Err(e.into()),
-            };
+        };
+        // Tests pause here to cut the blobstore between the check and the move.
+        fail::fail_point!("worker-before-move");
+        let (sha1, sha256, moved) = match self
+            .move_hashing(staging, &package.blob_key(), size, local_headers)
+            .await
+        {
+            Ok(done) => done,
+            Err(Moved::Refused(problem)) => {
+                self.discard(&package.blob_key()).await;
+                return self
+                    .fail(&package, failure_for(problem), Some(staging))
+                    .await;
+            }
+            Err(Moved::Blob(BlobError::NotFound(_))) => {
+                return self.staged_bits_missing(&package).await;
+            }
+            Err(Moved::Blob(e)) => return Err(e.into()),
+        };
         if moved != job.size {
             tracing::warn!(
                 staged = job.size,
@@ -262,53 +299,78 @@ impl Pipeline {
     }
 
     /// Reads only the central directory, on a blocking thread (each read waits on the
-    /// runtime).
-    async fn check_zip(
-        &self,
-        key: &str,
-        size: u64,
-    ) -> Result<packages_zipcheck::Summary, CheckError> {
+    /// runtime). The local headers are checked later, in the pass that hashes the bits.
+    async fn check_zip(&self, key: &str, size: u64) -> Result<Checked, CheckError> {
         let reader = BlobReadAt {
             blobs: self.blobs().clone(),
             key: key.to_owned(),
             size,
             runtime: tokio::runtime::Handle::current(),
         };
+        let policy = &self.services.policy;
         let limits = Limits {
-            max_uncompressed_bytes: self.services.policy.max_package_size,
+            max_uncompressed_bytes: policy.max_package_size,
+            max_entries: policy.max_zip_entries,
+            max_name_bytes: policy.max_zip_name_bytes,
+            max_symlinks: policy.max_zip_symlinks,
         };
         tokio::task::spawn_blocking(move || packages_zipcheck::check(&reader, &limits))
             .await
             .map_err(|e| CheckError::Io(std::io::Error::other(e.to_string())))?
     }
 
-    /// Streams the `size` bytes of `from` into `to`, hashing every byte on the way: one
-    /// read of the bits, one write, nothing held in memory.
+    /// Streams the `size` bytes of `from` into `to`, hashing every byte and checking the
+    /// local headers on the way: one read of the bits, one write, nothing held in memory.
+    /// A local header at odds with the central directory stops the write.
     async fn move_hashing(
         &self,
         from: &str,
         to: &str,
         size: u64,
-    ) -> Result<(String, String, u64), BlobError> {
-        let digests = Arc::new(Mutex::new(Digests::new()));
+        local_headers: LocalHeaders,
+    ) -> Result<(String, String, u64), Moved> {
+        let pass = Arc::new(Mutex::new(Pass {
+            digests: Digests::new(),
+            local_headers: Some(local_headers),
+            refused: None,
+        }));
         let moved = Arc::new(AtomicU64::new(0));
-        let (seen, counted, metrics) = (digests.clone(), moved.clone(), self.metrics.clone());
-        let hashed = self.blobs().read(from).await?.inspect(move |chunk| {
-            if let Ok(chunk) = chunk {
-                seen.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .update(chunk);
-                counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                metrics.bits_hashed(chunk.len() as u64);
+        let (seen, counted, metrics) = (pass.clone(), moved.clone(), self.metrics.clone());
+        let checked = self.blobs().read(from).await?.map(move |chunk| {
+            let chunk = chunk?;
+            let mut pass = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            pass.digests.update(&chunk);
+            if let Some(headers) = pass.local_headers.as_mut()
+                && let Err(problem) = headers.update(&chunk)
+            {
+                pass.refused = Some(problem);
+                pass.local_headers = None;
+                return Err(BlobError::Other(
+                    "the zip's local headers were refused".into(),
+                ));
             }
+            counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            metrics.bits_hashed(chunk.len() as u64);
+            Ok(chunk)
         });
-        self.blobs().put_stream(to, size, Box::pin(hashed)).await?;
-        // The HTTP client may drop the body stream a little after answering: finish a copy.
-        let digests = digests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let (sha1, sha256) = digests.finish();
+        let written = self.blobs().put_stream(to, size, Box::pin(checked)).await;
+        // The HTTP client may drop the body stream a little after answering: take it over.
+        let mut pass = std::mem::replace(
+            &mut *pass.lock().unwrap_or_else(PoisonError::into_inner),
+            Pass {
+                digests: Digests::new(),
+                local_headers: None,
+                refused: None,
+            },
+        );
+        if let Some(problem) = pass.refused.take() {
+            return Err(Moved::Refused(problem));
+        }
+        written?;
+        if let Some(headers) = pass.local_headers.take() {
+            headers.finish().map_err(Moved::Refused)?;
+        }
+        let (sha1, sha256) = pass.digests.finish();
         Ok((sha1, sha256, moved.load(Ordering::Relaxed)))
     }
 
@@ -427,5 +489,12 @@ fn failure_for(problem: Problem) -> FailureReason {
         unsafe_entry @ (Problem::UnsafePath { .. } | Problem::UnsafeSymlink { .. }) => {
             FailureReason::UnsafeEntry(unsafe_entry.to_string())
         }
+        limit @ (Problem::TooManyEntries { .. }
+        | Problem::NameTooLong { .. }
+        | Problem::TooManySymlinks { .. }) => FailureReason::ZipLimit(limit.to_string()),
+        inconsistent @ (Problem::LocalHeaderMismatch { .. }
+        | Problem::MissingLocalHeader { .. }
+        | Problem::OverlappingEntries { .. }
+        | Problem::UnlistedData { .. }) => FailureReason::InconsistentZip(inconsistent.to_string()),
     }
 }

@@ -99,16 +99,16 @@ impl Sweeper {
             .run(move |conn| {
                 let job =
                     jobs::find_for_package(conn, &package.guid, &job_rows::PACKAGE_JOB_KINDS)?;
-                if let Some(job) = &job {
-                    if job.attempts + 1 < max {
-                        if !packages::restart_pending_clock(conn, &package.guid, package.state)? {
-                            return Ok(Stuck::Unchanged);
-                        }
-                        return Ok(
-                            jobs::reschedule(conn, &job.id, 0, jobs::Rescheduler::Sweep)?
-                                .map_or(Stuck::Unchanged, Stuck::Redriven),
-                        );
+                if let Some(job) = &job
+                    && job.attempts + 1 < max
+                {
+                    if !packages::restart_pending_clock(conn, &package.guid, package.state)? {
+                        return Ok(Stuck::Unchanged);
                     }
+                    return Ok(
+                        jobs::reschedule(conn, &job.id, 0, jobs::Rescheduler::Sweep)?
+                            .map_or(Stuck::Unchanged, Stuck::Redriven),
+                    );
                 }
                 let Some(transition) = Transition::failure_from(package.state) else {
                     return Ok(Stuck::Unchanged);

@@ -177,10 +177,10 @@ impl Rig {
     async fn wait_for(&self, guid: &str, state: PackageState) -> packages_domain::Package {
         let started = Instant::now();
         loop {
-            if let Some(p) = self.state(guid).await {
-                if p.state == state {
-                    return p;
-                }
+            if let Some(p) = self.state(guid).await
+                && p.state == state
+            {
+                return p;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(10),

@@ -69,11 +69,12 @@ impl ApiError {
 
     /// A request body that stopped arriving: the connection is closed with this answer.
     pub fn body_idle(idle: std::time::Duration) -> Self {
+        let secs = idle.as_secs();
+        let unit = if secs == 1 { "second" } else { "seconds" };
         ApiError {
             status: 408,
             ..ApiError::parse_error(&format!(
-                "the request body made no progress for {} seconds",
-                idle.as_secs()
+                "the request body made no progress for {secs} {unit}"
             ))
         }
     }

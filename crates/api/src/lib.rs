@@ -5,7 +5,6 @@
 mod auth;
 mod body;
 mod error;
-pub mod form;
 mod middleware;
 pub mod ops;
 mod origin;

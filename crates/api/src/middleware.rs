@@ -40,6 +40,8 @@ pub async fn request_middleware(
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    // What a clean shutdown waits for, besides the metric.
+    let _in_flight = metrics.as_ref().map(|m| m.request_started());
     let span = tracing::info_span!(
         "request",
         request_id = %id,

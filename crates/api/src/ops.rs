@@ -36,8 +36,11 @@ pub struct Readiness {
     metrics: Option<Metrics>,
     /// The last round and when it ran; the lock also makes concurrent requests share one
     /// round instead of each starting its own.
-    last: tokio::sync::Mutex<Option<(Instant, bool, Map<String, Value>)>>,
+    last: tokio::sync::Mutex<Option<Round>>,
 }
+
+/// One round of checks: when it ran, whether everything answered, each backend's status.
+type Round = (Instant, bool, Map<String, Value>);
 
 /// How often [`Readiness::watch`] checks, for the gauge.
 const WATCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -67,10 +70,10 @@ impl Readiness {
     /// [`CACHE_FOR`] old.
     pub async fn cached(&self) -> (bool, Map<String, Value>) {
         let mut last = self.last.lock().await;
-        if let Some((at, ready, checks)) = last.as_ref() {
-            if at.elapsed() < CACHE_FOR {
-                return (*ready, checks.clone());
-            }
+        if let Some((at, ready, checks)) = last.as_ref()
+            && at.elapsed() < CACHE_FOR
+        {
+            return (*ready, checks.clone());
         }
         let (ready, checks) = self.check().await;
         *last = Some((Instant::now(), ready, checks.clone()));
@@ -89,6 +92,9 @@ impl Readiness {
             (probe.name(), outcome)
         }))
         .await;
+        if let Some(metrics) = &self.metrics {
+            metrics.readiness_checked();
+        }
         let mut ready = true;
         let mut checks = Map::new();
         for (name, outcome) in results {

@@ -2,6 +2,8 @@
 //! parts (`resources`, or unknown ones to report). Everything but the bits is bounded:
 //! at most [`MAX_PARTS`] parts and [`MAX_FIELDS_BYTES`] bytes of them all together, so a
 //! client cannot make the service read gigabytes of junk before it answers 422.
+//!
+//! Free of the service's backends, so that it can be fuzzed on its own.
 
 use std::future::Future;
 
@@ -9,7 +11,6 @@ use actix_multipart::{Field, Multipart};
 use futures_util::StreamExt;
 use packages_domain::upload::{self, MultipartSummary};
 use packages_domain::validation::Invalid;
-use packages_service::ServiceError;
 
 /// Most parts a form may have (clients send one or two).
 pub const MAX_PARTS: usize = 64;
@@ -19,39 +20,34 @@ pub const MAX_FIELDS_BYTES: usize = 1 << 20;
 /// Where the `bits` part goes.
 pub trait BitsSink {
     type Staged;
+    type Error;
 
     /// Consumes the part's bytes; what it returns is handed back on success.
     fn ingest(
         &mut self,
         field: &mut Field,
-    ) -> impl Future<Output = Result<Self::Staged, ServiceError>>;
+    ) -> impl Future<Output = Result<Self::Staged, Self::Error>>;
 
     /// Throws away what `ingest` stored when the form as a whole is refused.
     fn discard(&mut self, staged: Self::Staged) -> impl Future<Output = ()>;
 }
 
-/// Why a form was refused.
+/// Why a form was refused; `E` is the sink's error.
 #[derive(Debug)]
-pub enum FormError {
+pub enum FormError<E> {
     /// The form broke a rule (422).
     Invalid(Invalid),
     /// The body could not be read as a form (400), or stopped arriving.
     Unreadable(String),
     /// Storing the bits failed, or they were too large.
-    Service(ServiceError),
-}
-
-impl From<ServiceError> for FormError {
-    fn from(e: ServiceError) -> Self {
-        FormError::Service(e)
-    }
+    Sink(E),
 }
 
 /// Reads every part; the bits go to `sink`, the rest is checked once all were seen.
 pub async fn read<S: BitsSink>(
     mut multipart: Multipart,
     sink: &mut S,
-) -> Result<S::Staged, FormError> {
+) -> Result<S::Staged, FormError<S::Error>> {
     let mut summary = MultipartSummary::default();
     let mut staged = None;
     let outcome = read_parts(&mut multipart, sink, &mut summary, &mut staged).await;
@@ -75,7 +71,7 @@ async fn read_parts<S: BitsSink>(
     sink: &mut S,
     summary: &mut MultipartSummary,
     staged: &mut Option<S::Staged>,
-) -> Result<(), FormError> {
+) -> Result<(), FormError<S::Error>> {
     let mut parts = 0usize;
     let mut field_bytes = 0usize;
     while let Some(field) = multipart.next().await {
@@ -90,7 +86,7 @@ async fn read_parts<S: BitsSink>(
         match name.as_str() {
             "bits" if staged.is_none() => {
                 summary.has_bits = true;
-                *staged = Some(sink.ingest(&mut field).await?);
+                *staged = Some(sink.ingest(&mut field).await.map_err(FormError::Sink)?);
             }
             "resources" => {
                 let value = read_text(&mut field, &mut field_bytes)
@@ -115,7 +111,7 @@ async fn read_parts<S: BitsSink>(
 
 /// Reads a text part within what is left of the fields' budget; `None` when it does not
 /// fit (the rest of the part is left unread).
-async fn read_text(field: &mut Field, used: &mut usize) -> Result<Option<String>, FormError> {
+async fn read_text<E>(field: &mut Field, used: &mut usize) -> Result<Option<String>, FormError<E>> {
     let mut value = Vec::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(|e| FormError::Unreadable(e.to_string()))?;
@@ -126,4 +122,145 @@ async fn read_text(field: &mut Field, used: &mut usize) -> Result<Option<String>
         value.extend_from_slice(&chunk);
     }
     Ok(Some(String::from_utf8_lossy(&value).into_owned()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{self, HeaderMap, HeaderValue};
+    use bytes::Bytes;
+
+    /// Counts the bits it is given.
+    #[derive(Default)]
+    struct Counting {
+        discarded: usize,
+    }
+
+    impl BitsSink for Counting {
+        type Staged = usize;
+        type Error = String;
+
+        async fn ingest(&mut self, field: &mut Field) -> Result<usize, String> {
+            let mut n = 0;
+            while let Some(chunk) = field.next().await {
+                n += chunk.map_err(|e| e.to_string())?.len();
+            }
+            Ok(n)
+        }
+
+        async fn discard(&mut self, _: usize) {
+            self.discarded += 1;
+        }
+    }
+
+    fn multipart(body: Vec<u8>) -> Multipart {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=XB"),
+        );
+        let stream = futures_util::stream::iter(
+            body.chunks(1000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        );
+        Multipart::new(&headers, stream)
+    }
+
+    fn part(name: &str, file: bool, data: &[u8]) -> Vec<u8> {
+        let filename = if file { "; filename=\"a.zip\"" } else { "" };
+        let mut out =
+            format!("--XB\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n")
+                .into_bytes();
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    fn form(parts: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = parts.concat();
+        body.extend_from_slice(b"--XB--\r\n");
+        body
+    }
+
+    #[tokio::test]
+    async fn bits_go_to_the_sink_and_empty_resources_pass() {
+        let body = form(&[
+            part("resources", false, b"[]"),
+            part("bits", true, &[7; 5000]),
+        ]);
+        let mut sink = Counting::default();
+        assert_eq!(read(multipart(body), &mut sink).await.unwrap(), 5000);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_part_is_refused_and_the_bits_discarded() {
+        let body = form(&[part("bits", true, b"zip"), part("junk", false, b"x")]);
+        let mut sink = Counting::default();
+        match read(multipart(body), &mut sink).await {
+            Err(FormError::Invalid(invalid)) => {
+                assert_eq!(invalid.to_string(), "Unknown field(s): 'junk'");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sink.discarded, 1);
+    }
+
+    #[tokio::test]
+    async fn a_huge_junk_part_is_not_read_to_its_end() {
+        // The form never ends: only the budget can stop the reading.
+        let mut body = part("junk", false, &vec![b'j'; MAX_FIELDS_BYTES + 10]);
+        body.truncate(body.len() - 2);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=XB"),
+        );
+        let endless = futures_util::stream::iter(
+            body.chunks(1000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        )
+        .chain(futures_util::stream::pending());
+        let mut sink = Counting::default();
+        match read(Multipart::new(&headers, endless), &mut sink).await {
+            Err(FormError::Invalid(invalid)) => assert!(
+                invalid.to_string().starts_with("Unknown field(s): 'junk'"),
+                "{invalid}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn too_many_parts_are_refused() {
+        let parts: Vec<Vec<u8>> = (0..=MAX_PARTS)
+            .map(|_| part("resources", false, b"[]"))
+            .collect();
+        let mut sink = Counting::default();
+        match read(multipart(form(&parts)), &mut sink).await {
+            Err(FormError::Invalid(invalid)) => {
+                assert_eq!(invalid.to_string(), "An upload may have at most 64 parts");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn text_parts_share_one_budget() {
+        let half = vec![b' '; MAX_FIELDS_BYTES / 2 + 1];
+        let body = form(&[
+            part("resources", false, &half),
+            part("resources", false, &half),
+            part("bits", true, b"zip"),
+        ]);
+        let mut sink = Counting::default();
+        match read(multipart(body), &mut sink).await {
+            Err(FormError::Invalid(invalid)) => {
+                assert_eq!(invalid.to_string(), upload::RESOURCES_NOT_JSON);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -23,8 +23,8 @@ use packages_telemetry::upload_outcome;
 use super::request_id;
 use crate::auth::Writer;
 use crate::body::{GuardedBody, IdleFlag, read_small};
-use crate::form::{self, BitsSink, FormError};
 use crate::{ApiError, ApiState, json, presenters};
+use packages_uploadform::{self as form, BitsSink, FormError};
 
 /// Header a front proxy proves itself with; compared with `upload.proxy_secret`.
 pub const PROXY_SECRET_HEADER: &str = "x-upload-proxy-secret";
@@ -93,7 +93,7 @@ async fn receive(
                     .accept_upload(&ticket, staged, &request_id(req))
                     .await
             }
-            Err(FormError::Service(e)) => Err(e),
+            Err(FormError::Sink(e)) => Err(e),
             Err(FormError::Invalid(invalid)) => Err(ServiceError::Invalid(invalid)),
             Err(FormError::Unreadable(text)) => Err(ServiceError::UploadInterrupted(text)),
         };
@@ -152,6 +152,7 @@ struct StagingSink<'a> {
 
 impl BitsSink for StagingSink<'_> {
     type Staged = packages_jobs::ProcessUpload;
+    type Error = ServiceError;
 
     async fn ingest(
         &mut self,

@@ -238,7 +238,21 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
 
     signals.wait().await;
     tracing::info!("shutting down: no new requests or jobs; finishing those in hand");
-    // Intake stops first; requests in flight finish (up to server.shutdown_timeout_secs).
+    // Intake stops first; requests in flight (uploads still arriving) finish, up to
+    // server.shutdown_timeout_secs, before the server stops.
+    handle.pause().await;
+    let grace = Duration::from_secs(settings.server.shutdown_timeout_secs);
+    let deadline = tokio::time::Instant::now() + grace;
+    while metrics.requests_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = metrics.requests_in_flight();
+    if left > 0 {
+        tracing::warn!(
+            requests = left,
+            "shutdown grace period over; cutting requests in flight"
+        );
+    }
     handle.stop(true).await;
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}

@@ -812,11 +812,11 @@ impl BlobWriter for S3Writer {
             self.buffer(&rest[..take]);
             rest = &rest[take..];
             self.total += take as u64;
-            if self.buf.len() >= self.part_size {
-                if let Err(e) = self.send_full_part().await {
-                    self.failed = true;
-                    return Err(e);
-                }
+            if self.buf.len() >= self.part_size
+                && let Err(e) = self.send_full_part().await
+            {
+                self.failed = true;
+                return Err(e);
             }
         }
         Ok(())
@@ -830,10 +830,10 @@ impl BlobWriter for S3Writer {
         } else {
             self.complete().await
         };
-        if result.is_err() {
-            if let Err(e) = self.abort_upload().await {
-                tracing::warn!(key = %self.key, error = %e, "could not abort multipart upload");
-            }
+        if result.is_err()
+            && let Err(e) = self.abort_upload().await
+        {
+            tracing::warn!(key = %self.key, error = %e, "could not abort multipart upload");
         }
         result
     }

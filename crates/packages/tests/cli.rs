@@ -32,6 +32,9 @@ fn one_line_error(out: &Output) -> String {
     stderr
 }
 
+/// A secret long enough to be accepted (32 bytes or more).
+const SECRET: &str = "a-secret-that-is-long-enough-0123";
+
 const PACKAGES: &str = env!("CARGO_BIN_EXE_packages");
 const API: &str = env!("CARGO_BIN_EXE_packages-api");
 const WORKER: &str = env!("CARGO_BIN_EXE_packages-worker");
@@ -73,7 +76,7 @@ fn a_config_file_is_read_and_its_unknown_keys_refused() {
 
 #[test]
 fn the_split_binaries_need_a_broker_and_a_secret() {
-    let err = one_line_error(&run(API, &[], &[("PACKAGES__AUTH__JWT_SECRET", "s")]));
+    let err = one_line_error(&run(API, &[], &[("PACKAGES__AUTH__JWT_SECRET", SECRET)]));
     assert!(err.contains("queue.url"), "{err}");
     let err = one_line_error(&run(
         API,
@@ -84,6 +87,37 @@ fn the_split_binaries_need_a_broker_and_a_secret() {
 }
 
 #[test]
+fn short_secrets_stop_start_up() {
+    for binary in [PACKAGES, API, WORKER] {
+        let err = one_line_error(&run(binary, &[], &[("PACKAGES__AUTH__JWT_SECRET", "s")]));
+        assert!(
+            err.contains("auth.jwt_secret: must be at least 32 bytes long, got 1"),
+            "{err}"
+        );
+    }
+    // Minting a token with one is refused too.
+    let err = one_line_error(&run(
+        PACKAGES,
+        &["token", "--user", "u", "--scopes", "cloud_controller.admin"],
+        &[("PACKAGES__AUTH__JWT_SECRET", "short")],
+    ));
+    assert!(err.contains("auth.jwt_secret"), "{err}");
+}
+
+#[test]
+fn a_proxy_upload_root_without_its_secret_stops_start_up() {
+    let err = one_line_error(&run(
+        PACKAGES,
+        &[],
+        &[("PACKAGES__UPLOAD__BITS_PATH_ROOT", "/srv/uploads")],
+    ));
+    assert!(
+        err.contains("upload.bits_path_root: requires upload.proxy_secret"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_unreachable_database_stops_start_up() {
     let env = [
         (
@@ -91,7 +125,7 @@ fn an_unreachable_database_stops_start_up() {
             "postgres://postgres@127.0.0.1:1/none",
         ),
         ("PACKAGES__QUEUE__URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
-        ("PACKAGES__AUTH__JWT_SECRET", "s"),
+        ("PACKAGES__AUTH__JWT_SECRET", SECRET),
     ];
     let err = one_line_error(&run(API, &[], &env));
     assert!(err.contains("database"), "{err}");
@@ -108,7 +142,7 @@ fn tokens_are_minted_for_the_configured_secret() {
             "--scopes",
             "cloud_controller.read,cloud_controller.write",
         ],
-        &[("PACKAGES__AUTH__JWT_SECRET", "a-secret")],
+        &[("PACKAGES__AUTH__JWT_SECRET", SECRET)],
     );
     assert!(
         out.status.success(),

@@ -98,10 +98,10 @@ pub fn claim_due(
         )
         .set(jobs::claimed_until.eq(now + lease_ms))
         .execute(conn)?;
-        if updated == 1 {
-            if let Some(job) = find(conn, &id)? {
-                claimed.push(job);
-            }
+        if updated == 1
+            && let Some(job) = find(conn, &id)?
+        {
+            claimed.push(job);
         }
     }
     Ok(claimed)

@@ -156,11 +156,12 @@ impl LinkSet {
     pub(crate) fn insert(&mut self, name: &[u8]) -> bool {
         let mut stack = std::mem::take(&mut self.stack);
         let found = self.walk_normalized(name, &mut stack).is_some();
-        if found && stack.len() > 1 {
-            if let Some(&key) = stack.last() {
-                self.links.insert(key);
-                self.max_depth = self.max_depth.max(stack.len() - 1);
-            }
+        if found
+            && stack.len() > 1
+            && let Some(&key) = stack.last()
+        {
+            self.links.insert(key);
+            self.max_depth = self.max_depth.max(stack.len() - 1);
         }
         self.stack = stack;
         found

@@ -182,10 +182,10 @@ fn unpack(zip: &[u8], root: &Path, entries: &[(String, Kind)]) -> usize {
         }
 
         let path = root.join(&raw);
-        if let Some(parent) = path.parent() {
-            if std::fs::create_dir_all(parent).is_err() {
-                continue;
-            }
+        if let Some(parent) = path.parent()
+            && std::fs::create_dir_all(parent).is_err()
+        {
+            continue;
         }
         let ok = match kind {
             Kind::Dir => std::fs::create_dir_all(&path).is_ok(),

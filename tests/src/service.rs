@@ -300,6 +300,13 @@ impl Service {
 
     /// Starts the API (`packages` in embedded mode) and waits until it is ready.
     pub async fn start_api(&mut self, extra_env: &[(&str, &str)]) {
+        self.spawn_api(extra_env);
+        let url = format!("{}/readyz", self.base);
+        self.wait_ready(&url, true).await;
+    }
+
+    /// Starts the API without waiting for it: for a process expected to die early.
+    pub fn spawn_api(&mut self, extra_env: &[(&str, &str)]) {
         let mut extra: Vec<(String, String)> = self.options.api_env.clone();
         if self.mode == Mode::Embedded {
             extra.extend(self.options.worker_env.clone());
@@ -319,12 +326,25 @@ impl Service {
             log,
             port: self.api_port,
         });
-        let url = format!("{}/readyz", self.base);
-        self.wait_ready(&url, true).await;
     }
 
     /// Starts one more worker process (stack) and waits until it is ready.
     pub async fn start_worker(&mut self) -> usize {
+        self.start_worker_with(&[]).await
+    }
+
+    /// Starts one more worker process with extra environment, and waits until it is ready.
+    pub async fn start_worker_with(&mut self, extra_env: &[(&str, &str)]) -> usize {
+        let index = self.spawn_worker(extra_env);
+        let port = self.workers[index].port;
+        self.wait_ready(&format!("http://127.0.0.1:{port}/readyz"), false)
+            .await;
+        index
+    }
+
+    /// Starts one more worker process without waiting for it (it may die early); returns
+    /// its index.
+    pub fn spawn_worker(&mut self, extra_env: &[(&str, &str)]) -> usize {
         assert_eq!(
             self.mode,
             Mode::Stack,
@@ -334,6 +354,11 @@ impl Service {
         let mut extra = vec![(env_key("worker.bind"), format!("127.0.0.1:{port}"))];
         extra.extend(self.worker_only_env.clone());
         extra.extend(self.options.worker_env.clone());
+        extra.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         self.started_workers += 1;
         let (child, log) = self.spawn(
             "packages-worker",
@@ -341,31 +366,65 @@ impl Service {
             &format!("worker-{}.log", self.started_workers),
         );
         self.workers.push(Process { child, log, port });
-        self.wait_ready(&format!("http://127.0.0.1:{port}/readyz"), false)
-            .await;
         self.workers.len() - 1
+    }
+
+    /// Waits for worker `index` to end by itself; returns whether it ended in time (it is
+    /// then forgotten, so later indices shift down).
+    pub fn wait_worker_exit(&mut self, index: usize, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(Some(_)) = self.workers[index].child.try_wait() {
+                self.workers.remove(index);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Polls `done` until it holds; fails the test with the logs after `timeout`.
+    pub async fn wait_until(&self, timeout: Duration, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < timeout,
+                "condition not reached within {timeout:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Makes the local blobstore unable to store this package's bits: a file stands where
+    /// the directory of its key must go (embedded).
+    pub fn break_local_blobstore_for(&self, guid: &str) {
+        let key = crate::blob_key(guid);
+        let root = self.blob_root();
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join(&key[..2]), b"in the way").unwrap();
     }
 
     async fn wait_ready(&mut self, url: &str, api: bool) {
         let started = Instant::now();
         loop {
-            if let Ok(res) = self.http.get(url).send().await {
-                if res.status() == 200 {
-                    return;
-                }
+            if let Ok(res) = self.http.get(url).send().await
+                && res.status() == 200
+            {
+                return;
             }
             let process = if api {
                 self.api.as_mut()
             } else {
                 self.workers.last_mut()
             };
-            if let Some(p) = process {
-                if let Ok(Some(status)) = p.child.try_wait() {
-                    panic!(
-                        "{url}: process exited with {status}\n{}",
-                        std::fs::read_to_string(&p.log).unwrap_or_default()
-                    );
-                }
+            if let Some(p) = process
+                && let Ok(Some(status)) = p.child.try_wait()
+            {
+                panic!(
+                    "{url}: process exited with {status}\n{}",
+                    std::fs::read_to_string(&p.log).unwrap_or_default()
+                );
             }
             if started.elapsed() > Duration::from_secs(60) {
                 panic!("{url} not ready after 60 s\n{}", self.logs());
@@ -436,11 +495,11 @@ impl Service {
     pub fn wait_api_exit(&mut self, timeout: Duration) -> bool {
         let started = Instant::now();
         while started.elapsed() < timeout {
-            if let Some(p) = self.api.as_mut() {
-                if let Ok(Some(_)) = p.child.try_wait() {
-                    self.api = None;
-                    return true;
-                }
+            if let Some(p) = self.api.as_mut()
+                && let Ok(Some(_)) = p.child.try_wait()
+            {
+                self.api = None;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -551,11 +610,10 @@ impl Drop for Service {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
-        if let Some((admin, name)) = &self.pg {
-            if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
-                let _ =
-                    conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-            }
+        if let Some((admin, name)) = &self.pg
+            && let Ok(mut conn) = diesel::PgConnection::establish(admin)
+        {
+            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
         }
         if let Some(url) = self.amqp_url.clone() {
             let prefix = self.prefix.clone();

@@ -8,7 +8,10 @@
 use std::future::Future;
 
 use actix_multipart::{Field, Multipart};
-use futures_util::StreamExt;
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderMap};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use packages_domain::upload::{self, MultipartSummary};
 use packages_domain::validation::Invalid;
 
@@ -43,11 +46,18 @@ pub enum FormError<E> {
     Sink(E),
 }
 
-/// Reads every part; the bits go to `sink`, the rest is checked once all were seen.
-pub async fn read<S: BitsSink>(
-    mut multipart: Multipart,
+/// Reads the form in `body` (its boundary from `headers`) part by part; the bits go to
+/// `sink`, the rest is checked once all were seen.
+pub async fn read<S, B>(
+    headers: &HeaderMap,
+    body: B,
     sink: &mut S,
-) -> Result<S::Staged, FormError<S::Error>> {
+) -> Result<S::Staged, FormError<S::Error>>
+where
+    S: BitsSink,
+    B: Stream<Item = Result<Bytes, PayloadError>> + 'static,
+{
+    let mut multipart = Multipart::new(headers, with_trailer(body, headers));
     let mut summary = MultipartSummary::default();
     let mut staged = None;
     let outcome = read_parts(&mut multipart, sink, &mut summary, &mut staged).await;
@@ -109,6 +119,28 @@ async fn read_parts<S: BitsSink>(
     Ok(())
 }
 
+/// The body followed, once it has ended, by a line that cannot be part of a boundary.
+///
+/// actix-multipart 0.7 waits for more input, for ever, when a body ends a few bytes into
+/// what might be a boundary (`…data\r\n` and nothing more): without this, such a body,
+/// sent whole, would hold its request and connection open indefinitely. After a closing
+/// boundary the trailer is never read; without one the form is reported incomplete.
+fn with_trailer<B>(
+    body: B,
+    headers: &HeaderMap,
+) -> impl Stream<Item = Result<Bytes, PayloadError>> + 'static
+where
+    B: Stream<Item = Result<Bytes, PayloadError>> + 'static,
+{
+    // Longer than any boundary the content type can name, so it cannot end in one.
+    let content_type = headers.get(header::CONTENT_TYPE).map_or(0, |v| v.len());
+    let mut trailer = b"\r\n".to_vec();
+    trailer.resize(content_type + 8, b'X');
+    body.chain(futures_util::stream::once(async move {
+        Ok(Bytes::from(trailer))
+    }))
+}
+
 /// Reads a text part within what is left of the fields' budget; `None` when it does not
 /// fit (the rest of the part is left unread).
 async fn read_text<E>(field: &mut Field, used: &mut usize) -> Result<Option<String>, FormError<E>> {
@@ -128,8 +160,7 @@ async fn read_text<E>(field: &mut Field, used: &mut usize) -> Result<Option<Stri
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{self, HeaderMap, HeaderValue};
-    use bytes::Bytes;
+    use actix_web::http::header::HeaderValue;
 
     /// Counts the bits it is given.
     #[derive(Default)]
@@ -154,18 +185,22 @@ mod tests {
         }
     }
 
-    fn multipart(body: Vec<u8>) -> Multipart {
+    fn headers() -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("multipart/form-data; boundary=XB"),
         );
+        headers
+    }
+
+    async fn read_all(body: Vec<u8>, sink: &mut Counting) -> Result<usize, FormError<String>> {
         let stream = futures_util::stream::iter(
             body.chunks(1000)
                 .map(|c| Ok(Bytes::copy_from_slice(c)))
                 .collect::<Vec<_>>(),
         );
-        Multipart::new(&headers, stream)
+        read(&headers(), stream, sink).await
     }
 
     fn part(name: &str, file: bool, data: &[u8]) -> Vec<u8> {
@@ -191,14 +226,14 @@ mod tests {
             part("bits", true, &[7; 5000]),
         ]);
         let mut sink = Counting::default();
-        assert_eq!(read(multipart(body), &mut sink).await.unwrap(), 5000);
+        assert_eq!(read_all(body, &mut sink).await.unwrap(), 5000);
     }
 
     #[tokio::test]
     async fn an_unknown_part_is_refused_and_the_bits_discarded() {
         let body = form(&[part("bits", true, b"zip"), part("junk", false, b"x")]);
         let mut sink = Counting::default();
-        match read(multipart(body), &mut sink).await {
+        match read_all(body, &mut sink).await {
             Err(FormError::Invalid(invalid)) => {
                 assert_eq!(invalid.to_string(), "Unknown field(s): 'junk'");
             }
@@ -212,11 +247,6 @@ mod tests {
         // The form never ends: only the budget can stop the reading.
         let mut body = part("junk", false, &vec![b'j'; MAX_FIELDS_BYTES + 10]);
         body.truncate(body.len() - 2);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("multipart/form-data; boundary=XB"),
-        );
         let endless = futures_util::stream::iter(
             body.chunks(1000)
                 .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -224,7 +254,7 @@ mod tests {
         )
         .chain(futures_util::stream::pending());
         let mut sink = Counting::default();
-        match read(Multipart::new(&headers, endless), &mut sink).await {
+        match read(&headers(), endless, &mut sink).await {
             Err(FormError::Invalid(invalid)) => assert!(
                 invalid.to_string().starts_with("Unknown field(s): 'junk'"),
                 "{invalid}"
@@ -234,12 +264,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bodies_that_end_inside_a_part_are_incomplete_not_stuck() {
+        let whole = form(&[part("bits", true, b"abc")]);
+        // Every cut of a form, however short, ends in an error or a result, never a hang.
+        for cut in 0..whole.len() - 2 {
+            let outcome = read_all(whole[..cut].to_vec(), &mut Counting::default()).await;
+            assert!(outcome.is_err(), "cut at {cut}: {outcome:?}");
+        }
+        // The closing boundary without its line ending is still a whole form.
+        let unended = whole[..whole.len() - 2].to_vec();
+        assert_eq!(
+            read_all(unended, &mut Counting::default()).await.unwrap(),
+            3
+        );
+        assert_eq!(read_all(whole, &mut Counting::default()).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
     async fn too_many_parts_are_refused() {
         let parts: Vec<Vec<u8>> = (0..=MAX_PARTS)
             .map(|_| part("resources", false, b"[]"))
             .collect();
         let mut sink = Counting::default();
-        match read(multipart(form(&parts)), &mut sink).await {
+        match read_all(form(&parts), &mut sink).await {
             Err(FormError::Invalid(invalid)) => {
                 assert_eq!(invalid.to_string(), "An upload may have at most 64 parts");
             }
@@ -256,7 +303,7 @@ mod tests {
             part("bits", true, b"zip"),
         ]);
         let mut sink = Counting::default();
-        match read(multipart(body), &mut sink).await {
+        match read_all(body, &mut sink).await {
             Err(FormError::Invalid(invalid)) => {
                 assert_eq!(invalid.to_string(), upload::RESOURCES_NOT_JSON);
             }

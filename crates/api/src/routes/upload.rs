@@ -12,7 +12,6 @@
 //! unknown parts are reported after the bits were staged (and the staged bits removed).
 //! Every body is read under the idle timeout (408 when it stalls).
 
-use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -82,12 +81,11 @@ async fn receive(
             return Err(ServiceError::TooLarge { limit });
         }
         let ticket = services.prepare_upload(caller, guid).await?;
-        let multipart = Multipart::new(req.headers(), body);
         let mut sink = StagingSink {
             state,
             ticket: &ticket,
         };
-        let result = match form::read(multipart, &mut sink).await {
+        let result = match form::read(req.headers(), body, &mut sink).await {
             Ok(staged) => {
                 services
                     .accept_upload(&ticket, staged, &request_id(req))

@@ -3,7 +3,7 @@
 CARGO ?= cargo
 SERVICES := ./scripts/test-services.sh
 
-.PHONY: run test test-all test-embedded test-stack lint bench bench-quick
+.PHONY: run test test-all test-embedded test-stack test-fuzz lint bench bench-quick fuzz soak
 
 ## Build and start `packages` (API + worker, SQLite, local blobs, in-process queue) on 127.0.0.1:8080.
 run:
@@ -20,13 +20,17 @@ TEST := $(CARGO) test --workspace --features packages/failpoints
 # The black-box suite: every file in tests/tests.
 BLACK_BOX := $(patsubst tests/tests/%.rs,--test %,$(wildcard tests/tests/*.rs))
 
-test-all: test-embedded test-stack
+test-all: test-embedded test-stack test-fuzz
 
 test-embedded:
 	PACKAGES_TEST_BACKEND=embedded $(TEST) -- --show-output
 
 test-stack:
 	PACKAGES_TEST_BACKEND=stack $(TEST) $(BLACK_BOX) -- --show-output
+
+## Every fuzz target briefly (make fuzz runs them longer).
+test-fuzz:
+	./scripts/fuzz.sh 15
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -39,3 +43,14 @@ bench:
 ## The same in under three minutes (smaller sizes, shorter runs); writes target/BENCHMARKS-quick.md.
 bench-quick:
 	./scripts/bench.sh --quick
+
+## Every fuzz target for FUZZ_SECONDS each (default 300); crashes land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## The fault soak on the stack: 200 uploads while workers are killed, the broker and the
+## database connections are cut and an API process is restarted (make test runs 30).
+SOAK_UPLOADS ?= 200
+soak:
+	PACKAGES_TEST_BACKEND=stack PACKAGES_SOAK_UPLOADS=$(SOAK_UPLOADS) $(SERVICES) $(TEST) --test soak -- --show-output

@@ -25,16 +25,25 @@ impl BitsSink for Counting {
     async fn discard(&mut self, _: usize) {}
 }
 
+/// Input: chunk size, boundary length, the boundary, then the body.
 fuzz_target!(|input: &[u8]| {
-    let Some((&chunk, body)) = input.split_first() else {
+    let [chunk, boundary_len, rest @ ..] = input else {
         return;
     };
-    let chunk = usize::from(chunk).max(1);
+    let chunk = usize::from(*chunk).max(1);
+    let Some((boundary, body)) = rest.split_at_checked(usize::from(*boundary_len % 80)) else {
+        return;
+    };
+    let Ok(boundary) = std::str::from_utf8(boundary) else {
+        return;
+    };
     let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("multipart/form-data; boundary=XB"),
-    );
+    let Ok(content_type) =
+        HeaderValue::from_str(&format!("multipart/form-data; boundary=\"{boundary}\""))
+    else {
+        return;
+    };
+    headers.insert(header::CONTENT_TYPE, content_type);
     let stream = futures_util::stream::iter(
         body.chunks(chunk)
             .map(|c| Ok(Bytes::copy_from_slice(c)))

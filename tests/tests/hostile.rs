@@ -12,6 +12,42 @@ use serde_json::json;
 
 const MIB: u64 = 1 << 20;
 
+/// A whole multipart upload body with `zip` as its `bits` part.
+fn bits_form(zip: &[u8]) -> Vec<u8> {
+    let mut body =
+        b"--XBOUNDARY\r\nContent-Disposition: form-data; name=\"bits\"; filename=\"a.zip\"\r\n\r\n"
+            .to_vec();
+    body.extend_from_slice(zip);
+    body.extend_from_slice(b"\r\n--XBOUNDARY--\r\n");
+    body
+}
+
+/// Sends a whole multipart upload body with `boundary` on a raw connection; the answer.
+async fn raw_upload(svc: &Service, guid: &str, boundary: &str, body: &[u8]) -> raw::RawReply {
+    let head = raw::multipart_head(
+        guid,
+        &svc.admin(),
+        boundary,
+        &format!("Content-Length: {}\r\n", body.len()),
+    );
+    let mut stream = raw::connect(svc.api_port).await;
+    send(&mut stream, head.as_bytes()).await;
+    send(&mut stream, body).await;
+    read_reply(&mut stream, Duration::from_secs(30)).await
+}
+
+/// Waits until the API has received bits beyond `before` (`upload_bytes_total`).
+async fn wait_for_upload_bytes(svc: &Service, before: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&svc.metrics().await, "upload_bytes_total", &[]) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / MIB as f64
 }
@@ -750,16 +786,7 @@ async fn a_form_cut_short_is_answered_not_held() {
     let guid = svc.new_package(&ctx.app).await;
     let body =
         b"--XBOUNDARY\r\nContent-Disposition: form-data; name=\"bits\"; filename=\"a.zip\"\r\n\r\nabc\r\n";
-    let head = raw::multipart_head(
-        &guid,
-        &svc.admin(),
-        "XBOUNDARY",
-        &format!("Content-Length: {}\r\n", body.len()),
-    );
-    let mut stream = raw::connect(svc.api_port).await;
-    send(&mut stream, head.as_bytes()).await;
-    send(&mut stream, body).await;
-    let reply = read_reply(&mut stream, Duration::from_secs(30)).await;
+    let reply = raw_upload(&svc, &guid, "XBOUNDARY", body).await;
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(
         reply.json()["errors"][0]["detail"],
@@ -777,17 +804,7 @@ async fn a_tiny_multipart_boundary_is_refused_before_parsing() {
     let svc = Service::start().await;
     let ctx = svc.ctx().await;
     let guid = svc.new_package(&ctx.app).await;
-    let body = b"--XB\rx\n\n--\n";
-    let head = raw::multipart_head(
-        &guid,
-        &svc.admin(),
-        "XB",
-        &format!("Content-Length: {}\r\n", body.len()),
-    );
-    let mut stream = raw::connect(svc.api_port).await;
-    send(&mut stream, head.as_bytes()).await;
-    send(&mut stream, body).await;
-    let reply = read_reply(&mut stream, Duration::from_secs(30)).await;
+    let reply = raw_upload(&svc, &guid, "XB", b"--XB\rx\n\n--\n").await;
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(
         reply.json()["errors"][0]["detail"],
@@ -845,11 +862,7 @@ async fn sigterm_lets_an_upload_in_flight_finish() {
     let ctx = svc.ctx().await;
     let guid = svc.new_package(&ctx.app).await;
     let zip = zips::small_app("in flight at shutdown");
-    let mut body =
-        b"--XBOUNDARY\r\nContent-Disposition: form-data; name=\"bits\"; filename=\"a.zip\"\r\n\r\n"
-            .to_vec();
-    body.extend_from_slice(&zip);
-    body.extend_from_slice(b"\r\n--XBOUNDARY--\r\n");
+    let body = bits_form(&zip);
     let head = raw::multipart_head(
         &guid,
         &svc.admin(),
@@ -861,14 +874,7 @@ async fn sigterm_lets_an_upload_in_flight_finish() {
     send(&mut stream, head.as_bytes()).await;
     let (first, rest) = body.split_at(body.len() / 2);
     send(&mut stream, first).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metric(&svc.metrics().await, "upload_bytes_total", &[]) <= before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the upload never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_upload_bytes(&svc, before).await;
     // Stop is asked for while the body is half sent; the rest arrives after.
     let pid = svc.api_pid();
     std::process::Command::new("kill")
@@ -896,11 +902,7 @@ async fn concurrent_uploads_to_one_package_store_one_body() {
     let guid = svc.new_package(&ctx.app).await;
     let admin = svc.admin();
     let zip = zips::zip(&[Entry::file("big.bin", &vec![9u8; 2 << 20])]);
-    let mut body =
-        b"--XBOUNDARY\r\nContent-Disposition: form-data; name=\"bits\"; filename=\"a.zip\"\r\n\r\n"
-            .to_vec();
-    body.extend_from_slice(&zip);
-    body.extend_from_slice(b"\r\n--XBOUNDARY--\r\n");
+    let body = bits_form(&zip);
     let head = raw::multipart_head(
         &guid,
         &admin,
@@ -914,14 +916,7 @@ async fn concurrent_uploads_to_one_package_store_one_body() {
     send(&mut first, head.as_bytes()).await;
     let (start, rest) = body.split_at(body.len() / 2);
     send(&mut first, start).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metric(&svc.metrics().await, "upload_bytes_total", &[]) <= before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first upload never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_upload_bytes(&svc, before).await;
 
     // Others arrive meanwhile, possibly from other API processes: each is refused before
     // a byte of its body is read (they send none, and are answered all the same).

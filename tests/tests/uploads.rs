@@ -219,60 +219,18 @@ async fn empty_and_non_zip_uploads_are_accepted_then_fail() {
 }
 
 fn multipart_head(guid: &str, token: &str, length: &str) -> String {
-    format!(
-        "POST /v3/packages/{guid}/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: bearer {token}\r\n\
-         Content-Type: multipart/form-data; boundary=XBOUNDARYX\r\n{length}\r\n"
-    )
+    packages_tests::raw::multipart_head(guid, token, "XBOUNDARYX", length)
 }
 
 /// Sends a request head and part of a body, stops sending, and reads the answer.
 async fn raw_exchange(port: u16, head: &str, body: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
+    use packages_tests::raw;
+    let mut stream = raw::connect(port).await;
+    raw::send(&mut stream, head.as_bytes()).await;
     // The server may answer (and close) before it read everything.
-    let _ = stream.write_all(body).await;
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    answer.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&answer);
-                    if let Some((headers, rest)) = text.split_once("\r\n\r\n") {
-                        let length = headers
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().to_owned())
-                            })
-                            .and_then(|v| v.parse::<usize>().ok());
-                        if length.is_some_and(|len| rest.len() >= len) {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "no answer within 20 s");
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    raw::send(&mut stream, body).await;
+    let reply = raw::read_reply(&mut stream, std::time::Duration::from_secs(20)).await;
+    (reply.status, reply.body)
 }
 
 fn form(pairs: &[(&str, &str)]) -> Vec<u8> {

@@ -10,7 +10,7 @@ use actix_web::{HttpResponse, web};
 use async_trait::async_trait;
 use packages_blobstore::Blobstore;
 use packages_jobs::{JobConsumer, JobPublisher};
-use packages_storage::Database;
+use packages_service::Services;
 use packages_telemetry::{METRICS_CONTENT_TYPE, Metrics};
 use serde_json::{Map, Value, json};
 
@@ -115,7 +115,8 @@ impl Readiness {
     }
 }
 
-pub struct DatabaseProbe(pub Database);
+/// The database, as the service reaches it.
+pub struct DatabaseProbe(pub Services);
 
 #[async_trait]
 impl Probe for DatabaseProbe {
@@ -123,7 +124,7 @@ impl Probe for DatabaseProbe {
         "database"
     }
     async fn check(&self) -> Result<(), String> {
-        self.0.check().await.map_err(|e| e.to_string())
+        self.0.check_database().await.map_err(|e| e.to_string())
     }
 }
 

@@ -18,7 +18,8 @@ pub use access::{Access, Principal, RoleType, Scope};
 pub use failure::FailureReason;
 pub use list::{ListQuery, PageWindow};
 pub use package::{
-    NewPackage, Package, PackageState, PackageType, Transition, blob_key, staging_key,
+    NewPackage, Outcome, Package, PackageState, PackageType, STAGING_PREFIX, Transition, blob_key,
+    parse_staging_key, staging_key,
 };
 pub use time::Timestamp;
 pub use validation::Invalid;

@@ -216,14 +216,44 @@ pub fn blob_key(package_guid: &str) -> String {
     format!("{first}/{second}/{key}")
 }
 
+/// Where uploads wait for the worker in the blobstore.
+pub const STAGING_PREFIX: &str = "staging/";
+
 /// Blobstore key where one upload attempt of a package waits for the worker.
 pub fn staging_key(package_guid: &str, upload_id: &str) -> String {
-    format!("staging/{}/{upload_id}", package_guid.to_lowercase())
+    format!(
+        "{STAGING_PREFIX}{}/{upload_id}",
+        package_guid.to_lowercase()
+    )
+}
+
+/// The package GUID and upload id of a key made by [`staging_key`].
+pub fn parse_staging_key(key: &str) -> Option<(&str, &str)> {
+    let (package_guid, upload_id) = key.strip_prefix(STAGING_PREFIX)?.split_once('/')?;
+    (!package_guid.is_empty() && !upload_id.is_empty() && !upload_id.contains('/'))
+        .then_some((package_guid, upload_id))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_keys_parse_back() {
+        let key = staging_key("Guid-1", "upload-2");
+        assert_eq!(key, "staging/guid-1/upload-2");
+        assert_eq!(parse_staging_key(&key), Some(("guid-1", "upload-2")));
+        for bad in [
+            "staging/",
+            "staging/g",
+            "staging//u",
+            "staging/g/",
+            "other/g/u",
+            "staging/g/u/x",
+        ] {
+            assert_eq!(parse_staging_key(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn keys_are_partitioned_like_cloud_controller() {
@@ -312,4 +342,13 @@ mod tests {
         assert_eq!(Transition::Expire.from(), &[PackageState::Ready]);
         assert_eq!(Transition::Expire.to(), PackageState::Expired);
     }
+}
+
+/// What a final transition writes besides the state: the hashes of READY bits, or the
+/// reason of a failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+    pub error: Option<String>,
 }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use packages_blobstore::{Blobstore, LocalBlobstore, S3Blobstore, S3Settings};
 use packages_config::{BlobstoreKind, QueueUrl, Settings};
 use packages_jobs::{AmqpQueue, AmqpSettings, EmbeddedQueue};
-use packages_storage::{Database, jobs};
+use packages_service::Services;
+use packages_storage::Database;
 
 use crate::cli::Binary;
 use crate::{Queue, StartError};
@@ -88,12 +89,15 @@ pub async fn queue(settings: &Settings, binary: Binary) -> Result<Queue, StartEr
 
 /// An in-process queue starts empty: every job it held before a restart is published
 /// again from the outbox (jobs are idempotent).
-pub async fn requeue_for_embedded(settings: &Settings, db: &Database) -> Result<(), StartError> {
+pub async fn requeue_for_embedded(
+    settings: &Settings,
+    services: &Services,
+) -> Result<(), StartError> {
     if !settings.queue.url.is_embedded() {
         return Ok(());
     }
-    let republished = db
-        .run(jobs::republish_all)
+    let republished = services
+        .republish_all_jobs()
         .await
         .map_err(|e| StartError::Setup(format!("database: {e}")))?;
     if republished > 0 {

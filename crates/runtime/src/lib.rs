@@ -121,10 +121,10 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
         secret::ensure_embedded_secret(&mut settings)?;
     }
     let db = backends::database(&settings).await?;
-    backends::requeue_for_embedded(&settings, &db).await?;
     let blobs = backends::blobstore(&settings).await?;
     let queue = backends::queue(&settings, binary).await?;
     let services = Services::new(db.clone(), blobs.clone(), policy(&settings));
+    backends::requeue_for_embedded(&settings, &services).await?;
     let metrics = Metrics::new();
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -132,7 +132,6 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
     tasks.spawn(packages_service::relay::run(
         services.clone(),
         queue.publisher.clone(),
-        services.relay_wake.clone(),
         stopped.clone(),
     ));
 
@@ -158,7 +157,7 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
         Binary::Packages | Binary::Api => {
             let readiness = Arc::new(Readiness::new(
                 vec![
-                    Box::new(DatabaseProbe(db.clone())),
+                    Box::new(DatabaseProbe(services.clone())),
                     Box::new(PublisherProbe(queue.publisher.clone())),
                     Box::new(BlobstoreProbe(blobs.clone())),
                 ],
@@ -207,7 +206,7 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
         Binary::Worker => {
             let readiness = Arc::new(Readiness::new(
                 vec![
-                    Box::new(DatabaseProbe(db.clone())),
+                    Box::new(DatabaseProbe(services.clone())),
                     Box::new(ConsumerProbe(queue.consumer.clone())),
                     Box::new(BlobstoreProbe(blobs.clone())),
                 ],

@@ -12,6 +12,7 @@ mod lookup;
 pub mod packages;
 pub mod relay;
 pub mod upload;
+pub mod work;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,15 +62,16 @@ impl Default for Policy {
     }
 }
 
-/// Everything a use case needs; cheap to clone.
+/// Everything a use case needs; cheap to clone. The only writer of package state and
+/// job rows: the API and the worker go through its methods.
 #[derive(Clone)]
 pub struct Services {
-    pub db: Database,
-    pub blobs: Arc<dyn Blobstore>,
-    pub policy: Arc<Policy>,
+    db: Database,
+    blobs: Arc<dyn Blobstore>,
+    policy: Arc<Policy>,
     /// Wakes the outbox relay of this process when a job was recorded, so jobs are
     /// published at once instead of at the next poll.
-    pub relay_wake: Arc<Notify>,
+    relay_wake: Arc<Notify>,
 }
 
 impl Services {
@@ -85,6 +87,11 @@ impl Services {
     /// The limits and policies this service runs with.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Where the bits live.
+    pub fn blobs(&self) -> &Arc<dyn Blobstore> {
+        &self.blobs
     }
 
     fn job_recorded(&self) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use packages_jobs::JobPublisher;
 use packages_storage::jobs;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::Services;
 
@@ -19,13 +19,13 @@ const BATCH: i64 = 100;
 /// A claim outlives a slow publish round; a relay that died frees its rows after it.
 const LEASE_MS: i64 = 30_000;
 
-/// Runs until `shutdown` turns true.
+/// Runs until `shutdown` turns true; woken whenever this process records a job.
 pub async fn run(
     services: Services,
     publisher: Arc<dyn JobPublisher>,
-    wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let wake = services.relay_wake.clone();
     loop {
         let published = relay_once(&services, publisher.as_ref()).await;
         if *shutdown.borrow() {

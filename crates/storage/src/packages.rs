@@ -1,6 +1,7 @@
 //! Packages: creation, lookups, lists, and every state change as one conditional update.
 
 use diesel::prelude::*;
+pub use packages_domain::Outcome;
 use packages_domain::{
     ListQuery, NewPackage, Package, PackageState, PackageType, Timestamp, Transition,
 };
@@ -117,14 +118,6 @@ pub fn list(
         .map(Package::try_from)
         .collect::<Result<_, _>>()?;
     Ok((packages, u64::try_from(total).unwrap_or(0)))
-}
-
-/// What a transition writes besides the state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    pub sha1: Option<String>,
-    pub sha256: Option<String>,
-    pub error: Option<String>,
 }
 
 /// Applies `transition` if the package is in one of its `from` states; returns whether it

@@ -16,7 +16,7 @@ use packages_blobstore::redact_urls;
 use packages_domain::FailureReason;
 use packages_jobs::{DecodeError, Delivery, JobConsumer, JobMessage, JobPayload, QueueError};
 use packages_service::Services;
-use packages_storage::jobs::{self, Rescheduler};
+use packages_service::work::RetryDecision;
 use packages_telemetry::{Metrics, job_outcome};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -61,16 +61,6 @@ pub struct Worker {
     pipeline: Arc<Pipeline>,
     consumer: Arc<dyn JobConsumer>,
     settings: WorkerSettings,
-}
-
-/// What to do with a job that hit an infrastructure failure.
-enum RetryDecision {
-    /// Recorded in the outbox to be published again after a delay.
-    Rescheduled(i32),
-    /// Out of attempts.
-    GiveUp,
-    /// Its row is gone: the job was finished by a duplicate.
-    Gone,
 }
 
 impl Worker {
@@ -157,12 +147,10 @@ impl Worker {
         let timer = self.pipeline.metrics.job_started();
         let kind = message.kind().as_str();
         // Counted before the run, so a run that takes its process down is on record.
-        let id = message.job_id.to_string();
         let died = self
             .pipeline
             .services
-            .db
-            .run(move |conn| jobs::begin_run(conn, &id))
+            .begin_job_run(&message.job_id.to_string())
             .await;
         match died {
             Ok(Some(died)) if died >= self.settings.max_attempts => {
@@ -209,33 +197,19 @@ impl Worker {
     /// (the pending sweep then fails the package).
     async fn retry(&self, delivery: Delivery, message: &JobMessage, cause: &str) -> &'static str {
         tracing::warn!(cause, "job hit an infrastructure error");
-        let id = message.job_id.to_string();
-        let (max, settings) = (self.settings.max_attempts, self.settings.clone());
+        let settings = self.settings.clone();
         let decision = self
             .pipeline
             .services
-            .db
-            .run(move |conn| {
-                let Some(job) = jobs::find(conn, &id)? else {
-                    return Ok(RetryDecision::Gone);
-                };
-                if job.attempts + 1 >= max {
-                    return Ok(RetryDecision::GiveUp);
-                }
-                let delay = settings.retry_delay(u32::try_from(job.attempts).unwrap_or(0));
-                let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                Ok(
-                    match jobs::reschedule(conn, &id, delay_ms, Rescheduler::Run)? {
-                        Some(attempts) => RetryDecision::Rescheduled(attempts),
-                        None => RetryDecision::Gone,
-                    },
-                )
-            })
+            .retry_job(
+                &message.job_id.to_string(),
+                self.settings.max_attempts,
+                move |attempts| settings.retry_delay(attempts),
+            )
             .await;
         match decision {
             Ok(RetryDecision::Rescheduled(attempt)) => {
                 tracing::info!(attempt, "job rescheduled");
-                self.pipeline.services.relay_wake.notify_one();
                 settle(delivery.ack().await, job_outcome::RETRIED)
             }
             Ok(RetryDecision::Gone) => settle(delivery.ack().await, job_outcome::IGNORED),

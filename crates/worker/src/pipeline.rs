@@ -7,11 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
 use packages_blobstore::{BlobError, Blobstore};
-use packages_domain::{FailureReason, Package, PackageState, Transition, blob_key};
+use packages_domain::{FailureReason, Outcome, Package, PackageState, Transition, blob_key};
 use packages_jobs::{CopyBits, DeleteBits, JobMessage, ProcessUpload};
-use packages_service::{Services, jobs as job_rows};
-use packages_storage::packages::{self, Outcome};
-use packages_storage::{StorageError, jobs};
+use packages_service::{ServiceError, Services};
 use packages_telemetry::Metrics;
 use packages_zipcheck::{CheckError, Checked, Limits, LocalHeaders, Problem};
 use sha1::Digest;
@@ -39,8 +37,8 @@ impl From<BlobError> for Retry {
     }
 }
 
-impl From<StorageError> for Retry {
-    fn from(e: StorageError) -> Self {
+impl From<ServiceError> for Retry {
+    fn from(e: ServiceError) -> Self {
         Retry(e.to_string())
     }
 }
@@ -102,16 +100,11 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     fn blobs(&self) -> &Arc<dyn Blobstore> {
-        &self.services.blobs
+        self.services.blobs()
     }
 
     async fn find(&self, guid: &str) -> Result<Option<Package>, Retry> {
-        let guid = guid.to_owned();
-        Ok(self
-            .services
-            .db
-            .run(move |conn| packages::find(conn, &guid))
-            .await?)
+        Ok(self.services.find_package(guid).await?)
     }
 
     /// Applies a job's final transition and removes the package's job rows, together.
@@ -121,20 +114,7 @@ impl Pipeline {
         transition: Transition,
         outcome: Outcome,
     ) -> Result<bool, Retry> {
-        let guid = guid.to_owned();
-        Ok(self
-            .services
-            .db
-            .run(move |conn| {
-                packages::finish(
-                    conn,
-                    &guid,
-                    transition,
-                    &outcome,
-                    &job_rows::PACKAGE_JOB_KINDS,
-                )
-            })
-            .await?)
+        Ok(self.services.finish_job(guid, transition, outcome).await?)
     }
 
     async fn discard(&self, key: &str) {
@@ -151,14 +131,10 @@ impl Pipeline {
         reason: FailureReason,
         staging_key: Option<&str>,
     ) -> Result<Done, Retry> {
-        let Some(transition) = Transition::failure_from(package.state) else {
+        if Transition::failure_from(package.state).is_none() {
             return Ok(Done::Ignored("package no longer pending"));
-        };
-        let outcome = Outcome {
-            error: Some(reason.message()),
-            ..Outcome::default()
-        };
-        let applied = self.finish(&package.guid, transition, outcome).await?;
+        }
+        let applied = self.services.fail_package(package, &reason).await?;
         if let Some(key) = staging_key {
             self.discard(key).await;
         }
@@ -172,20 +148,13 @@ impl Pipeline {
 
     /// Keeps the app's newest READY packages; older ones expire and lose their bits.
     async fn expire(&self, app_guid: &str, request_id: &str) {
-        let keep =
-            usize::try_from(self.services.policy.max_valid_packages_stored).unwrap_or(usize::MAX);
-        let (app, request_id) = (app_guid.to_owned(), request_id.to_owned());
-        let result = self
+        match self
             .services
-            .db
-            .run(move |conn| {
-                packages::expire(conn, &app, keep, |p| job_rows::delete_bits(p, &request_id))
-            })
-            .await;
-        match result {
+            .expire_older_packages(app_guid, request_id)
+            .await
+        {
             Ok(expired) if !expired.is_empty() => {
                 tracing::info!(expired = ?expired, "older packages expired");
-                self.services.relay_wake.notify_one();
             }
             Ok(_) => {}
             // The package itself is READY; expiration runs again after the next upload.
@@ -307,7 +276,7 @@ impl Pipeline {
             size,
             runtime: tokio::runtime::Handle::current(),
         };
-        let policy = &self.services.policy;
+        let policy = self.services.policy();
         let limits = Limits {
             max_uncompressed_bytes: policy.max_package_size,
             max_entries: policy.max_zip_entries,
@@ -440,10 +409,8 @@ impl Pipeline {
         job: &DeleteBits,
     ) -> Result<Done, Retry> {
         self.blobs().delete(&job.blob_key).await?;
-        let id = message.job_id.to_string();
         self.services
-            .db
-            .run(move |conn| jobs::delete(conn, &id))
+            .forget_job(&message.job_id.to_string())
             .await?;
         tracing::info!(key = %job.blob_key, "bits deleted");
         Ok(Done::Succeeded)
@@ -458,10 +425,8 @@ impl Pipeline {
     ) -> Result<Option<FailureReason>, Retry> {
         match &message.payload {
             packages_jobs::JobPayload::DeleteBits(_) => {
-                let id = message.job_id.to_string();
                 self.services
-                    .db
-                    .run(move |conn| jobs::delete(conn, &id))
+                    .forget_job(&message.job_id.to_string())
                     .await?;
                 Ok(None)
             }

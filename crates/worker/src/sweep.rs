@@ -6,11 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use packages_domain::{FailureReason, Package, PackageState, Timestamp, Transition};
-use packages_jobs::{JobConsumer, JobMessage, JobPayload};
-use packages_service::{Services, jobs as job_rows};
-use packages_storage::packages::{self, Outcome};
-use packages_storage::{StorageError, jobs};
+use packages_domain::{STAGING_PREFIX, Timestamp, parse_staging_key};
+use packages_jobs::JobConsumer;
+use packages_service::Services;
+use packages_service::work::Stuck;
 use packages_telemetry::{Metrics, failure_reason};
 use tokio::sync::watch;
 
@@ -28,15 +27,9 @@ pub struct Sweeper {
     pub max_attempts: i32,
 }
 
-enum Stuck {
-    Redriven(i32),
-    Failed(Option<String>),
-    Unchanged,
-}
-
 impl Sweeper {
     fn pending_interval(&self) -> Duration {
-        (self.services.policy.pending_timeout / 4)
+        (self.services.policy().pending_timeout / 4)
             .clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
@@ -58,30 +51,24 @@ impl Sweeper {
     /// message may have been lost with a crashed process), or once its attempts are
     /// spent the package is FAILED, so a client polling it never waits forever.
     pub async fn sweep_pending(&self) {
-        let timeout = self.services.policy.pending_timeout;
+        let timeout = self.services.policy().pending_timeout;
         let before =
             Timestamp::now().seconds() - i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
-        let stale = match self
-            .services
-            .db
-            .run(move |conn| packages::pending_since_before(conn, before))
-            .await
-        {
+        let stale = match self.services.packages_pending_since_before(before).await {
             Ok(stale) => stale,
             Err(e) => return tracing::warn!(error = %e, "pending sweep cannot read packages"),
         };
         for package in stale {
             let guid = package.guid.clone();
-            match self.unstick(package, timeout.as_secs()).await {
+            match self.services.unstick(package, self.max_attempts).await {
                 Ok(Stuck::Redriven(attempt)) => {
                     tracing::warn!(package_guid = %guid, attempt, "package stuck pending; job published again");
-                    self.services.relay_wake.notify_one();
                 }
-                Ok(Stuck::Failed(staging)) => {
+                Ok(Stuck::Failed { staging_key }) => {
                     tracing::warn!(package_guid = %guid, "package stuck pending with its retries spent; FAILED");
                     self.metrics.package_failed(failure_reason::TIMED_OUT);
-                    if let Some(key) = staging {
-                        let _ = self.services.blobs.delete(&key).await;
+                    if let Some(key) = staging_key {
+                        let _ = self.services.blobs().delete(&key).await;
                     }
                 }
                 Ok(Stuck::Unchanged) => {}
@@ -92,84 +79,26 @@ impl Sweeper {
         }
     }
 
-    async fn unstick(&self, package: Package, timeout_secs: u64) -> Result<Stuck, StorageError> {
-        let max = self.max_attempts;
-        self.services
-            .db
-            .run(move |conn| {
-                let job =
-                    jobs::find_for_package(conn, &package.guid, &job_rows::PACKAGE_JOB_KINDS)?;
-                if let Some(job) = &job
-                    && job.attempts + 1 < max
-                {
-                    if !packages::restart_pending_clock(conn, &package.guid, package.state)? {
-                        return Ok(Stuck::Unchanged);
-                    }
-                    return Ok(
-                        jobs::reschedule(conn, &job.id, 0, jobs::Rescheduler::Sweep)?
-                            .map_or(Stuck::Unchanged, Stuck::Redriven),
-                    );
-                }
-                let Some(transition) = Transition::failure_from(package.state) else {
-                    return Ok(Stuck::Unchanged);
-                };
-                let reason = FailureReason::TimedOut {
-                    seconds: timeout_secs,
-                };
-                let outcome = Outcome {
-                    error: Some(reason.message()),
-                    ..Outcome::default()
-                };
-                let staging = job.and_then(|j| match JobMessage::decode(j.body.as_bytes()) {
-                    Ok(JobMessage {
-                        payload: JobPayload::ProcessUpload(u),
-                        ..
-                    }) => Some(u.staging_key),
-                    _ => None,
-                });
-                let failed = packages::finish(
-                    conn,
-                    &package.guid,
-                    transition,
-                    &outcome,
-                    &job_rows::PACKAGE_JOB_KINDS,
-                )?;
-                Ok(if failed {
-                    Stuck::Failed(staging)
-                } else {
-                    Stuck::Unchanged
-                })
-            })
-            .await
-    }
-
     /// Staged uploads whose package is not (or no longer) processing them: left by a
     /// request that lost a race or died between storing and recording.
     pub async fn sweep_staging(&self) {
-        let blobs = match self.services.blobs.list("staging/").await {
+        let blobs = match self.services.blobs().list(STAGING_PREFIX).await {
             Ok(blobs) => blobs,
             Err(e) => return tracing::warn!(error = %e, "staging sweep cannot list blobs"),
         };
         let cutoff =
             Timestamp::now().seconds() - i64::try_from(STAGING_GRACE.as_secs()).unwrap_or(0);
         for blob in blobs.into_iter().filter(|b| b.last_modified < cutoff) {
-            let Some(guid) = blob.key.split('/').nth(1).map(str::to_owned) else {
+            let Some((package_guid, _)) = parse_staging_key(&blob.key) else {
                 continue;
             };
-            let lookup = guid.clone();
-            let package = match self
-                .services
-                .db
-                .run(move |conn| packages::find(conn, &lookup))
-                .await
-            {
-                Ok(package) => package,
+            match self.services.staged_upload_in_use(package_guid).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(key = %blob.key, "removing an abandoned staged upload");
+                    let _ = self.services.blobs().delete(&blob.key).await;
+                }
                 Err(e) => return tracing::warn!(error = %e, "staging sweep cannot read packages"),
-            };
-            let in_use = package.is_some_and(|p| p.state == PackageState::ProcessingUpload);
-            if !in_use {
-                tracing::info!(key = %blob.key, "removing an abandoned staged upload");
-                let _ = self.services.blobs.delete(&blob.key).await;
             }
         }
     }
@@ -181,23 +110,14 @@ impl Sweeper {
                 Err(e) => tracing::debug!(error = %e, "queue depths unavailable"),
             }
         }
-        let counts = self
-            .services
-            .db
-            .run(|conn| {
-                Ok((
-                    jobs::count_unpublished(conn)?,
-                    packages::count_by_state(conn)?,
-                    packages::oldest_pending_since(conn)?,
-                ))
-            })
-            .await;
-        if let Ok((outbox, by_state, oldest)) = counts {
+        if let Ok(counts) = self.services.store_counts().await {
+            self.metrics.set_outbox_pending(counts.outbox_pending);
             self.metrics
-                .set_outbox_pending(u64::try_from(outbox).unwrap_or(0));
-            self.metrics.set_packages_by_state(&by_state);
+                .set_packages_by_state(&counts.packages_by_state);
             // What the stuck-package alert watches: 0 when nothing is pending.
-            let age = oldest.map_or(0, |since| Timestamp::now().seconds().saturating_sub(since));
+            let age = counts
+                .oldest_pending_since
+                .map_or(0, |since| Timestamp::now().seconds().saturating_sub(since));
             self.metrics
                 .set_pending_oldest(u64::try_from(age).unwrap_or(0));
         }

@@ -4,26 +4,22 @@
 //! validation (400/422), lookup where a resource the caller cannot read is missing (404),
 //! write role (403), state checks, action.
 
-use std::fmt;
-use std::str::FromStr;
-
-use crate::package::UnknownValue;
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 /// OAuth scopes Cloud Controller understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Display, EnumString, IntoStaticStr)]
 pub enum Scope {
+    #[strum(serialize = "cloud_controller.read")]
     Read,
+    #[strum(serialize = "cloud_controller.write")]
     Write,
+    #[strum(serialize = "cloud_controller.admin")]
     Admin,
 }
 
 impl Scope {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Read => "cloud_controller.read",
-            Scope::Write => "cloud_controller.write",
-            Scope::Admin => "cloud_controller.admin",
-        }
+        self.into()
     }
 }
 
@@ -63,50 +59,29 @@ impl Principal {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Roles a user holds in a space or an organization. Listed in the order Cloud
+/// Controller's error texts name them.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Display, EnumString, IntoStaticStr, VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum RoleType {
+    OrganizationManager,
+    SpaceAuditor,
     SpaceDeveloper,
     SpaceManager,
-    SpaceAuditor,
-    OrganizationManager,
 }
 
 impl RoleType {
-    pub const ALL: [RoleType; 4] = [
-        RoleType::OrganizationManager,
-        RoleType::SpaceAuditor,
-        RoleType::SpaceDeveloper,
-        RoleType::SpaceManager,
-    ];
+    pub const ALL: &[RoleType] = RoleType::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            RoleType::SpaceDeveloper => "space_developer",
-            RoleType::SpaceManager => "space_manager",
-            RoleType::SpaceAuditor => "space_auditor",
-            RoleType::OrganizationManager => "organization_manager",
-        }
+        self.into()
     }
 
     /// Space roles attach to a space; the others to an organization.
     pub fn is_space_role(self) -> bool {
         !matches!(self, RoleType::OrganizationManager)
-    }
-}
-
-impl FromStr for RoleType {
-    type Err = UnknownValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RoleType::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| UnknownValue(s.to_owned()))
-    }
-}
-
-impl fmt::Display for RoleType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -225,7 +200,7 @@ mod tests {
 
     #[test]
     fn role_names() {
-        for r in RoleType::ALL {
+        for &r in RoleType::ALL {
             assert_eq!(r.as_str().parse::<RoleType>(), Ok(r));
         }
         assert!("org_auditor".parse::<RoleType>().is_err());

@@ -4,12 +4,13 @@
 use serde_json::{Map, Value};
 
 use crate::access::RoleType;
+use crate::ids::{AppGuid, OrgGuid, SpaceGuid};
 use crate::time::Timestamp;
 use crate::validation::{Invalid, unknown_fields};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Organization {
-    pub guid: String,
+    pub guid: OrgGuid,
     pub name: String,
     pub suspended: bool,
     pub created_at: Timestamp,
@@ -18,18 +19,18 @@ pub struct Organization {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Space {
-    pub guid: String,
+    pub guid: SpaceGuid,
     pub name: String,
-    pub organization_guid: String,
+    pub organization_guid: OrgGuid,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
-    pub guid: String,
+    pub guid: AppGuid,
     pub name: String,
-    pub space_guid: String,
+    pub space_guid: SpaceGuid,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -37,8 +38,8 @@ pub struct App {
 /// Where a role applies: a space for space roles, an organization for org roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoleTarget {
-    Space(String),
-    Organization(String),
+    Space(SpaceGuid),
+    Organization(OrgGuid),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,8 +306,10 @@ pub fn role_create(body: &Map<String, Value>) -> Result<RoleCreate, Invalid> {
         }
     }
     let target = match (space, org) {
-        (Some(space), None) => Some(RoleTarget::Space(space.unwrap_or_default())),
-        (None, Some(org)) => Some(RoleTarget::Organization(org.unwrap_or_default())),
+        (Some(space), None) => Some(RoleTarget::Space(SpaceGuid::new(space.unwrap_or_default()))),
+        (None, Some(org)) => Some(RoleTarget::Organization(OrgGuid::new(
+            org.unwrap_or_default(),
+        ))),
         _ => None,
     };
     let user = user.flatten();

@@ -1,7 +1,14 @@
 //! Why a package ends FAILED: the text a client reads in `data.error`, and a short label
 //! for metrics.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use strum::{EnumDiscriminants, IntoStaticStr, VariantArray};
+
+/// The label of `packages_failed_total{reason}` is the discriminant's name
+/// ([`FailureLabel`]), so the metric's label set is this enum's variants.
+#[derive(Debug, Clone, PartialEq, Eq, EnumDiscriminants)]
+#[strum_discriminants(name(FailureLabel))]
+#[strum_discriminants(derive(IntoStaticStr, VariantArray))]
+#[strum_discriminants(strum(serialize_all = "snake_case"))]
 pub enum FailureReason {
     /// Not a zip, unreadable, or without entries.
     InvalidZip,
@@ -20,6 +27,7 @@ pub enum FailureReason {
     /// spent.
     TimedOut { seconds: u64 },
     /// Infrastructure kept failing (blobstore, database) until the job's retries ran out.
+    #[strum_discriminants(strum(serialize = "infrastructure"))]
     GaveUp(String),
     /// Runs of the job kept ending with their process (killed, out of memory): the job is
     /// not run again, so a package that brings a worker down cannot do it for ever.
@@ -52,17 +60,7 @@ impl FailureReason {
 
     /// Label of `packages_failed_total{reason}`.
     pub fn label(&self) -> &'static str {
-        match self {
-            FailureReason::InvalidZip => "invalid_zip",
-            FailureReason::UnsafeEntry(_) => "unsafe_entry",
-            FailureReason::ZipLimit(_) => "zip_limit",
-            FailureReason::InconsistentZip(_) => "inconsistent_zip",
-            FailureReason::TooLarge => "too_large",
-            FailureReason::CopyFailed(_) => "copy_failed",
-            FailureReason::TimedOut { .. } => "timed_out",
-            FailureReason::GaveUp(_) => "infrastructure",
-            FailureReason::Crashed { .. } => "crashed",
-        }
+        FailureLabel::from(self).into()
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod context;
 pub mod failure;
+pub mod ids;
 pub mod list;
 pub mod package;
 pub mod request_id;
@@ -16,10 +17,11 @@ pub mod validation;
 
 pub use access::{Access, Principal, RoleType, Scope};
 pub use failure::FailureReason;
+pub use ids::{AppGuid, BlobKey, OrgGuid, PackageGuid, SpaceGuid};
 pub use list::{ListQuery, PageWindow};
 pub use package::{
-    NewPackage, Outcome, Package, PackageState, PackageType, STAGING_PREFIX, Transition, blob_key,
-    parse_staging_key, staging_key,
+    JobKind, NewPackage, Outcome, Package, PackageState, PackageType, STAGING_PREFIX, Transition,
+    blob_key, parse_staging_key, staging_key,
 };
 pub use time::Timestamp;
 pub use validation::Invalid;
@@ -28,3 +30,12 @@ pub use validation::Invalid;
 pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// The text of a domain enum, as the API, the database and the metrics spell it.
+pub trait Label: Copy + Into<&'static str> {
+    fn label(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl<T: Copy + Into<&'static str>> Label for T {}

@@ -1,12 +1,16 @@
 //! The package: an app's source, either uploaded bits or a Docker image reference, and the
 //! state machine that moves it from creation to READY, FAILED or EXPIRED.
 
-use std::fmt;
-use std::str::FromStr;
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
+use crate::ids::{AppGuid, BlobKey, PackageGuid};
 use crate::time::Timestamp;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How a package's source is given: uploaded bits or a Docker image reference.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Display, EnumString, IntoStaticStr, VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum PackageType {
     Bits,
     Docker,
@@ -14,36 +18,15 @@ pub enum PackageType {
 
 impl PackageType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            PackageType::Bits => "bits",
-            PackageType::Docker => "docker",
-        }
+        self.into()
     }
 }
 
-impl FromStr for PackageType {
-    type Err = UnknownValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "bits" => Ok(PackageType::Bits),
-            "docker" => Ok(PackageType::Docker),
-            other => Err(UnknownValue(other.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for PackageType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A stored value that is not one of the known ones (a corrupt row).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown value '{0}'")]
-pub struct UnknownValue(pub String);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a package is in its life, spelled as the API shows it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Display, EnumString, IntoStaticStr, VariantArray,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum PackageState {
     AwaitingUpload,
     ProcessingUpload,
@@ -54,24 +37,10 @@ pub enum PackageState {
 }
 
 impl PackageState {
-    pub const ALL: [PackageState; 6] = [
-        PackageState::AwaitingUpload,
-        PackageState::ProcessingUpload,
-        PackageState::Ready,
-        PackageState::Failed,
-        PackageState::Copying,
-        PackageState::Expired,
-    ];
+    pub const ALL: &[PackageState] = PackageState::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            PackageState::AwaitingUpload => "AWAITING_UPLOAD",
-            PackageState::ProcessingUpload => "PROCESSING_UPLOAD",
-            PackageState::Ready => "READY",
-            PackageState::Failed => "FAILED",
-            PackageState::Copying => "COPYING",
-            PackageState::Expired => "EXPIRED",
-        }
+        self.into()
     }
 
     /// The state a new package starts in: bits wait for an upload, a Docker image is
@@ -94,22 +63,6 @@ impl PackageState {
     /// A job is under way and the package will still change by itself.
     pub fn is_pending(self) -> bool {
         matches!(self, PackageState::ProcessingUpload | PackageState::Copying)
-    }
-}
-
-impl FromStr for PackageState {
-    type Err = UnknownValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PackageState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| UnknownValue(s.to_owned()))
-    }
-}
-
-impl fmt::Display for PackageState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -171,8 +124,8 @@ impl Transition {
 /// A package as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
-    pub guid: String,
-    pub app_guid: String,
+    pub guid: PackageGuid,
+    pub app_guid: AppGuid,
     pub package_type: PackageType,
     pub state: PackageState,
     /// Lowercase hex SHA-1 of the stored zip; set while READY.
@@ -190,7 +143,7 @@ pub struct Package {
 
 impl Package {
     /// Bits of a bits package live under this key once READY.
-    pub fn blob_key(&self) -> String {
+    pub fn blob_key(&self) -> BlobKey {
         blob_key(&self.guid)
     }
 }
@@ -198,8 +151,8 @@ impl Package {
 /// What a create or copy request asks to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPackage {
-    pub guid: String,
-    pub app_guid: String,
+    pub guid: PackageGuid,
+    pub app_guid: AppGuid,
     pub package_type: PackageType,
     pub state: PackageState,
     pub url: Option<String>,
@@ -208,23 +161,23 @@ pub struct NewPackage {
 
 /// Blobstore key of a package's bits, partitioned as Cloud Controller does:
 /// lowercase, then `ab/cd/abcd…` from the first four characters.
-pub fn blob_key(package_guid: &str) -> String {
+pub fn blob_key(package_guid: &str) -> BlobKey {
     let key = package_guid.to_lowercase();
     let mut chars = key.chars();
     let first: String = chars.by_ref().take(2).collect();
     let second: String = chars.take(2).collect();
-    format!("{first}/{second}/{key}")
+    BlobKey::new(format!("{first}/{second}/{key}"))
 }
 
 /// Where uploads wait for the worker in the blobstore.
 pub const STAGING_PREFIX: &str = "staging/";
 
 /// Blobstore key where one upload attempt of a package waits for the worker.
-pub fn staging_key(package_guid: &str, upload_id: &str) -> String {
-    format!(
+pub fn staging_key(package_guid: &str, upload_id: &str) -> BlobKey {
+    BlobKey::new(format!(
         "{STAGING_PREFIX}{}/{upload_id}",
         package_guid.to_lowercase()
-    )
+    ))
 }
 
 /// The package GUID and upload id of a key made by [`staging_key`].
@@ -268,7 +221,7 @@ mod tests {
 
     #[test]
     fn states_round_trip_through_their_names() {
-        for state in PackageState::ALL {
+        for &state in PackageState::ALL {
             assert_eq!(state.as_str().parse::<PackageState>(), Ok(state));
         }
         assert!("ready".parse::<PackageState>().is_err());
@@ -298,7 +251,7 @@ mod tests {
 
     #[test]
     fn uploads_are_accepted_only_while_awaiting() {
-        for state in PackageState::ALL {
+        for &state in PackageState::ALL {
             assert_eq!(
                 Transition::AcceptUpload.applies_to(state),
                 state == PackageState::AwaitingUpload,
@@ -351,4 +304,41 @@ pub struct Outcome {
     pub sha1: Option<String>,
     pub sha256: Option<String>,
     pub error: Option<String>,
+}
+
+/// What a job does; the `kind` of a job message, a job row and the job metrics.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Display,
+    EnumString,
+    IntoStaticStr,
+    VariantArray,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[strum(serialize_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Validate a staged upload, hash it, make the package READY.
+    ProcessUpload,
+    /// Copy another package's bits.
+    CopyBits,
+    /// Delete the bits of a package that is gone or expired.
+    DeleteBits,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    pub const ALL: &[JobKind] = JobKind::VARIANTS;
+
+    /// The jobs that end a package's pending state.
+    pub const FOR_PENDING_PACKAGES: [JobKind; 2] = [JobKind::ProcessUpload, JobKind::CopyBits];
 }

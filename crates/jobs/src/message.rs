@@ -6,29 +6,14 @@ use uuid::Uuid;
 /// The only version this build understands; anything else is dead-lettered unread.
 pub const JOB_MESSAGE_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    ProcessUpload,
-    CopyBits,
-    DeleteBits,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::ProcessUpload => "process_upload",
-            JobKind::CopyBits => "copy_bits",
-            JobKind::DeleteBits => "delete_bits",
-        }
-    }
-}
+pub use packages_domain::JobKind;
+use packages_domain::{BlobKey, PackageGuid};
 
 /// Validate the staged upload, move it to the package key while hashing it, mark the
 /// package READY.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessUpload {
-    pub staging_key: String,
+    pub staging_key: BlobKey,
     /// Bytes the API stored; the worker checks it read as many.
     pub size: u64,
 }
@@ -36,13 +21,13 @@ pub struct ProcessUpload {
 /// Copy the bits of `source_package_guid` to the message's package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyBits {
-    pub source_package_guid: String,
+    pub source_package_guid: PackageGuid,
 }
 
 /// Delete the blob at `blob_key` (bits of a deleted or expired package).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteBits {
-    pub blob_key: String,
+    pub blob_key: BlobKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +53,7 @@ pub struct JobMessage {
     pub version: u32,
     /// Id of the job row in the database that this message publishes.
     pub job_id: Uuid,
-    pub package_guid: String,
+    pub package_guid: PackageGuid,
     /// `X-VCAP-Request-ID` of the request that caused the job, for log correlation.
     pub request_id: String,
     #[serde(flatten)]
@@ -88,7 +73,7 @@ pub enum DecodeError {
 impl JobMessage {
     pub fn new(
         job_id: Uuid,
-        package_guid: String,
+        package_guid: PackageGuid,
         request_id: String,
         payload: JobPayload,
     ) -> Self {
@@ -142,24 +127,18 @@ mod tests {
 
     fn samples() -> Vec<JobMessage> {
         let job_id = Uuid::parse_str("6f1c1f3e-8a59-4d5e-9a4b-2c1d0e9f8a7b").unwrap();
-        let message = |payload| {
-            JobMessage::new(
-                job_id,
-                "pkg-guid".to_owned(),
-                "req-1::abc".to_owned(),
-                payload,
-            )
-        };
+        let message =
+            |payload| JobMessage::new(job_id, "pkg-guid".into(), "req-1::abc".to_owned(), payload);
         vec![
             message(JobPayload::ProcessUpload(ProcessUpload {
-                staging_key: "staging/pkg-guid/upload".to_owned(),
+                staging_key: "staging/pkg-guid/upload".into(),
                 size: 1_234_567,
             })),
             message(JobPayload::CopyBits(CopyBits {
-                source_package_guid: "src-guid".to_owned(),
+                source_package_guid: "src-guid".into(),
             })),
             message(JobPayload::DeleteBits(DeleteBits {
-                blob_key: "packages/pkg-guid".to_owned(),
+                blob_key: "packages/pkg-guid".into(),
             })),
         ]
     }

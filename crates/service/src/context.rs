@@ -5,7 +5,7 @@ use packages_domain::ListQuery;
 use packages_domain::Package;
 use packages_domain::context::{self as rules, App, Organization, Role, RoleTarget, Space};
 use packages_domain::validation::{self, Invalid};
-use packages_domain::{Access, Principal, Timestamp, new_guid};
+use packages_domain::{Access, AppGuid, OrgGuid, Principal, SpaceGuid, Timestamp, new_guid};
 use packages_storage::context::{self as store, Visibility};
 use packages_storage::jobs::NewJob;
 use packages_storage::{AnyConnection, StorageError};
@@ -91,7 +91,7 @@ impl Services {
         let request = rules::org_create(&parse(body)?)?;
         let now = Timestamp::now();
         let org = Organization {
-            guid: new_guid(),
+            guid: new_guid().into(),
             name: request.name,
             suspended: request.suspended,
             created_at: now,
@@ -107,7 +107,7 @@ impl Services {
         }
     }
 
-    async fn visible_org(&self, principal: &Principal, guid: &str) -> Result<Organization> {
+    async fn visible_org(&self, principal: &Principal, guid: &OrgGuid) -> Result<Organization> {
         let (user, guid, admin) = (
             principal.user_guid.clone(),
             guid.to_owned(),
@@ -125,7 +125,7 @@ impl Services {
             .ok_or(ServiceError::NotFound(Resource::Organization))
     }
 
-    pub async fn get_org(&self, principal: &Principal, guid: &str) -> Result<Organization> {
+    pub async fn get_org(&self, principal: &Principal, guid: &OrgGuid) -> Result<Organization> {
         require_read_scope(principal)?;
         self.visible_org(principal, guid).await
     }
@@ -142,13 +142,13 @@ impl Services {
     pub async fn delete_org(
         &self,
         principal: &Principal,
-        guid: &str,
+        guid: &OrgGuid,
         request_id: &str,
     ) -> Result<()> {
         require_write_scope(principal)?;
         let org = self.visible_org(principal, guid).await?;
         require_admin(principal)?;
-        self.delete_cascading(org.guid, request_id, store::delete_org)
+        self.delete_cascading(org.guid.into_string(), request_id, store::delete_org)
             .await
     }
 
@@ -158,7 +158,10 @@ impl Services {
         require_write_scope(principal)?;
         let request = rules::space_create(&parse(body)?)?;
         let org = match &request.organization_guid {
-            Some(guid) => self.visible_org(principal, guid).await.ok(),
+            Some(guid) => self
+                .visible_org(principal, &guid.as_str().into())
+                .await
+                .ok(),
             None => None,
         };
         let Some(org) = org else {
@@ -167,7 +170,7 @@ impl Services {
         require_admin(principal)?;
         let now = Timestamp::now();
         let space = Space {
-            guid: new_guid(),
+            guid: new_guid().into(),
             name: request.name,
             organization_guid: org.guid,
             created_at: now,
@@ -188,7 +191,7 @@ impl Services {
         }
     }
 
-    async fn visible_space(&self, principal: &Principal, guid: &str) -> Result<Space> {
+    async fn visible_space(&self, principal: &Principal, guid: &SpaceGuid) -> Result<Space> {
         let (user, guid, admin) = (
             principal.user_guid.clone(),
             guid.to_owned(),
@@ -207,7 +210,7 @@ impl Services {
             .ok_or(ServiceError::NotFound(Resource::Space))
     }
 
-    pub async fn get_space(&self, principal: &Principal, guid: &str) -> Result<Space> {
+    pub async fn get_space(&self, principal: &Principal, guid: &SpaceGuid) -> Result<Space> {
         require_read_scope(principal)?;
         self.visible_space(principal, guid).await
     }
@@ -224,13 +227,13 @@ impl Services {
     pub async fn delete_space(
         &self,
         principal: &Principal,
-        guid: &str,
+        guid: &SpaceGuid,
         request_id: &str,
     ) -> Result<()> {
         require_write_scope(principal)?;
         let space = self.visible_space(principal, guid).await?;
         require_admin(principal)?;
-        self.delete_cascading(space.guid, request_id, store::delete_space)
+        self.delete_cascading(space.guid.into_string(), request_id, store::delete_space)
             .await
     }
 
@@ -353,7 +356,7 @@ impl Services {
         require_write_role(principal, &membership)?;
         let now = Timestamp::now();
         let app = App {
-            guid: new_guid(),
+            guid: new_guid().into(),
             name: request.name,
             space_guid: space.guid,
             created_at: now,
@@ -371,7 +374,7 @@ impl Services {
         }
     }
 
-    pub async fn get_app(&self, principal: &Principal, guid: &str) -> Result<App> {
+    pub async fn get_app(&self, principal: &Principal, guid: &AppGuid) -> Result<App> {
         require_read_scope(principal)?;
         Ok(self.readable_app(principal, guid).await?.0)
     }
@@ -388,13 +391,13 @@ impl Services {
     pub async fn delete_app(
         &self,
         principal: &Principal,
-        guid: &str,
+        guid: &AppGuid,
         request_id: &str,
     ) -> Result<()> {
         require_write_scope(principal)?;
         let (app, membership) = self.readable_app(principal, guid).await?;
         require_write_role(principal, &membership)?;
-        self.delete_cascading(app.guid, request_id, store::delete_app)
+        self.delete_cascading(app.guid.into_string(), request_id, store::delete_app)
             .await
     }
 }

@@ -1,32 +1,37 @@
 //! Building job rows: the message a worker will receive, stored in the outbox in the
 //! transaction that makes the job necessary.
 
-use packages_domain::Package;
+use packages_domain::{Package, PackageGuid};
 use packages_jobs::{CopyBits, DeleteBits, JobMessage, JobPayload, ProcessUpload};
 use packages_storage::jobs::NewJob;
 
-pub fn new_job(package_guid: &str, request_id: &str, payload: JobPayload) -> NewJob {
+pub fn new_job(package_guid: &PackageGuid, request_id: &str, payload: JobPayload) -> NewJob {
     let id = uuid::Uuid::new_v4();
-    let message = JobMessage::new(id, package_guid.to_owned(), request_id.to_owned(), payload);
+    let message = JobMessage::new(id, package_guid.clone(), request_id.to_owned(), payload);
     let body = String::from_utf8_lossy(&message.encode()).into_owned();
     NewJob::new(
         id.to_string(),
-        package_guid.to_owned(),
-        message.kind().as_str(),
+        package_guid.to_string(),
+        message.kind(),
         body,
     )
 }
 
-pub fn process_upload(package_guid: &str, request_id: &str, staged: ProcessUpload) -> NewJob {
+pub fn process_upload(
+    package_guid: &PackageGuid,
+    request_id: &str,
+    staged: ProcessUpload,
+) -> NewJob {
     new_job(package_guid, request_id, JobPayload::ProcessUpload(staged))
 }
 
-pub fn copy_bits(package_guid: &str, request_id: &str, source_package_guid: &str) -> NewJob {
+/// Copies the bits of `source` into `package_guid`.
+pub fn copy_bits(package_guid: &PackageGuid, request_id: &str, source: &PackageGuid) -> NewJob {
     new_job(
         package_guid,
         request_id,
         JobPayload::CopyBits(CopyBits {
-            source_package_guid: source_package_guid.to_owned(),
+            source_package_guid: source.clone(),
         }),
     )
 }
@@ -41,6 +46,3 @@ pub fn delete_bits(package: &Package, request_id: &str) -> NewJob {
         }),
     )
 }
-
-/// Kinds of the jobs that end a package's pending state.
-pub const PACKAGE_JOB_KINDS: [&str; 2] = ["process_upload", "copy_bits"];

@@ -3,7 +3,7 @@
 
 use packages_domain::access::Membership;
 use packages_domain::context::App;
-use packages_domain::{Access, Package, Principal};
+use packages_domain::{Access, AppGuid, Package, PackageGuid, Principal, SpaceGuid};
 use packages_storage::context;
 use packages_storage::packages;
 
@@ -59,7 +59,7 @@ impl Services {
         T: Send + 'static,
         F: FnOnce(
                 &mut packages_storage::AnyConnection,
-            ) -> Result<Option<(T, String)>, packages_storage::StorageError>
+            ) -> Result<Option<(T, SpaceGuid)>, packages_storage::StorageError>
             + Send
             + 'static,
     {
@@ -91,11 +91,11 @@ impl Services {
     pub(crate) async fn readable_package(
         &self,
         principal: &Principal,
-        guid: &str,
+        guid: &PackageGuid,
     ) -> Result<(Package, Membership)> {
-        let guid = guid.to_owned();
+        let guid = guid.clone();
         self.readable(principal, Resource::Package, move |conn| {
-            packages::find_with_space(conn, &guid)
+            Ok(packages::find_with_space(conn, &guid)?.map(|(p, space)| (p, space.into())))
         })
         .await
     }
@@ -104,9 +104,9 @@ impl Services {
     pub(crate) async fn readable_app(
         &self,
         principal: &Principal,
-        guid: &str,
+        guid: &AppGuid,
     ) -> Result<(App, Membership)> {
-        let guid = guid.to_owned();
+        let guid = guid.clone();
         self.readable(principal, Resource::App, move |conn| {
             Ok(context::find_app(conn, &guid)?.map(|app| {
                 let space = app.space_guid.clone();

@@ -3,7 +3,8 @@
 use packages_blobstore::{BlobError, Download};
 use packages_domain::validation::{self, Invalid};
 use packages_domain::{
-    NewPackage, Package, PackageState, PackageType, Principal, Timestamp, new_guid,
+    AppGuid, NewPackage, Package, PackageGuid, PackageState, PackageType, Principal, Timestamp,
+    new_guid,
 };
 use packages_storage::context::Visibility;
 use packages_storage::packages;
@@ -28,7 +29,7 @@ impl Services {
     pub async fn create_package(
         &self,
         principal: &Principal,
-        app_guid: &str,
+        app_guid: &AppGuid,
         body: &[u8],
     ) -> Result<Package> {
         require_write_scope(principal)?;
@@ -37,7 +38,7 @@ impl Services {
         let (app, membership) = self.readable_app(principal, app_guid).await?;
         require_write_role(principal, &membership)?;
         let new = NewPackage {
-            guid: new_guid(),
+            guid: new_guid().into(),
             app_guid: app.guid,
             package_type: request.package_type,
             state: PackageState::initial(request.package_type),
@@ -55,8 +56,8 @@ impl Services {
     pub async fn copy_package(
         &self,
         principal: &Principal,
-        app_guid: &str,
-        source_guid: &str,
+        app_guid: &AppGuid,
+        source_guid: &PackageGuid,
         request_id: &str,
     ) -> Result<Package> {
         require_write_scope(principal)?;
@@ -68,7 +69,7 @@ impl Services {
             return Err(Invalid::one(SAME_APP).into());
         }
         let new = NewPackage {
-            guid: new_guid(),
+            guid: new_guid().into(),
             app_guid: app.guid,
             package_type: source.package_type,
             state: PackageState::initial_for_copy(source.package_type),
@@ -89,7 +90,7 @@ impl Services {
     }
 
     /// `GET /v3/packages/:guid`.
-    pub async fn get_package(&self, principal: &Principal, guid: &str) -> Result<Package> {
+    pub async fn get_package(&self, principal: &Principal, guid: &PackageGuid) -> Result<Package> {
         require_read_scope(principal)?;
         Ok(self.readable_package(principal, guid).await?.0)
     }
@@ -98,7 +99,7 @@ impl Services {
     pub async fn list_packages(
         &self,
         principal: &Principal,
-        app_guid: Option<&str>,
+        app_guid: Option<&AppGuid>,
         query: &[(String, String)],
     ) -> Result<Page<Package>> {
         require_read_scope(principal)?;
@@ -116,7 +117,11 @@ impl Services {
     }
 
     /// `GET /v3/packages/:guid/download`.
-    pub async fn download_package(&self, principal: &Principal, guid: &str) -> Result<Download> {
+    pub async fn download_package(
+        &self,
+        principal: &Principal,
+        guid: &PackageGuid,
+    ) -> Result<Download> {
         require_read_scope(principal)?;
         let (package, _) = self.readable_package(principal, guid).await?;
         if package.package_type != PackageType::Bits {
@@ -138,7 +143,7 @@ impl Services {
     pub async fn delete_package(
         &self,
         principal: &Principal,
-        guid: &str,
+        guid: &PackageGuid,
         request_id: &str,
     ) -> Result<()> {
         require_write_scope(principal)?;
@@ -163,7 +168,7 @@ impl Services {
     pub async fn stage_package(
         &self,
         principal: &Principal,
-        guid: &str,
+        guid: &PackageGuid,
         body: &[u8],
     ) -> ServiceError {
         let checks = async {

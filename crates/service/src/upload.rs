@@ -10,7 +10,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use packages_domain::upload::BITS_PATH_INVALID;
 use packages_domain::validation::Invalid;
-use packages_domain::{Package, PackageState, PackageType, Principal, new_guid, staging_key};
+use packages_domain::{
+    Package, PackageGuid, PackageState, PackageType, Principal, new_guid, staging_key,
+};
 use packages_jobs::ProcessUpload;
 use packages_storage::packages;
 
@@ -28,7 +30,7 @@ const CLAIM_RENEWAL: Duration = Duration::from_secs(15);
 /// stores a byte for it until this one is accepted or released.
 #[derive(Debug, Clone)]
 pub struct UploadTicket {
-    pub package_guid: String,
+    pub package_guid: PackageGuid,
     claim: String,
 }
 
@@ -46,7 +48,11 @@ impl Services {
     /// The checks after the form: lookup (404), write role (403), type (422), state (400);
     /// then the package is claimed for this upload. A package another upload is storing
     /// bits for answers like one that has its bits (400), before a byte is stored.
-    pub async fn prepare_upload(&self, principal: &Principal, guid: &str) -> Result<UploadTicket> {
+    pub async fn prepare_upload(
+        &self,
+        principal: &Principal,
+        guid: &PackageGuid,
+    ) -> Result<UploadTicket> {
         require_write_scope(principal)?;
         let (package, membership) = self.readable_package(principal, guid).await?;
         require_write_role(principal, &membership)?;

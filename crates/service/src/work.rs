@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use packages_domain::{FailureReason, Outcome, Package, PackageState, Transition};
+use packages_domain::{
+    BlobKey, FailureReason, JobKind, Outcome, Package, PackageGuid, PackageState, Transition,
+};
 use packages_jobs::{JobMessage, JobPayload};
 use packages_storage::jobs::{self as rows, Rescheduler};
 use packages_storage::packages;
@@ -29,7 +31,7 @@ pub enum Stuck {
     /// Its job will be published again; the attempt number.
     Redriven(i32),
     /// FAILED; the staged upload to remove, if it had one.
-    Failed { staging_key: Option<String> },
+    Failed { staging_key: Option<BlobKey> },
     /// It moved on meanwhile.
     Unchanged,
 }
@@ -65,7 +67,13 @@ impl Services {
         Ok(self
             .db
             .run(move |conn| {
-                packages::finish(conn, &guid, transition, &outcome, &jobs::PACKAGE_JOB_KINDS)
+                packages::finish(
+                    conn,
+                    &guid,
+                    transition,
+                    &outcome,
+                    &JobKind::FOR_PENDING_PACKAGES,
+                )
             })
             .await?)
     }
@@ -89,7 +97,7 @@ impl Services {
         &self,
         app_guid: &str,
         request_id: &str,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<PackageGuid>> {
         let keep = usize::try_from(self.policy.max_valid_packages_stored).unwrap_or(usize::MAX);
         let (app, request_id) = (app_guid.to_owned(), request_id.to_owned());
         let expired = self
@@ -168,15 +176,16 @@ impl Services {
         let stuck = self
             .db
             .run(move |conn| {
-                let job = rows::find_for_package(conn, &package.guid, &jobs::PACKAGE_JOB_KINDS)?;
-                if let Some(job) = &job {
-                    if job.attempts + 1 < max_attempts {
-                        if !packages::restart_pending_clock(conn, &package.guid, package.state)? {
-                            return Ok(Stuck::Unchanged);
-                        }
-                        return Ok(rows::reschedule(conn, &job.id, 0, Rescheduler::Sweep)?
-                            .map_or(Stuck::Unchanged, Stuck::Redriven));
+                let job =
+                    rows::find_for_package(conn, &package.guid, &JobKind::FOR_PENDING_PACKAGES)?;
+                if let Some(job) = &job
+                    && job.attempts + 1 < max_attempts
+                {
+                    if !packages::restart_pending_clock(conn, &package.guid, package.state)? {
+                        return Ok(Stuck::Unchanged);
                     }
+                    return Ok(rows::reschedule(conn, &job.id, 0, Rescheduler::Sweep)?
+                        .map_or(Stuck::Unchanged, Stuck::Redriven));
                 }
                 let Some(transition) = Transition::failure_from(package.state) else {
                     return Ok(Stuck::Unchanged);
@@ -202,7 +211,7 @@ impl Services {
                     &package.guid,
                     transition,
                     &outcome,
-                    &jobs::PACKAGE_JOB_KINDS,
+                    &JobKind::FOR_PENDING_PACKAGES,
                 )?;
                 Ok(if failed {
                     Stuck::Failed { staging_key }

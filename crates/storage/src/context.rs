@@ -149,7 +149,7 @@ macro_rules! page_of {
 pub fn insert_org(conn: &mut AnyConnection, org: &Organization) -> Result<(), StorageError> {
     diesel::insert_into(organizations::table)
         .values((
-            organizations::guid.eq(&org.guid),
+            organizations::guid.eq(org.guid.as_str()),
             organizations::name.eq(&org.name),
             organizations::suspended.eq(org.suspended),
             organizations::created_at.eq(org.created_at.seconds()),
@@ -252,9 +252,9 @@ pub fn delete_org(
 pub fn insert_space(conn: &mut AnyConnection, space: &Space) -> Result<(), StorageError> {
     diesel::insert_into(spaces::table)
         .values((
-            spaces::guid.eq(&space.guid),
+            spaces::guid.eq(space.guid.as_str()),
             spaces::name.eq(&space.name),
-            spaces::organization_guid.eq(&space.organization_guid),
+            spaces::organization_guid.eq(space.organization_guid.as_str()),
             spaces::created_at.eq(space.created_at.seconds()),
             spaces::updated_at.eq(space.updated_at.seconds()),
         ))
@@ -366,9 +366,9 @@ pub fn delete_role(conn: &mut AnyConnection, guid: &str) -> Result<bool, Storage
 pub fn insert_app(conn: &mut AnyConnection, app: &App) -> Result<(), StorageError> {
     diesel::insert_into(apps::table)
         .values((
-            apps::guid.eq(&app.guid),
+            apps::guid.eq(app.guid.as_str()),
             apps::name.eq(&app.name),
-            apps::space_guid.eq(&app.space_guid),
+            apps::space_guid.eq(app.space_guid.as_str()),
             apps::created_at.eq(app.created_at.seconds()),
             apps::updated_at.eq(app.updated_at.seconds()),
         ))

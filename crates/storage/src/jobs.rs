@@ -5,6 +5,7 @@
 //! published again from it.
 
 use diesel::prelude::*;
+use packages_domain::JobKind;
 
 use crate::schema::jobs;
 use crate::{AnyConnection, StorageError, now_millis, write_transaction};
@@ -24,12 +25,12 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    pub fn new(id: String, package_guid: String, kind: &str, body: String) -> Self {
+    pub fn new(id: String, package_guid: String, kind: JobKind, body: String) -> Self {
         let now = now_millis();
         NewJob {
             id,
             package_guid,
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             body,
             attempts: 0,
             available_at: now,
@@ -189,8 +190,9 @@ pub fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StorageError> {
 pub fn delete_for_package(
     conn: &mut AnyConnection,
     package_guid: &str,
-    kinds: &[&str],
+    kinds: &[JobKind],
 ) -> Result<(), StorageError> {
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     diesel::delete(
         jobs::table
             .filter(jobs::package_guid.eq(package_guid))
@@ -224,8 +226,9 @@ pub fn replace_with(
 pub fn find_for_package(
     conn: &mut AnyConnection,
     package_guid: &str,
-    kinds: &[&str],
+    kinds: &[JobKind],
 ) -> Result<Option<Job>, StorageError> {
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     Ok(jobs::table
         .filter(jobs::package_guid.eq(package_guid))
         .filter(jobs::kind.eq_any(kinds))

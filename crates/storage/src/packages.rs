@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 pub use packages_domain::Outcome;
 use packages_domain::{
-    ListQuery, NewPackage, Package, PackageState, PackageType, Timestamp, Transition,
+    ListQuery, NewPackage, Package, PackageGuid, PackageState, PackageType, Timestamp, Transition,
 };
 
 use crate::context::{Visibility, visible_space_guids};
@@ -22,8 +22,8 @@ fn insert_row(conn: &mut AnyConnection, new: &NewPackage) -> Result<(), StorageE
     let pending_since = new.state.is_pending().then_some(new.created_at.seconds());
     diesel::insert_into(packages::table)
         .values((
-            packages::guid.eq(&new.guid),
-            packages::app_guid.eq(&new.app_guid),
+            packages::guid.eq(new.guid.as_str()),
+            packages::app_guid.eq(new.app_guid.as_str()),
             packages::package_type.eq(new.package_type.as_str()),
             packages::state.eq(new.state.as_str()),
             packages::url.eq(&new.url),
@@ -277,7 +277,7 @@ pub fn finish(
     guid: &str,
     transition: Transition,
     outcome: &Outcome,
-    job_kinds: &[&str],
+    job_kinds: &[packages_domain::JobKind],
 ) -> Result<bool, StorageError> {
     write_transaction(conn, |conn| {
         let applied = apply(conn, guid, transition, outcome)?;
@@ -316,7 +316,7 @@ pub fn expire(
     app_guid: &str,
     keep: usize,
     delete_job: impl Fn(&Package) -> NewJob,
-) -> Result<Vec<String>, StorageError> {
+) -> Result<Vec<PackageGuid>, StorageError> {
     write_transaction(conn, |conn| {
         let rows: Vec<PackageRow> = packages::table
             .filter(packages::app_guid.eq(app_guid))

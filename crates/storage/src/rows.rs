@@ -25,14 +25,17 @@ pub(crate) struct PackageRow {
 impl TryFrom<PackageRow> for Package {
     type Error = StorageError;
     fn try_from(row: PackageRow) -> Result<Self, StorageError> {
-        let corrupt = |e: packages_domain::package::UnknownValue| {
-            StorageError::Corrupt(format!("package {}: {e}", row.guid))
+        let corrupt = |value: &str| {
+            StorageError::Corrupt(format!("package {}: unknown value '{value}'", row.guid))
         };
         Ok(Package {
-            package_type: row.package_type.parse().map_err(corrupt)?,
-            state: row.state.parse().map_err(corrupt)?,
-            guid: row.guid,
-            app_guid: row.app_guid,
+            package_type: row
+                .package_type
+                .parse()
+                .map_err(|_| corrupt(&row.package_type))?,
+            state: row.state.parse().map_err(|_| corrupt(&row.state))?,
+            guid: row.guid.into(),
+            app_guid: row.app_guid.into(),
             sha1: row.package_hash,
             sha256: row.sha256_checksum,
             error: row.error,
@@ -56,7 +59,7 @@ pub(crate) struct OrganizationRow {
 impl From<OrganizationRow> for Organization {
     fn from(r: OrganizationRow) -> Self {
         Organization {
-            guid: r.guid,
+            guid: r.guid.into(),
             name: r.name,
             suspended: r.suspended,
             created_at: Timestamp(r.created_at),
@@ -78,9 +81,9 @@ pub(crate) struct SpaceRow {
 impl From<SpaceRow> for Space {
     fn from(r: SpaceRow) -> Self {
         Space {
-            guid: r.guid,
+            guid: r.guid.into(),
             name: r.name,
-            organization_guid: r.organization_guid,
+            organization_guid: r.organization_guid.into(),
             created_at: Timestamp(r.created_at),
             updated_at: Timestamp(r.updated_at),
         }
@@ -100,9 +103,9 @@ pub(crate) struct AppRow {
 impl From<AppRow> for App {
     fn from(r: AppRow) -> Self {
         App {
-            guid: r.guid,
+            guid: r.guid.into(),
             name: r.name,
-            space_guid: r.space_guid,
+            space_guid: r.space_guid.into(),
             created_at: Timestamp(r.created_at),
             updated_at: Timestamp(r.updated_at),
         }
@@ -129,8 +132,8 @@ impl TryFrom<RoleRow> for Role {
             .parse()
             .map_err(|e| StorageError::Corrupt(format!("role {}: {e}", r.guid)))?;
         let target = match (r.space_guid, r.organization_guid) {
-            (Some(space), _) => RoleTarget::Space(space),
-            (None, Some(org)) => RoleTarget::Organization(org),
+            (Some(space), _) => RoleTarget::Space(space.into()),
+            (None, Some(org)) => RoleTarget::Organization(org.into()),
             (None, None) => {
                 return Err(StorageError::Corrupt(format!(
                     "role {} has no target",

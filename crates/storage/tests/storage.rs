@@ -8,7 +8,8 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
 use packages_domain::{
-    ListQuery, NewPackage, PackageState, PackageType, RoleType, Timestamp, Transition,
+    AppGuid, JobKind, ListQuery, NewPackage, OrgGuid, PackageState, PackageType, RoleType,
+    SpaceGuid, Timestamp, Transition,
 };
 use packages_storage::context::{self, Visibility};
 use packages_storage::jobs::{self, NewJob};
@@ -73,10 +74,10 @@ fn conn(db: &Database) -> r2d2::PooledConnection<packages_storage::connection::M
     db.pool().get().unwrap()
 }
 
-fn seed(c: &mut AnyConnection) -> (String, String, String) {
+fn seed(c: &mut AnyConnection) -> (OrgGuid, SpaceGuid, AppGuid) {
     let now = Timestamp::now();
     let org = Organization {
-        guid: packages_domain::new_guid(),
+        guid: packages_domain::new_guid().into(),
         name: "o".into(),
         suspended: false,
         created_at: now,
@@ -84,7 +85,7 @@ fn seed(c: &mut AnyConnection) -> (String, String, String) {
     };
     context::insert_org(c, &org).unwrap();
     let space = Space {
-        guid: packages_domain::new_guid(),
+        guid: packages_domain::new_guid().into(),
         name: "s".into(),
         organization_guid: org.guid.clone(),
         created_at: now,
@@ -92,7 +93,7 @@ fn seed(c: &mut AnyConnection) -> (String, String, String) {
     };
     context::insert_space(c, &space).unwrap();
     let app = App {
-        guid: packages_domain::new_guid(),
+        guid: packages_domain::new_guid().into(),
         name: "a".into(),
         space_guid: space.guid.clone(),
         created_at: now,
@@ -104,7 +105,7 @@ fn seed(c: &mut AnyConnection) -> (String, String, String) {
 
 fn new_bits(app: &str) -> NewPackage {
     NewPackage {
-        guid: packages_domain::new_guid(),
+        guid: packages_domain::new_guid().into(),
         app_guid: app.into(),
         package_type: PackageType::Bits,
         state: PackageState::AwaitingUpload,
@@ -117,7 +118,7 @@ fn job(package: &str, kind: &str) -> NewJob {
     NewJob::new(
         uuid::Uuid::new_v4().to_string(),
         package.into(),
-        kind,
+        kind.parse().unwrap(),
         "{}".into(),
     )
 }
@@ -191,7 +192,7 @@ fn package_lifecycle() {
         // A second upload finds the package no longer awaiting and records nothing.
         assert!(!upload(c, &created.guid, "second"));
         assert!(
-            jobs::find_for_package(c, &created.guid, &["process_upload"])
+            jobs::find_for_package(c, &created.guid, &[JobKind::ProcessUpload])
                 .unwrap()
                 .is_some()
         );
@@ -207,7 +208,7 @@ fn package_lifecycle() {
                 &created.guid,
                 Transition::UploadSucceeded,
                 &outcome,
-                &["process_upload"]
+                &[JobKind::ProcessUpload]
             )
             .unwrap()
         );
@@ -217,7 +218,7 @@ fn package_lifecycle() {
         assert_eq!(ready.sha256, outcome.sha256);
         assert!(ready.updated_at.is_some());
         assert!(
-            jobs::find_for_package(c, &created.guid, &["process_upload"])
+            jobs::find_for_package(c, &created.guid, &[JobKind::ProcessUpload])
                 .unwrap()
                 .is_none()
         );
@@ -233,7 +234,7 @@ fn package_lifecycle() {
                 &created.guid,
                 Transition::UploadFailed,
                 &failure,
-                &["process_upload"]
+                &[JobKind::ProcessUpload]
             )
             .unwrap()
         );
@@ -245,7 +246,7 @@ fn package_lifecycle() {
         assert!(packages::delete(c, &created.guid, |p| job(&p.guid, "delete_bits")).unwrap());
         assert!(packages::find(c, &created.guid).unwrap().is_none());
         assert!(
-            jobs::find_for_package(c, &created.guid, &["delete_bits"])
+            jobs::find_for_package(c, &created.guid, &[JobKind::DeleteBits])
                 .unwrap()
                 .is_some()
         );
@@ -291,7 +292,7 @@ fn lists_respect_roles_and_pages() {
         let (_, _, other_app) = {
             let now = Timestamp::now();
             let org2 = Organization {
-                guid: packages_domain::new_guid(),
+                guid: packages_domain::new_guid().into(),
                 name: "o2".into(),
                 suspended: false,
                 created_at: now,
@@ -299,7 +300,7 @@ fn lists_respect_roles_and_pages() {
             };
             context::insert_org(c, &org2).unwrap();
             let space2 = Space {
-                guid: packages_domain::new_guid(),
+                guid: packages_domain::new_guid().into(),
                 name: "s".into(),
                 organization_guid: org2.guid.clone(),
                 created_at: now,
@@ -307,7 +308,7 @@ fn lists_respect_roles_and_pages() {
             };
             context::insert_space(c, &space2).unwrap();
             let app2 = App {
-                guid: packages_domain::new_guid(),
+                guid: packages_domain::new_guid().into(),
                 name: "a".into(),
                 space_guid: space2.guid.clone(),
                 created_at: now,
@@ -316,7 +317,7 @@ fn lists_respect_roles_and_pages() {
             context::insert_app(c, &app2).unwrap();
             (org2.guid, space2.guid, app2.guid)
         };
-        let mine: Vec<String> = (0..3)
+        let mine: Vec<packages_domain::PackageGuid> = (0..3)
             .map(|_| packages::insert(c, &new_bits(&app)).unwrap().guid)
             .collect();
         packages::insert(c, &new_bits(&other_app)).unwrap();
@@ -420,7 +421,7 @@ fn uniqueness_is_enforced() {
         let (_, space, _) = seed(c);
         let now = Timestamp::now();
         let dup = App {
-            guid: packages_domain::new_guid(),
+            guid: packages_domain::new_guid().into(),
             name: "a".into(),
             space_guid: space,
             created_at: now,
@@ -454,7 +455,7 @@ fn expiration_keeps_the_newest_ready_packages() {
                 &p.guid,
                 Transition::UploadSucceeded,
                 &outcome,
-                &["process_upload"],
+                &[JobKind::ProcessUpload],
             )
             .unwrap();
             guids.push(p.guid);
@@ -524,7 +525,7 @@ fn deleting_an_org_cascades_and_records_bit_deletions() {
         assert!(context::find_app(c, &app).unwrap().is_none());
         assert!(packages::find(c, &p.guid).unwrap().is_none());
         assert!(
-            jobs::find_for_package(c, &p.guid, &["delete_bits"])
+            jobs::find_for_package(c, &p.guid, &[JobKind::DeleteBits])
                 .unwrap()
                 .is_some()
         );

@@ -56,12 +56,14 @@ pub mod http_method {
     }
 }
 
-/// `kind` of `jobs_total` and `job_duration_seconds`; the job kinds on the queue.
+/// `kind` of `jobs_total` and `job_duration_seconds`: the domain's job kinds.
 pub mod job_kind {
-    pub const PROCESS_UPLOAD: &str = "process_upload";
-    pub const COPY_BITS: &str = "copy_bits";
-    pub const DELETE_BITS: &str = "delete_bits";
-    pub const ALL: [&str; 3] = [PROCESS_UPLOAD, COPY_BITS, DELETE_BITS];
+    use packages_domain::JobKind;
+
+    /// Every label value, in the domain's order.
+    pub fn all() -> impl Iterator<Item = &'static str> {
+        JobKind::ALL.iter().map(|kind| kind.as_str())
+    }
 }
 
 /// `outcome` of `jobs_total`.
@@ -79,46 +81,27 @@ pub mod job_outcome {
     pub const ALL: [&str; 5] = [SUCCEEDED, FAILED, RETRIED, IGNORED, DEAD_LETTERED];
 }
 
-/// `reason` of `packages_failed_total`; the same labels as the domain's failure reasons.
+/// `reason` of `packages_failed_total`: the domain's failure reasons.
 pub mod failure_reason {
-    pub const INVALID_ZIP: &str = "invalid_zip";
-    pub const UNSAFE_ENTRY: &str = "unsafe_entry";
-    pub const TOO_LARGE: &str = "too_large";
-    pub const COPY_FAILED: &str = "copy_failed";
-    pub const TIMED_OUT: &str = "timed_out";
-    pub const INFRASTRUCTURE: &str = "infrastructure";
-    pub const CRASHED: &str = "crashed";
-    pub const ZIP_LIMIT: &str = "zip_limit";
-    pub const INCONSISTENT_ZIP: &str = "inconsistent_zip";
-    pub const ALL: [&str; 9] = [
-        INVALID_ZIP,
-        UNSAFE_ENTRY,
-        ZIP_LIMIT,
-        INCONSISTENT_ZIP,
-        TOO_LARGE,
-        COPY_FAILED,
-        TIMED_OUT,
-        INFRASTRUCTURE,
-        CRASHED,
-    ];
+    use packages_domain::failure::FailureLabel;
+    use strum::VariantArray;
+
+    /// Every label value, in the domain's order.
+    pub fn all() -> impl Iterator<Item = &'static str> {
+        FailureLabel::VARIANTS
+            .iter()
+            .map(|label| <&'static str>::from(*label))
+    }
 }
 
-/// `state` of the `packages` gauge; the package states as the API spells them.
+/// `state` of the `packages` gauge: the package states as the API spells them.
 pub mod package_state {
-    pub const AWAITING_UPLOAD: &str = "AWAITING_UPLOAD";
-    pub const PROCESSING_UPLOAD: &str = "PROCESSING_UPLOAD";
-    pub const READY: &str = "READY";
-    pub const FAILED: &str = "FAILED";
-    pub const COPYING: &str = "COPYING";
-    pub const EXPIRED: &str = "EXPIRED";
-    pub const ALL: [&str; 6] = [
-        AWAITING_UPLOAD,
-        PROCESSING_UPLOAD,
-        READY,
-        FAILED,
-        COPYING,
-        EXPIRED,
-    ];
+    use packages_domain::PackageState;
+
+    /// Every label value, in the domain's order.
+    pub fn all() -> impl Iterator<Item = &'static str> {
+        PackageState::ALL.iter().map(|state| state.as_str())
+    }
 }
 
 /// A request in flight; dropping it ends it.
@@ -294,17 +277,17 @@ impl Instruments {
         for outcome in upload_outcome::ALL {
             self.uploads.get_metric_with_label_values(&[outcome])?;
         }
-        for kind in job_kind::ALL {
+        for kind in job_kind::all() {
             self.job_duration.get_metric_with_label_values(&[kind])?;
             for outcome in job_outcome::ALL {
                 self.jobs.get_metric_with_label_values(&[kind, outcome])?;
             }
         }
-        for reason in failure_reason::ALL {
+        for reason in failure_reason::all() {
             self.packages_failed
                 .get_metric_with_label_values(&[reason])?;
         }
-        for state in package_state::ALL {
+        for state in package_state::all() {
             self.packages.get_metric_with_label_values(&[state])?;
         }
         Ok(())
@@ -368,7 +351,7 @@ impl Metrics {
     }
 
     fn from_parts(registry: Registry, instruments: Option<Instruments>) -> Metrics {
-        let package_states = package_state::ALL.iter().map(|s| (*s).to_owned()).collect();
+        let package_states = package_state::all().map(str::to_owned).collect();
         Metrics {
             inner: Arc::new(Inner {
                 registry,

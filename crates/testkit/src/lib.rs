@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use packages_blobstore::{Blobstore, LocalBlobstore};
 use packages_domain::context::{App, Organization, Space};
-use packages_domain::{NewPackage, Package, PackageState, PackageType, Timestamp, new_guid};
+use packages_domain::{
+    AppGuid, JobKind, NewPackage, OrgGuid, Package, PackageGuid, PackageState, PackageType,
+    SpaceGuid, Timestamp, new_guid,
+};
 use packages_jobs::{EmbeddedQueue, JobConsumer, JobMessage, ProcessUpload};
 use packages_service::{Policy, Services};
 use packages_storage::{Database, context, jobs, packages};
@@ -25,9 +28,9 @@ pub struct Rig {
     pub blobs: Arc<dyn Blobstore>,
     pub queue: Arc<EmbeddedQueue>,
     pub metrics: Metrics,
-    pub org: String,
-    pub space: String,
-    pub app: String,
+    pub org: OrgGuid,
+    pub space: SpaceGuid,
+    pub app: AppGuid,
     worker: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     _dir: tempfile::TempDir,
 }
@@ -61,7 +64,8 @@ impl Rig {
         let blobs: Arc<dyn Blobstore> =
             Arc::new(LocalBlobstore::new(dir.path().join("blobs")).unwrap());
         let services = Services::new(db.clone(), blobs.clone(), policy);
-        let (org, space, app) = (new_guid(), new_guid(), new_guid());
+        let (org, space, app): (OrgGuid, SpaceGuid, AppGuid) =
+            (new_guid().into(), new_guid().into(), new_guid().into());
         let now = Timestamp::now();
         let rows = (org.clone(), space.clone(), app.clone());
         db.run(move |c| {
@@ -114,8 +118,8 @@ impl Rig {
 
     /// A package accepted for processing, `zip` staged as its bits, and the job message
     /// for it (not published: the test decides when, and how often).
-    pub async fn accepted_upload(&self, zip: &[u8]) -> (String, JobMessage) {
-        let guid = new_guid();
+    pub async fn accepted_upload(&self, zip: &[u8]) -> (PackageGuid, JobMessage) {
+        let guid: PackageGuid = new_guid().into();
         let new = NewPackage {
             guid: guid.clone(),
             app_guid: self.app.clone(),
@@ -158,13 +162,12 @@ impl Rig {
     /// Kinds of the job rows recorded for a package.
     pub async fn job_kinds(&self, guid: &str) -> Vec<String> {
         let guid = guid.to_owned();
-        let kinds = ["process_upload", "copy_bits", "delete_bits"];
         self.db
             .run(move |c| {
                 let mut found = Vec::new();
-                for kind in kinds {
+                for &kind in JobKind::ALL {
                     if jobs::find_for_package(c, &guid, &[kind])?.is_some() {
-                        found.push(kind.to_owned());
+                        found.push(kind.to_string());
                     }
                 }
                 Ok(found)

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use packages_domain::failure::FailureLabel;
 use packages_domain::{STAGING_PREFIX, Timestamp, parse_staging_key};
 use packages_jobs::JobConsumer;
 use packages_service::Services;
 use packages_service::work::Stuck;
-use packages_telemetry::{Metrics, failure_reason};
+use packages_telemetry::Metrics;
 use tokio::sync::watch;
 
 /// Staged uploads younger than this are left alone: their request may still be between
@@ -66,7 +67,7 @@ impl Sweeper {
                 }
                 Ok(Stuck::Failed { staging_key }) => {
                     tracing::warn!(package_guid = %guid, "package stuck pending with its retries spent; FAILED");
-                    self.metrics.package_failed(failure_reason::TIMED_OUT);
+                    self.metrics.package_failed(FailureLabel::TimedOut.into());
                     if let Some(key) = staging_key {
                         let _ = self.services.blobs().delete(&key).await;
                     }

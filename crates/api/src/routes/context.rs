@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{query_pairs, read_body, request_id, resource};
 use crate::auth::{Caller, Writer};
 use crate::{ApiError, ApiState, json, presenters};
+use packages_domain::{AppGuid, OrgGuid, SpaceGuid};
 
 type Reply = Result<HttpResponse, ApiError>;
 
@@ -89,7 +90,7 @@ async fn get_org(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(c): Caller,
-    guid: web::Path<String>,
+    guid: web::Path<OrgGuid>,
 ) -> Reply {
     let org = state.services.get_org(&c, &guid).await?;
     Ok(json(
@@ -102,7 +103,7 @@ async fn delete_org(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(c): Caller,
-    guid: web::Path<String>,
+    guid: web::Path<OrgGuid>,
 ) -> Reply {
     state
         .services
@@ -139,7 +140,7 @@ async fn get_space(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(c): Caller,
-    guid: web::Path<String>,
+    guid: web::Path<SpaceGuid>,
 ) -> Reply {
     let space = state.services.get_space(&c, &guid).await?;
     Ok(json(
@@ -152,7 +153,7 @@ async fn delete_space(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(c): Caller,
-    guid: web::Path<String>,
+    guid: web::Path<SpaceGuid>,
 ) -> Reply {
     state
         .services
@@ -235,7 +236,7 @@ async fn get_app(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(c): Caller,
-    guid: web::Path<String>,
+    guid: web::Path<AppGuid>,
 ) -> Reply {
     let app = state.services.get_app(&c, &guid).await?;
     Ok(json(
@@ -248,7 +249,7 @@ async fn delete_app(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(c): Caller,
-    guid: web::Path<String>,
+    guid: web::Path<AppGuid>,
 ) -> Reply {
     state
         .services

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use packages_blobstore::Download;
+use packages_domain::{AppGuid, PackageGuid};
 
 use super::{query_pairs, read_body, request_id};
 use crate::auth::{Caller, Writer};
@@ -15,7 +16,7 @@ pub(crate) async fn create_or_copy(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Writer(caller): Writer,
-    path: web::Path<String>,
+    path: web::Path<AppGuid>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let app_guid = path.into_inner();
@@ -23,7 +24,7 @@ pub(crate) async fn create_or_copy(
     let mut source = query_pairs(&req)
         .into_iter()
         .find(|(k, _)| k == "source_package_guid")
-        .map(|(_, v)| v);
+        .map(|(_, v)| PackageGuid::new(v));
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -34,7 +35,7 @@ pub(crate) async fn create_or_copy(
         source = form
             .into_iter()
             .find(|(k, _)| k == "source_package_guid")
-            .map(|(_, v)| v);
+            .map(|(_, v)| PackageGuid::new(v));
     }
     let package = match source {
         Some(source) => {
@@ -74,7 +75,7 @@ pub(crate) async fn list_for_app(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(caller): Caller,
-    path: web::Path<String>,
+    path: web::Path<AppGuid>,
 ) -> Result<HttpResponse, ApiError> {
     let app_guid = path.into_inner();
     let page = state
@@ -91,7 +92,7 @@ pub(crate) async fn show(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(caller): Caller,
-    path: web::Path<String>,
+    path: web::Path<PackageGuid>,
 ) -> Result<HttpResponse, ApiError> {
     let package = state.services.get_package(&caller, &path).await?;
     Ok(json(
@@ -105,7 +106,7 @@ pub(crate) async fn delete(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(caller): Caller,
-    path: web::Path<String>,
+    path: web::Path<PackageGuid>,
 ) -> Result<HttpResponse, ApiError> {
     state
         .services
@@ -119,7 +120,7 @@ pub(crate) async fn delete(
 pub(crate) async fn download(
     state: web::Data<ApiState>,
     Caller(caller): Caller,
-    path: web::Path<String>,
+    path: web::Path<PackageGuid>,
 ) -> Result<HttpResponse, ApiError> {
     match state.services.download_package(&caller, &path).await? {
         Download::Stream { length, body } => Ok(HttpResponse::Ok()
@@ -147,7 +148,7 @@ pub(crate) async fn download(
 pub(crate) async fn stage(
     state: web::Data<ApiState>,
     Writer(caller): Writer,
-    path: web::Path<String>,
+    path: web::Path<PackageGuid>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&state, payload).await?;

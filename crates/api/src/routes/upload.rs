@@ -15,6 +15,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use packages_domain::PackageGuid;
 use packages_domain::upload;
 use packages_service::ServiceError;
 use packages_telemetry::upload_outcome;
@@ -32,7 +33,7 @@ pub(crate) async fn upload(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Writer(caller): Writer,
-    path: web::Path<String>,
+    path: web::Path<PackageGuid>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (body, idle) = GuardedBody::new(payload, state.body_idle_timeout);
@@ -58,7 +59,7 @@ async fn receive(
     req: &HttpRequest,
     state: &ApiState,
     caller: &packages_domain::Principal,
-    guid: &str,
+    guid: &PackageGuid,
     body: GuardedBody,
     idle: &IdleFlag,
 ) -> Result<packages_domain::Package, ServiceError> {

@@ -393,4 +393,39 @@ mod tests {
         assert!(!message.contains('\n'), "{message}");
         assert!(message.starts_with("line 2, column "), "{message}");
     }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn of_several_bad_variables_the_same_one_is_reported() {
+        let mut bad = vars(&[
+            ("PACKAGES__WORKER__CONCURRENCY", "0"),
+            ("PACKAGES__DATABASE__POOL_SIZE", "x"),
+            ("PACKAGES__LOG__FORMAT", "yaml"),
+            ("PACKAGES__QUEUE__PREFIX", "a b"),
+        ]);
+        let first = load_from(None, bad.clone()).unwrap_err().to_string();
+        for _ in 0..8 {
+            bad.rotate_left(1);
+            let again = load_from(None, bad.clone()).unwrap_err().to_string();
+            assert_eq!(again, first);
+        }
+    }
+
+    #[test]
+    fn a_bad_file_value_is_reported_even_when_a_variable_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("packages.toml");
+        std::fs::write(&path, "[database]\npool_size = 0\n").unwrap();
+        let env = vars(&[("PACKAGES__DATABASE__POOL_SIZE", "4")]);
+        let err = load_from(Some(&path), env).unwrap_err();
+        assert_eq!(err.key(), Some("database.pool_size"));
+        let origin = format!("(in config file '{}')", path.display());
+        assert!(err.to_string().ends_with(&origin), "{err}");
+    }
 }

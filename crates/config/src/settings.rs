@@ -1,17 +1,32 @@
 //! The typed settings every binary reads, and their built-in defaults.
+//!
+//! The structs are deserialized by serde from the layers that `config` merges; each field
+//! names the function in `value.rs` that types and checks its value, so what a key accepts
+//! is said where the key is declared. Load them with `load` or `load_from`: deserialized
+//! from anything else they miss the key table's checks and the rules between keys.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use crate::value::redact_url;
+use serde::Deserialize;
+
+use crate::value::{
+    MIN_JWT_SECRET_BYTES, MIN_PROXY_SECRET_BYTES, at_least, between, blobstore_kind, boolean,
+    database_url, log_format, optional, optional_url, queue_prefix, queue_url, redact_url,
+    required, secret, socket_addr,
+};
 
 /// Upper bound of `worker.concurrency`: it becomes the AMQP prefetch count, a `u16`.
-pub(crate) const MAX_CONCURRENCY: usize = u16::MAX as usize;
+const MAX_CONCURRENCY: u64 = u16::MAX as u64;
+
+/// Seven days: the longest lifetime S3 accepts for a presigned URL.
+const MAX_PRESIGN_EXPIRY_SECS: u64 = 604_800;
 
 /// Every setting of the service, after defaults, config file and environment are merged.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: Server,
     pub worker: Worker,
@@ -24,45 +39,63 @@ pub struct Settings {
     pub log: Log,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Server {
     /// API listen address.
+    #[serde(deserialize_with = "socket_addr")]
     pub bind: SocketAddr,
     /// Base of every absolute `href`, `http(s)://host[:port][/path]` without a trailing
     /// slash; `None`: the request's scheme and `Host`.
+    #[serde(deserialize_with = "optional_url")]
     pub external_url: Option<String>,
     /// A request body idle this long is answered 408 and its connection closed.
+    #[serde(deserialize_with = "between::<1, 86_400, _, _>")]
     pub body_idle_timeout_secs: u64,
     /// Open connections accepted at once.
+    #[serde(deserialize_with = "between::<1, 1_000_000, _, _>")]
     pub max_connections: usize,
     /// On SIGTERM, how long requests in flight may still run.
+    #[serde(deserialize_with = "between::<1, 86_400, _, _>")]
     pub shutdown_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Worker {
     /// `packages-worker`'s `/metrics`, `/healthz` and `/readyz`.
+    #[serde(deserialize_with = "socket_addr")]
     pub bind: SocketAddr,
     /// Jobs one worker process runs at once (the AMQP prefetch); at least 1.
+    #[serde(deserialize_with = "between::<1, MAX_CONCURRENCY, _, _>")]
     pub concurrency: usize,
+    #[serde(deserialize_with = "between::<1, 1000, _, _>")]
     pub max_attempts: u32,
+    #[serde(deserialize_with = "between::<1, 3_600_000, _, _>")]
     pub retry_base_ms: u64,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Database {
     /// `sqlite://PATH`, `postgres://…` or `postgresql://…`.
+    #[serde(deserialize_with = "database_url")]
     pub url: String,
     /// r2d2 pool size; at least 1.
+    #[serde(deserialize_with = "at_least::<1, _, _>")]
     pub pool_size: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Queue {
+    #[serde(deserialize_with = "queue_url")]
     pub url: QueueUrl,
     /// Prefix of every exchange and queue name: `[A-Za-z0-9._-]{1,200}`.
+    #[serde(deserialize_with = "queue_prefix")]
     pub prefix: String,
     /// Deliveries of one job before the broker dead-letters it (`x-delivery-limit`).
+    #[serde(deserialize_with = "at_least::<1, _, _>")]
     pub delivery_limit: u32,
 }
 
@@ -80,12 +113,15 @@ impl QueueUrl {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Blobstore {
+    #[serde(deserialize_with = "blobstore_kind")]
     pub kind: BlobstoreKind,
     pub local: LocalBlobstore,
     pub s3: S3Blobstore,
     /// Lifetime of the download redirect URL, 1..=604800 (S3's limit of seven days).
+    #[serde(deserialize_with = "between::<1, MAX_PRESIGN_EXPIRY_SECS, _, _>")]
     pub presign_expiry_secs: u32,
 }
 
@@ -95,33 +131,47 @@ pub enum BlobstoreKind {
     S3,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LocalBlobstore {
     /// Directory of the local blobstore; relative paths are relative to the working
     /// directory, not to the config file.
+    #[serde(deserialize_with = "required")]
     pub root: PathBuf,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct S3Blobstore {
     /// `http(s)://host[:port]`; `None` means AWS.
+    #[serde(deserialize_with = "optional_url")]
     pub endpoint: Option<String>,
+    #[serde(deserialize_with = "required")]
     pub region: String,
+    #[serde(deserialize_with = "required")]
     pub bucket: String,
+    #[serde(deserialize_with = "optional")]
     pub access_key: Option<String>,
+    #[serde(deserialize_with = "optional")]
     pub secret_key: Option<String>,
+    #[serde(deserialize_with = "boolean")]
     pub path_style: bool,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Auth {
     /// HS256 key (UAA symmetric key).
+    #[serde(deserialize_with = "secret::<MIN_JWT_SECRET_BYTES, _>")]
     pub jwt_secret: Option<String>,
     /// RS256 PEM public key (UAA asymmetric key).
+    #[serde(deserialize_with = "optional")]
     pub jwt_public_key: Option<String>,
     /// Required `aud` entry.
+    #[serde(deserialize_with = "required")]
     pub audience: String,
     /// UAA base URL advertised by `GET /`, without a trailing slash.
+    #[serde(deserialize_with = "optional_url")]
     pub uaa_url: Option<String>,
 }
 
@@ -133,36 +183,50 @@ impl Auth {
     }
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Upload {
     /// Directory a front proxy writes uploads into; `None`: `bits_path` uploads get 422.
+    #[serde(deserialize_with = "optional")]
     pub bits_path_root: Option<PathBuf>,
     /// Secret a front proxy proves itself with (`X-Upload-Proxy-Secret`).
+    #[serde(deserialize_with = "secret::<MIN_PROXY_SECRET_BYTES, _>")]
     pub proxy_secret: Option<String>,
     /// Larger request bodies get 413 before they are stored.
+    #[serde(deserialize_with = "at_least::<1, _, _>")]
     pub max_body_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Packages {
     /// Largest total uncompressed size of a package's zip.
+    #[serde(deserialize_with = "at_least::<1, _, _>")]
     pub max_package_size: u64,
     /// READY bits packages kept per app.
+    #[serde(deserialize_with = "at_least::<1, _, _>")]
     pub max_valid_packages_stored: u32,
     /// Age after which a package in PROCESSING_UPLOAD or COPYING is re-driven.
+    #[serde(deserialize_with = "at_least::<1, _, _>")]
     pub pending_timeout_secs: u64,
     /// Most entries a package's zip may have.
+    #[serde(deserialize_with = "at_least::<1, _, _>")]
     pub max_zip_entries: u64,
     /// Longest entry name in a package's zip, in bytes.
+    #[serde(deserialize_with = "between::<1, 65_535, _, _>")]
     pub max_zip_name_bytes: usize,
     /// Most symlink entries a package's zip may have.
+    #[serde(deserialize_with = "at_least::<0, _, _>")]
     pub max_zip_symlinks: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Log {
+    #[serde(deserialize_with = "log_format")]
     pub format: LogFormat,
     /// A `tracing_subscriber::EnvFilter` directive string, e.g. `info`.
+    #[serde(deserialize_with = "required")]
     pub level: String,
 }
 
@@ -247,11 +311,9 @@ impl Default for Settings {
 }
 
 /// Number of cores; 1 when the platform cannot tell.
-fn default_concurrency() -> usize {
-    std::thread::available_parallelism()
-        .map(NonZeroUsize::get)
-        .unwrap_or(1)
-        .min(MAX_CONCURRENCY)
+pub(crate) fn default_concurrency() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    cores.min(usize::from(u16::MAX))
 }
 
 // Settings end up in logs and panic messages; these impls keep passwords and secret keys

@@ -1,125 +1,263 @@
-//! Turning one raw value (from the TOML file or from an environment variable) into a typed
-//! setting. Errors are the problem only; the caller adds the key and where it came from.
+//! How one configured value becomes a typed setting: the `deserialize_with` functions of
+//! the fields of [`crate::Settings`]. Each returns the problem only; the key is added by
+//! `config` and where the value came from by the caller.
+//!
+//! Values arrive either as TOML gave them or as environment text. The key table has
+//! already refused a file value of the wrong kind, so a numeric key that sees a string here
+//! is reading the environment: numbers and booleans are parsed from text only for keys
+//! that are numbers or booleans, and text keys keep text such as `12345` as it is.
+//! `config`'s own conversions are not used because they are lenient in ways a secret or a
+//! limit should not be (`yes` is true, `true` is 1).
 
 use std::borrow::Cow;
-use std::fmt::Display;
+use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 
-/// One configured value before it is typed.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Raw<'a> {
-    /// From the config file: TOML already says whether it is a string, number or boolean.
-    Toml(&'a toml::Value),
-    /// From the environment: always text, parsed according to the key's type.
-    Env(&'a str),
-}
+use serde::de::{Deserialize, Deserializer, Error, Visitor};
 
-/// A string setting. Environment text is taken verbatim, so `12345` or `true` stays text.
-pub(crate) fn text(raw: Raw<'_>) -> Result<String, String> {
-    match raw {
-        Raw::Env(s) => Ok(s.to_owned()),
-        Raw::Toml(toml::Value::String(s)) => Ok(s.clone()),
-        // The value itself is left out: the key may be a secret.
-        Raw::Toml(
-            other @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
-        ) => Err(format!(
-            "expected a string, got {}; quote it to use it as text",
-            other.type_str()
-        )),
-        Raw::Toml(other) => Err(format!("expected a string, got {}", other.type_str())),
+use crate::settings::{BlobstoreKind, LogFormat, QueueUrl};
+
+/// Shortest HS256 key: RFC 7518 asks for a key at least as long as the hash (256 bits);
+/// a short one can be found by brute force and then signs anyone's token.
+pub(crate) const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Shortest `upload.proxy_secret`: it stands between any client and a file on disk.
+pub(crate) const MIN_PROXY_SECRET_BYTES: usize = 16;
+
+/// Longest `queue.prefix`, leaving room for suffixes within AMQP's 255-byte names.
+const MAX_PREFIX_LEN: usize = 200;
+
+/// An unsigned integer within `MIN..=MAX`.
+pub(crate) fn between<'de, const MIN: u64, const MAX: u64, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let n = d.deserialize_any(Unsigned)?;
+    if n < MIN || n > MAX {
+        return Err(D::Error::custom(format!(
+            "must be between {MIN} and {MAX}, got {n}"
+        )));
     }
+    fit(n)
 }
 
-/// An optional string setting: empty means unset, so `PACKAGES__X=` can clear a file value.
-pub(crate) fn optional_text(raw: Raw<'_>) -> Result<Option<String>, String> {
-    let s = text(raw)?;
-    Ok(if s.is_empty() { None } else { Some(s) })
-}
-
-/// A string setting that must not be empty.
-pub(crate) fn required_text(raw: Raw<'_>) -> Result<String, String> {
-    let s = text(raw)?;
-    if s.trim().is_empty() {
-        Err("must not be empty".to_owned())
-    } else {
-        Ok(s)
+/// An unsigned integer of at least `MIN`, bounded only by its type.
+pub(crate) fn at_least<'de, const MIN: u64, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let n = d.deserialize_any(Unsigned)?;
+    if n < MIN {
+        return Err(D::Error::custom(format!("must be at least {MIN}, got {n}")));
     }
+    fit(n)
 }
 
-/// Unsigned integer types a setting can have.
-pub(crate) trait Unsigned: Copy + Display + PartialOrd + FromStr + TryFrom<i64> {
-    const MAX: Self;
+fn fit<T: TryFrom<u64>, E: Error>(n: u64) -> Result<T, E> {
+    T::try_from(n).map_err(|_| E::custom(format!("is too large, got {n}")))
 }
 
-impl Unsigned for u32 {
-    const MAX: Self = u32::MAX;
-}
+/// A TOML integer, or environment text holding one.
+struct Unsigned;
 
-impl Unsigned for u64 {
-    const MAX: Self = u64::MAX;
-}
+impl Visitor<'_> for Unsigned {
+    type Value = u64;
 
-impl Unsigned for usize {
-    const MAX: Self = usize::MAX;
-}
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-negative integer")
+    }
 
-/// An unsigned integer within `min..=max`.
-pub(crate) fn integer<T: Unsigned>(raw: Raw<'_>, min: T, max: T) -> Result<T, String> {
-    let value: T = match raw {
-        Raw::Toml(toml::Value::Integer(i)) => T::try_from(*i).map_err(|_| not_integer(i))?,
-        Raw::Toml(other) => {
-            return Err(format!(
-                "expected a non-negative integer, got {}",
-                other.type_str()
-            ));
-        }
+    fn visit_u64<E: Error>(self, n: u64) -> Result<u64, E> {
+        Ok(n)
+    }
+
+    fn visit_i64<E: Error>(self, n: i64) -> Result<u64, E> {
+        u64::try_from(n).map_err(|_| E::custom(format!("expected a non-negative integer, got {n}")))
+    }
+
+    fn visit_str<E: Error>(self, s: &str) -> Result<u64, E> {
         // Surrounding blanks cannot be meant in a number; a stray newline is common.
-        Raw::Env(s) => s
-            .trim()
+        s.trim()
             .parse()
-            .map_err(|_| not_integer(&format!("'{s}'")))?,
-    };
-    if value < min || value > max {
-        return Err(if max == T::MAX {
-            format!("must be at least {min}, got {value}")
-        } else {
-            format!("must be between {min} and {max}, got {value}")
-        });
+            .map_err(|_| E::custom(format!("expected a non-negative integer, got '{s}'")))
     }
-    Ok(value)
 }
 
-fn not_integer(got: &dyn Display) -> String {
-    format!("expected a non-negative integer, got {got}")
-}
+/// A TOML boolean, or environment text `true`/`false` in any case.
+pub(crate) fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Boolean;
 
-pub(crate) fn boolean(raw: Raw<'_>) -> Result<bool, String> {
-    match raw {
-        Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
-        Raw::Toml(other) => Err(format!("expected true or false, got {}", other.type_str())),
-        Raw::Env(s) => {
+    impl Visitor<'_> for Boolean {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("true or false")
+        }
+
+        fn visit_bool<E: Error>(self, b: bool) -> Result<bool, E> {
+            Ok(b)
+        }
+
+        fn visit_str<E: Error>(self, s: &str) -> Result<bool, E> {
             let t = s.trim();
             if t.eq_ignore_ascii_case("true") {
                 Ok(true)
             } else if t.eq_ignore_ascii_case("false") {
                 Ok(false)
             } else {
-                Err(format!("expected true or false, got '{s}'"))
+                Err(E::custom(format!("expected true or false, got '{s}'")))
             }
         }
     }
+
+    d.deserialize_any(Boolean)
 }
 
-pub(crate) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse().map_err(|_| {
-        format!("invalid socket address '{s}' (expected IP:PORT, e.g. 127.0.0.1:8080)")
+/// A text setting, checked and typed by `parse`.
+fn text<'de, D, T>(d: D, parse: impl FnOnce(String) -> Result<T, String>) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    parse(String::deserialize(d)?).map_err(D::Error::custom)
+}
+
+/// Empty text means unset, so `PACKAGES__X=` can clear a file value.
+fn unless_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// A text setting (or a path) that must not be empty.
+pub(crate) fn required<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    text(d, |s| {
+        if s.trim().is_empty() {
+            Err("must not be empty".to_owned())
+        } else {
+            Ok(T::from(s))
+        }
+    })
+}
+
+/// A text setting (or a path) that may be unset.
+pub(crate) fn optional<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    text(d, |s| Ok(unless_empty(s).map(T::from)))
+}
+
+/// A secret that, when set, has at least `MIN` bytes. The value never reaches the message.
+pub(crate) fn secret<'de, const MIN: usize, D>(d: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    text(d, |s| match unless_empty(s) {
+        Some(secret) if secret.len() < MIN => Err(format!(
+            "must be at least {MIN} bytes long, got {} (generate one with `openssl rand -hex 32`)",
+            secret.len()
+        )),
+        other => Ok(other),
+    })
+}
+
+pub(crate) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    text(d, |s| {
+        s.parse().map_err(|_| {
+            format!("invalid socket address '{s}' (expected IP:PORT, e.g. 127.0.0.1:8080)")
+        })
+    })
+}
+
+pub(crate) fn optional_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    text(d, |s| unless_empty(s).map(|u| http_url(&u)).transpose())
+}
+
+pub(crate) fn database_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    text(d, |s| {
+        if s == "sqlite://" {
+            return Err(
+                "'sqlite://' needs a database path, e.g. sqlite://data/packages.db".to_owned(),
+            );
+        }
+        if ["sqlite://", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| s.starts_with(scheme))
+        {
+            Ok(s)
+        } else {
+            Err(format!(
+                "unsupported database URL '{}' (expected sqlite://PATH or postgres://…)",
+                redact_url(&s)
+            ))
+        }
+    })
+}
+
+pub(crate) fn queue_url<'de, D: Deserializer<'de>>(d: D) -> Result<QueueUrl, D::Error> {
+    text(d, |s| {
+        if s == "embedded" {
+            Ok(QueueUrl::Embedded)
+        } else if s.starts_with("amqp://") || s.starts_with("amqps://") {
+            Ok(QueueUrl::Amqp(s))
+        } else {
+            Err(format!(
+                "unsupported queue URL '{}' (expected `embedded` or amqp://user:pass@host:port/vhost)",
+                redact_url(&s)
+            ))
+        }
+    })
+}
+
+pub(crate) fn queue_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    text(d, |s| {
+        if s.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        if s.len() > MAX_PREFIX_LEN {
+            return Err(format!(
+                "must be at most {MAX_PREFIX_LEN} characters, got {}",
+                s.len()
+            ));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(format!(
+                "'{s}' may contain only letters, digits, '.', '_' and '-'"
+            ));
+        }
+        Ok(s)
+    })
+}
+
+pub(crate) fn blobstore_kind<'de, D: Deserializer<'de>>(d: D) -> Result<BlobstoreKind, D::Error> {
+    text(d, |s| match s.as_str() {
+        "local" => Ok(BlobstoreKind::Local),
+        "s3" => Ok(BlobstoreKind::S3),
+        _ => Err(format!(
+            "unknown blobstore kind '{s}' (expected local or s3)"
+        )),
+    })
+}
+
+pub(crate) fn log_format<'de, D: Deserializer<'de>>(d: D) -> Result<LogFormat, D::Error> {
+    text(d, |s| match s.as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("unknown log format '{s}' (expected text or json)")),
     })
 }
 
 /// `http(s)://host[:port][/path]`, returned without trailing slashes so that callers can
 /// append `/v3/...` directly.
-pub(crate) fn http_url(s: &str) -> Result<String, String> {
+fn http_url(s: &str) -> Result<String, String> {
     let shown = redact_url(s);
     let rest = strip_prefix_ignore_case(s, "https://")
         .or_else(|| strip_prefix_ignore_case(s, "http://"))
@@ -180,24 +318,6 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
-pub(crate) fn database_url(s: &str) -> Result<String, String> {
-    if let Some(path) = s.strip_prefix("sqlite://") {
-        if path.is_empty() {
-            return Err(
-                "'sqlite://' needs a database path, e.g. sqlite://data/packages.db".to_owned(),
-            );
-        }
-        return Ok(s.to_owned());
-    }
-    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-        return Ok(s.to_owned());
-    }
-    Err(format!(
-        "unsupported database URL '{}' (expected sqlite://PATH or postgres://…)",
-        redact_url(s)
-    ))
-}
-
 /// Hides the password of `scheme://user:password@host…`, for error messages and `Debug`.
 pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
     let start = url.find("://").map_or(0, |i| i + 3);
@@ -220,6 +340,8 @@ pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use config::Value;
+
     use super::*;
 
     #[test]
@@ -270,12 +392,13 @@ mod tests {
 
     #[test]
     fn env_numbers_and_booleans() {
-        assert_eq!(integer::<u32>(Raw::Env(" 16\n"), 1, u32::MAX), Ok(16));
-        assert!(integer::<u32>(Raw::Env("-1"), 0, u32::MAX).is_err());
-        assert!(integer::<u32>(Raw::Env("4294967296"), 0, u32::MAX).is_err());
-        assert!(integer::<u64>(Raw::Env(""), 0, u64::MAX).is_err());
-        assert_eq!(boolean(Raw::Env("TRUE")), Ok(true));
-        assert_eq!(boolean(Raw::Env("false")), Ok(false));
-        assert!(boolean(Raw::Env("1")).is_err());
+        let env = |s: &str| Value::new(None, s);
+        assert_eq!(at_least::<1, _, u32>(env(" 16\n")).ok(), Some(16));
+        assert!(at_least::<0, _, u32>(env("-1")).is_err());
+        assert!(at_least::<0, _, u32>(env("4294967296")).is_err());
+        assert!(at_least::<0, _, u64>(env("")).is_err());
+        assert_eq!(boolean(env("TRUE")).ok(), Some(true));
+        assert_eq!(boolean(env("false")).ok(), Some(false));
+        assert!(boolean(env("1")).is_err());
     }
 }

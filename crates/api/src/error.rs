@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use packages_auth::AuthFailure;
+use packages_domain::Chain;
 use packages_service::ServiceError;
 use serde_json::json;
 
@@ -150,7 +151,7 @@ impl ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        match e {
+        match &e {
             ServiceError::NotAuthorized => ApiError::not_authorized(),
             ServiceError::NotFound(resource) => ApiError::new(
                 404,
@@ -159,8 +160,10 @@ impl From<ServiceError> for ApiError {
                 format!("{} not found", resource.name()),
             ),
             ServiceError::Invalid(invalid) => ApiError::unprocessable(&invalid.to_string()),
-            ServiceError::NotUnique(text) => ApiError::new(422, 10016, "UniquenessError", text),
-            ServiceError::Unparsable(text) => ApiError::parse_error(&text),
+            ServiceError::NotUnique(text) => {
+                ApiError::new(422, 10016, "UniquenessError", text.clone())
+            }
+            ServiceError::Unparsable(text) => ApiError::parse_error(text),
             ServiceError::BadQuery(messages) => ApiError::bad_query(&messages.join(", ")),
             ServiceError::BitsAlreadyUploaded => ApiError::new(
                 400,
@@ -168,7 +171,7 @@ impl From<ServiceError> for ApiError {
                 "PackageBitsAlreadyUploaded",
                 "Bits may be uploaded only once. Create a new package to upload different bits.",
             ),
-            ServiceError::TooLarge { limit } => ApiError::too_large(limit),
+            ServiceError::TooLarge { limit } => ApiError::too_large(*limit),
             ServiceError::UploadInterrupted(text) => {
                 ApiError::parse_error(&format!("the upload could not be read: {text}"))
             }
@@ -179,12 +182,21 @@ impl From<ServiceError> for ApiError {
                 "Staging could not be completed: this service stores packages and does not stage them; \
                  stage the package with a Cloud Controller",
             ),
-            ServiceError::Unavailable { what, cause } => {
-                tracing::warn!(cause = %cause, "{what}");
-                ApiError::service_unavailable(what)
+            ServiceError::DatabaseUnavailable(_)
+            | ServiceError::BlobstoreUnavailable(_)
+            | ServiceError::QueueUnavailable(_)
+            | ServiceError::Task(_) => {
+                tracing::warn!(error = %Chain(&e), "a backend is unavailable");
+                ApiError::service_unavailable(match &e {
+                    ServiceError::DatabaseUnavailable(_) => "Database connection failure",
+                    ServiceError::BlobstoreUnavailable(_) => "Blobstore unavailable",
+                    _ => "Job queue unavailable",
+                })
             }
-            ServiceError::Internal(cause) => {
-                tracing::error!(cause = %cause, "request failed");
+            ServiceError::Database(_)
+            | ServiceError::Blobstore(_)
+            | ServiceError::MissingBits { .. } => {
+                tracing::error!(error = %Chain(&e), "request failed");
                 ApiError::unknown()
             }
         }
@@ -261,10 +273,15 @@ mod tests {
         assert_eq!(v["error_code"], "CF-UnprocessableEntity");
     }
 
+    /// A database error whose text names a password, as a driver's might.
+    fn packages_storage_free_error() -> packages_service::StorageError {
+        packages_service::StorageError::BadUrl("db password wrong".into())
+    }
+
     #[test]
     fn unknown_errors_hide_their_cause() {
-        let v = parsed(&ApiError::from(ServiceError::Internal(
-            "db password wrong".into(),
+        let v = parsed(&ApiError::from(ServiceError::Database(
+            packages_storage_free_error(),
         )));
         assert_eq!(v["error_code"], "UnknownError");
         assert_eq!(v["description"], "An unknown error occurred.");

@@ -37,6 +37,11 @@ pub enum BlobError {
 }
 
 impl BlobError {
+    /// Whether the same operation may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BlobError::Unavailable(_) | BlobError::Io(_))
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, BlobError::NotFound(_))
     }

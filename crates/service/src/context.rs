@@ -401,3 +401,102 @@ impl Services {
             .await
     }
 }
+
+/// One of the context resources, as the API serves it: created from a JSON body, read,
+/// listed and deleted, each with its own rules. Adding a resource is an implementation of
+/// this (and a presenter), not another set of handlers.
+pub trait ContextResource: Sized + Send + 'static {
+    /// How a path names one.
+    type Guid: serde::de::DeserializeOwned + Send + Sync + 'static;
+
+    fn create(
+        services: &Services,
+        principal: &Principal,
+        body: &[u8],
+    ) -> impl std::future::Future<Output = Result<Self>> + Send;
+
+    fn get(
+        services: &Services,
+        principal: &Principal,
+        guid: &Self::Guid,
+    ) -> impl std::future::Future<Output = Result<Self>> + Send;
+
+    fn list(
+        services: &Services,
+        principal: &Principal,
+        query: &[(String, String)],
+    ) -> impl std::future::Future<Output = Result<Page<Self>>> + Send;
+
+    fn delete(
+        services: &Services,
+        principal: &Principal,
+        guid: &Self::Guid,
+        request_id: &str,
+    ) -> impl std::future::Future<Output = Result<()>> + Send;
+}
+
+/// Implements [`ContextResource`] by naming the four use cases of a resource.
+macro_rules! context_resource {
+    ($resource:ty, $guid:ty, $create:ident, $get:ident, $list:ident, |$s:ident, $p:ident, $g:ident, $r:ident| $delete:expr) => {
+        impl ContextResource for $resource {
+            type Guid = $guid;
+
+            async fn create(
+                services: &Services,
+                principal: &Principal,
+                body: &[u8],
+            ) -> Result<Self> {
+                services.$create(principal, body).await
+            }
+
+            async fn get(services: &Services, principal: &Principal, guid: &$guid) -> Result<Self> {
+                services.$get(principal, guid).await
+            }
+
+            async fn list(
+                services: &Services,
+                principal: &Principal,
+                query: &[(String, String)],
+            ) -> Result<Page<Self>> {
+                services.$list(principal, query).await
+            }
+
+            async fn delete($s: &Services, $p: &Principal, $g: &$guid, $r: &str) -> Result<()> {
+                $delete.await
+            }
+        }
+    };
+}
+
+context_resource!(
+    Organization,
+    OrgGuid,
+    create_org,
+    get_org,
+    list_orgs,
+    |s, p, g, r| s.delete_org(p, g, r)
+);
+context_resource!(
+    Space,
+    SpaceGuid,
+    create_space,
+    get_space,
+    list_spaces,
+    |s, p, g, r| s.delete_space(p, g, r)
+);
+context_resource!(
+    App,
+    AppGuid,
+    create_app,
+    get_app,
+    list_apps,
+    |s, p, g, r| s.delete_app(p, g, r)
+);
+context_resource!(
+    Role,
+    String,
+    create_role,
+    get_role,
+    list_roles,
+    |s, p, g, _r| s.delete_role(p, g)
+);

@@ -2,7 +2,7 @@
 //! error, in one place.
 
 use packages_blobstore::BlobError;
-use packages_domain::Invalid;
+use packages_domain::{Invalid, PackageGuid};
 use packages_jobs::QueueError;
 use packages_storage::StorageError;
 
@@ -61,45 +61,70 @@ pub enum ServiceError {
     /// Staging is another service's job.
     #[error("staging is not offered by this service")]
     StagingNotOffered,
-    /// A backend (database, blobstore, queue) cannot be reached right now. `what` is
-    /// for the client (`Database connection failure`); `cause` for the logs.
-    #[error("{what}: {cause}")]
-    Unavailable { what: &'static str, cause: String },
-    /// The bits of a READY package are missing from the blobstore, or similar breakage.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The database cannot be reached right now (answered `Database connection failure`).
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] StorageError),
+    /// The blobstore cannot be reached right now.
+    #[error("the blobstore is unavailable")]
+    BlobstoreUnavailable(#[source] BlobError),
+    /// The job queue cannot be reached right now.
+    #[error("the job queue is unavailable")]
+    QueueUnavailable(#[source] QueueError),
+    /// The database refused an operation it should have taken.
+    #[error("the database failed")]
+    Database(#[source] StorageError),
+    /// The blobstore refused an operation it should have taken.
+    #[error("the blobstore failed")]
+    Blobstore(#[source] BlobError),
+    /// The bits of a READY package are missing from the blobstore.
+    #[error("the bits of READY package {guid} are missing")]
+    MissingBits {
+        guid: PackageGuid,
+        #[source]
+        source: BlobError,
+    },
+    /// A blocking task did not finish (the runtime is shutting down).
+    #[error("a background task did not finish")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl ServiceError {
+    /// Whether the same request may succeed later: a backend was out of reach, not the
+    /// request at fault.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::DatabaseUnavailable(_)
+                | ServiceError::BlobstoreUnavailable(_)
+                | ServiceError::QueueUnavailable(_)
+                | ServiceError::Task(_)
+        )
+    }
 }
 
 impl From<StorageError> for ServiceError {
     fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Unavailable(cause) => ServiceError::Unavailable {
-                what: "Database connection failure",
-                cause,
-            },
-            other => ServiceError::Internal(other.to_string()),
+        if e.is_retryable() {
+            ServiceError::DatabaseUnavailable(e)
+        } else {
+            ServiceError::Database(e)
         }
     }
 }
 
 impl From<BlobError> for ServiceError {
     fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(cause) => ServiceError::Unavailable {
-                what: "Blobstore unavailable",
-                cause,
-            },
-            other => ServiceError::Internal(other.to_string()),
+        if e.is_retryable() {
+            ServiceError::BlobstoreUnavailable(e)
+        } else {
+            ServiceError::Blobstore(e)
         }
     }
 }
 
 impl From<QueueError> for ServiceError {
     fn from(e: QueueError) -> Self {
-        ServiceError::Unavailable {
-            what: "Job queue unavailable",
-            cause: e.to_string(),
-        }
+        ServiceError::QueueUnavailable(e)
     }
 }
 

@@ -24,6 +24,8 @@ use packages_storage::Database;
 use tokio::sync::Notify;
 
 pub use error::{Resource, Result, ServiceError};
+/// The database's errors, as [`ServiceError`] carries them.
+pub use packages_storage::StorageError;
 
 /// Limits and policies from the configuration.
 #[derive(Debug, Clone)]

@@ -132,9 +132,10 @@ impl Services {
         }
         match self.blobs.download(&package.blob_key()).await {
             Ok(download) => Ok(download),
-            Err(BlobError::NotFound(key)) => Err(ServiceError::Internal(format!(
-                "bits of READY package {guid} are missing ({key})"
-            ))),
+            Err(source @ BlobError::NotFound(_)) => Err(ServiceError::MissingBits {
+                guid: guid.clone(),
+                source,
+            }),
             Err(e) => Err(e.into()),
         }
     }

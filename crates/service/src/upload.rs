@@ -117,7 +117,7 @@ impl Services {
         let requested = PathBuf::from(bits_path);
         tokio::task::spawn_blocking(move || ProxyFile::open(&root, &requested))
             .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .map_err(ServiceError::Task)?
             .ok_or_else(invalid)
     }
 

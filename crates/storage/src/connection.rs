@@ -174,14 +174,14 @@ pub fn migrate(conn: &mut AnyConnection) -> Result<(), StorageError> {
             let result = c
                 .run_pending_migrations(POSTGRES_MIGRATIONS)
                 .map(|_| ())
-                .map_err(|e| StorageError::Migration(e.to_string()));
+                .map_err(StorageError::Migration);
             c.batch_execute(&format!("SELECT pg_advisory_unlock({LOCK})"))?;
             result
         }
         AnyConnection::Sqlite(c) => c
             .run_pending_migrations(SQLITE_MIGRATIONS)
             .map(|_| ())
-            .map_err(|e| StorageError::Migration(e.to_string())),
+            .map_err(StorageError::Migration),
     }
 }
 

@@ -20,29 +20,41 @@ pub type Pool = r2d2::Pool<connection::Manager>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The database cannot be reached (pool exhausted or connection lost); worth retrying.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    /// No connection could be had from the pool (the database is unreachable, or every
+    /// connection is busy for longer than the pool waits); worth retrying.
+    #[error("no database connection")]
+    Pool(#[source] r2d2::Error),
+    /// The connection broke during a query; worth retrying.
+    #[error("the database connection was lost")]
+    ConnectionLost(#[source] diesel::result::Error),
+    /// The blocking task that ran the query did not finish (runtime shutting down).
+    #[error("the database task did not finish")]
+    Task(#[source] tokio::task::JoinError),
     /// A unique key refused the row (duplicate name, role, …).
-    #[error("conflicting row: {0}")]
-    Conflict(String),
+    #[error("a row with the same key exists")]
+    Conflict(#[source] diesel::result::Error),
     /// A foreign key refused the row (its parent is gone).
-    #[error("referenced row missing: {0}")]
-    MissingParent(String),
+    #[error("the row it refers to is gone")]
+    MissingParent(#[source] diesel::result::Error),
     /// A row holds a value this build does not know.
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("bad database URL: {0}")]
     BadUrl(String),
-    #[error("migration failed: {0}")]
-    Migration(String),
-    #[error("database error: {0}")]
-    Query(diesel::result::Error),
+    #[error("migration failed")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("database query failed")]
+    Query(#[source] diesel::result::Error),
 }
 
 impl StorageError {
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, StorageError::Unavailable(_))
+    /// Whether the same operation may succeed later: the database was out of reach, not
+    /// the request at fault.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Pool(_) | StorageError::ConnectionLost(_) | StorageError::Task(_)
+        )
     }
 }
 
@@ -50,17 +62,13 @@ impl From<diesel::result::Error> for StorageError {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind as Kind, Error};
         match e {
-            Error::DatabaseError(Kind::UniqueViolation, info) => {
-                StorageError::Conflict(info.message().to_owned())
-            }
-            Error::DatabaseError(Kind::ForeignKeyViolation, info) => {
-                StorageError::MissingParent(info.message().to_owned())
-            }
-            Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, info) => {
-                StorageError::Unavailable(info.message().to_owned())
+            Error::DatabaseError(Kind::UniqueViolation, _) => StorageError::Conflict(e),
+            Error::DatabaseError(Kind::ForeignKeyViolation, _) => StorageError::MissingParent(e),
+            Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => {
+                StorageError::ConnectionLost(e)
             }
             Error::DatabaseError(_, ref info) if is_connection_loss(info.message()) => {
-                StorageError::Unavailable(info.message().to_owned())
+                StorageError::ConnectionLost(e)
             }
             other => StorageError::Query(other),
         }
@@ -100,10 +108,8 @@ impl Database {
             .test_on_check_out(false)
             .min_idle(Some(1))
             .build(connection::Manager::new(url))
-            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-        let mut conn = pool
-            .get()
-            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            .map_err(StorageError::Pool)?;
+        let mut conn = pool.get().map_err(StorageError::Pool)?;
         migrate(&mut conn)?;
         Ok(Database { pool, backend })
     }
@@ -125,22 +131,20 @@ impl Database {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut pooled = pool
-                .get()
-                .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            let mut pooled = pool.get().map_err(StorageError::Pool)?;
             let result = f(&mut pooled);
             // After a lost connection or an unexpected error the connection may be
             // unusable; a fresh one costs less than another failed request.
             if matches!(
                 result,
-                Err(StorageError::Unavailable(_) | StorageError::Query(_))
+                Err(StorageError::ConnectionLost(_) | StorageError::Query(_))
             ) {
                 pooled.mark_broken();
             }
             result
         })
         .await
-        .map_err(|e| StorageError::Unavailable(format!("database task failed: {e}")))?
+        .map_err(StorageError::Task)?
     }
 
     /// Readiness: a connection can be had and answers.

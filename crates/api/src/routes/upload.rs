@@ -41,7 +41,15 @@ pub(crate) async fn upload(
     let outcome = match &result {
         Ok(_) => upload_outcome::ACCEPTED,
         Err(ServiceError::TooLarge { .. }) => upload_outcome::TOO_LARGE,
-        Err(ServiceError::Unavailable { .. } | ServiceError::Internal(_)) => upload_outcome::FAILED,
+        Err(
+            ServiceError::DatabaseUnavailable(_)
+            | ServiceError::BlobstoreUnavailable(_)
+            | ServiceError::QueueUnavailable(_)
+            | ServiceError::Task(_)
+            | ServiceError::Database(_)
+            | ServiceError::Blobstore(_)
+            | ServiceError::MissingBits { .. },
+        ) => upload_outcome::FAILED,
         Err(_) => upload_outcome::REJECTED,
     };
     state.metrics.upload(outcome);

@@ -2,51 +2,43 @@
 
 use s3::error::S3Error;
 
-use crate::BlobError;
+use crate::error::{code_and_message, http_error};
+use crate::{BlobError, redact_urls};
 
-/// Maps rust-s3 errors onto the store's: 404 is NotFound, transport failures, timeouts,
-/// throttling and 5xx are Unavailable (worth retrying), the rest is Other.
+/// Maps rust-s3 errors onto the store's: 404 is NotFound, other error statuses are Status,
+/// failed exchanges Http (their URL without query string), the rest S3.
 pub(super) fn map_error(e: S3Error, key: &str) -> BlobError {
     match e {
         S3Error::HttpFailWithBody(404, _) => BlobError::NotFound(key.to_string()),
-        S3Error::HttpFailWithBody(status, body)
-            if status >= 500 || status == 408 || status == 429 =>
-        {
-            BlobError::Unavailable(format!("S3 answered {status}: {}", summarize(&body)))
-        }
-        S3Error::HttpFailWithBody(status, body) => {
-            BlobError::Other(format!("S3 answered {status}: {}", summarize(&body)))
-        }
-        S3Error::Reqwest(e) if e.is_builder() => {
-            BlobError::Other(format!("S3 request: {}", error_chain(&e)))
-        }
-        // Connect, timeout, or the connection dropping mid-body.
-        S3Error::Reqwest(e) => BlobError::Unavailable(format!("S3 request: {}", error_chain(&e))),
-        S3Error::Io(e) => BlobError::Unavailable(format!("S3 request: {}", error_chain(&e))),
-        other => BlobError::Other(format!("S3: {}", error_chain(&other))),
+        S3Error::HttpFailWithBody(status, body) => status_error(status, &body),
+        S3Error::Reqwest(e) => http_error("S3 request failed", None, e),
+        source => BlobError::S3 {
+            what: "S3 client failed",
+            source,
+        },
     }
 }
 
-/// reqwest's top-level message ("error sending request") hides the useful cause. Its
-/// text names the request's URL, presigned ones included: query strings are removed.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// An error answer as [`BlobError::Status`], with any URL's query string removed.
+fn status_error(status: u16, body: &str) -> BlobError {
+    let (code, message) = error_document(body);
+    BlobError::Status {
+        status,
+        code: code.map(|code| redact_urls(&code)),
+        message: redact_urls(&message),
     }
-    crate::redact_urls(&text)
 }
 
 /// The `<Code>` and `<Message>` of an S3 error document, or the start of the body, with
 /// any URL's query string removed.
 pub(super) fn summarize(body: &str) -> String {
-    crate::redact_urls(&summarize_raw(body))
+    let (code, message) = error_document(body);
+    redact_urls(&code_and_message(code.as_deref(), &message))
 }
 
-fn summarize_raw(body: &str) -> String {
+/// The `<Code>` and `<Message>` of an S3 error document (the message empty when there is
+/// none); without a code, the start of the body as the message.
+fn error_document(body: &str) -> (Option<String>, String) {
     let element = |name: &str| {
         let open = format!("<{name}>");
         let close = format!("</{name}>");
@@ -54,17 +46,14 @@ fn summarize_raw(body: &str) -> String {
         let len = body[start..].find(&close)?;
         Some(body[start..start + len].to_string())
     };
-    match (element("Code"), element("Message")) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code,
-        _ => {
-            let trimmed = body.trim();
-            if trimmed.is_empty() {
-                "(empty body)".to_string()
-            } else {
-                trimmed.chars().take(200).collect()
-            }
-        }
+    if let Some(code) = element("Code") {
+        return (Some(code), element("Message").unwrap_or_default());
+    }
+    let trimmed = body.trim();
+    if trimmed.is_empty() {
+        (None, "(empty body)".to_string())
+    } else {
+        (None, trimmed.chars().take(200).collect())
     }
 }
 
@@ -81,10 +70,9 @@ pub(super) fn optional<T>(result: Result<T, BlobError>) -> Result<Option<T>, Blo
 pub(super) fn parse_timestamp(key: &str, text: &str) -> Result<i64, BlobError> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp())
-        .map_err(|e| {
-            BlobError::Other(format!(
-                "S3 listed {key:?} with unreadable LastModified {text:?}: {e}"
-            ))
+        .map_err(|e| BlobError::Unexpected {
+            what: format!("S3 listed {key:?} with unreadable LastModified {text:?}"),
+            source: Some(Box::new(e)),
         })
 }
 
@@ -92,21 +80,32 @@ pub(super) fn parse_timestamp(key: &str, text: &str) -> Result<i64, BlobError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::s3::tests::{assert_no_credentials, dead_store};
 
     #[test]
     fn errors_map_by_status() {
         let xml = "<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>";
         assert!(map_error(S3Error::HttpFailWithBody(404, xml.into()), "k").is_not_found());
         for status in [500, 503, 408, 429] {
-            assert!(matches!(
-                map_error(S3Error::HttpFailWithBody(status, String::new()), "k"),
-                BlobError::Unavailable(_)
-            ));
+            let e = map_error(S3Error::HttpFailWithBody(status, String::new()), "k");
+            assert!(matches!(e, BlobError::Status { .. }), "{e:?}");
+            assert!(e.is_retryable(), "{e:?}");
+        }
+        for status in [400, 403, 409] {
+            let e = map_error(S3Error::HttpFailWithBody(status, xml.into()), "k");
+            assert!(!e.is_retryable(), "{e:?}");
         }
         match map_error(S3Error::HttpFailWithBody(403, xml.into()), "k") {
-            BlobError::Other(msg) => assert!(msg.contains("NoSuchKey: gone"), "{msg}"),
+            BlobError::Status {
+                status: 403,
+                code: Some(code),
+                message,
+            } => assert_eq!((code.as_str(), message.as_str()), ("NoSuchKey", "gone")),
             other => panic!("{other:?}"),
         }
+        let e = map_error(S3Error::HttpFail, "k");
+        assert!(matches!(e, BlobError::S3 { .. }), "{e:?}");
+        assert!(!e.is_retryable());
     }
 
     #[test]
@@ -123,6 +122,46 @@ mod tests {
             parse_timestamp("k", "2024-05-01T12:00:00.000Z").unwrap(),
             1_714_564_800
         );
-        assert!(parse_timestamp("k", "yesterday").is_err());
+        let e = parse_timestamp("k", "yesterday").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                BlobError::Unexpected {
+                    source: Some(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    /// reqwest names the URL of a failed request in its text; for a presigned URL that
+    /// includes the signature. Whatever path the error takes, no rendering shows it.
+    #[tokio::test]
+    async fn no_signature_in_failed_presigned_requests() {
+        let store = dead_store();
+        let url = store
+            .control
+            .presign_get("gu/id/k", 600, None)
+            .await
+            .unwrap();
+        assert!(url.contains("X-Amz-Signature="), "{url}");
+        let sent = reqwest::get(&url).await.unwrap_err();
+        assert!(sent.to_string().contains("X-Amz-Signature="), "{sent}");
+
+        // Through rust-s3, which wraps reqwest's errors.
+        let e = map_error(S3Error::Reqwest(sent), "gu/id/k");
+        assert!(matches!(e, BlobError::Http { .. }), "{e:?}");
+        assert!(e.is_retryable());
+        assert_no_credentials(&e, "/b/gu/id/k");
+
+        // An error document quoting the URL.
+        let body = format!("<Error><Code>AccessDenied</Code><Message>{url}</Message></Error>");
+        let e = status_error(403, &body);
+        assert_no_credentials(&e, "/b/gu/id/k");
+        assert_eq!(
+            summarize(&body),
+            format!("AccessDenied: {}", redact_urls(&url))
+        );
     }
 }

@@ -17,6 +17,7 @@ use s3::request::tokio_backend::ReqwestRequest;
 use s3::{Bucket, BucketConfiguration, Region, command::Command, creds::Credentials};
 
 use crate::BlobError;
+use crate::error::http_error;
 
 mod errors;
 mod objects;
@@ -71,7 +72,7 @@ impl std::fmt::Debug for S3Blobstore {
 impl S3Blobstore {
     /// Validates the settings and prepares the client; no request is sent.
     pub fn connect(settings: S3Settings) -> Result<Self, BlobError> {
-        let invalid = |what: String| Err(BlobError::Other(format!("S3 settings: {what}")));
+        let invalid = |what: String| Err(BlobError::Settings(what));
         if settings.bucket.is_empty() {
             return invalid("bucket is empty".to_string());
         }
@@ -107,9 +108,10 @@ impl S3Blobstore {
                 }
             }
             None => {
-                let region: Region = region_name
-                    .parse()
-                    .map_err(|e| BlobError::Other(format!("S3 region {region_name:?}: {e}")))?;
+                let region: Region = region_name.parse().map_err(|e| BlobError::S3 {
+                    what: "S3 region is unreadable",
+                    source: S3Error::Utf8(e),
+                })?;
                 if matches!(region, Region::Custom { .. }) {
                     return invalid(format!(
                         "unknown AWS region {region_name:?}; set an endpoint for other servers"
@@ -125,10 +127,16 @@ impl S3Blobstore {
             (None, None) => Credentials::default(),
             _ => return invalid("access_key and secret_key must be set together".to_string()),
         }
-        .map_err(|e| BlobError::Other(format!("S3 credentials: {e}")))?;
+        .map_err(|e| BlobError::S3 {
+            what: "S3 credentials are unavailable",
+            source: e.into(),
+        })?;
 
-        let mut bucket = Bucket::new(&settings.bucket, region, credentials)
-            .map_err(|e| BlobError::Other(format!("S3 client: {e}")))?;
+        let mut bucket =
+            Bucket::new(&settings.bucket, region, credentials).map_err(|source| BlobError::S3 {
+                what: "S3 client setup failed",
+                source,
+            })?;
         if settings.path_style {
             bucket.set_path_style();
         }
@@ -136,7 +144,10 @@ impl S3Blobstore {
             bucket
                 .with_request_timeout(timeout)
                 .map(Arc::<Bucket>::from)
-                .map_err(|e| BlobError::Other(format!("S3 client: {e}")))
+                .map_err(|source| BlobError::S3 {
+                    what: "S3 client setup failed",
+                    source,
+                })
         };
         Ok(Self {
             control: with_timeout(CONTROL_TIMEOUT)?,
@@ -148,7 +159,7 @@ impl S3Blobstore {
             http: reqwest::Client::builder()
                 .timeout(TRANSFER_TIMEOUT)
                 .build()
-                .map_err(|e| BlobError::Other(format!("HTTP client: {e}")))?,
+                .map_err(|e| http_error("HTTP client setup failed", None, e))?,
         })
     }
 
@@ -184,7 +195,7 @@ impl S3Blobstore {
             // tells which.
             Err(S3Error::HttpFailWithBody(409, body)) => match self.probe_bucket().await {
                 Ok(()) => Ok(()),
-                Err(_) => Err(BlobError::Other(format!(
+                Err(_) => Err(BlobError::Settings(format!(
                     "cannot create bucket {}: {}",
                     self.control.name(),
                     summarize(&body)
@@ -205,7 +216,7 @@ impl S3Blobstore {
     fn bucket_error(&self, e: S3Error) -> BlobError {
         match map_error(e, "") {
             BlobError::NotFound(_) => {
-                BlobError::Other(format!("bucket {} does not exist", self.control.name()))
+                BlobError::Settings(format!("bucket {} does not exist", self.control.name()))
             }
             other => other,
         }
@@ -230,6 +241,35 @@ mod tests {
         }
     }
 
+    /// Access key id of [`dead_store`], to look for in error texts.
+    pub(super) const ACCESS_KEY: &str = "AKIDPRESIGNTEST";
+
+    /// A store whose endpoint refuses connections: a port that was free a moment ago.
+    pub(super) fn dead_store() -> S3Blobstore {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        S3Blobstore::connect(S3Settings {
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            access_key: Some(ACCESS_KEY.to_string()),
+            ..settings()
+        })
+        .unwrap()
+    }
+
+    /// No rendering of `e` (its text, the whole chain, Debug) holds a presigned URL's
+    /// signature or credential, while the chain still names `path`.
+    pub(super) fn assert_no_credentials(e: &BlobError, path: &str) {
+        let chain = crate::Chain(e).to_string();
+        assert!(chain.contains(path), "{chain}");
+        for text in [e.to_string(), chain, format!("{e:?}")] {
+            for secret in ["X-Amz-Signature", "X-Amz-Credential", ACCESS_KEY, "?"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+    }
+
     #[test]
     fn connect_validates_settings() {
         assert!(S3Blobstore::connect(settings()).is_ok());
@@ -249,7 +289,7 @@ mod tests {
             let mut s = settings();
             change(&mut s);
             assert!(
-                matches!(S3Blobstore::connect(s), Err(BlobError::Other(_))),
+                matches!(S3Blobstore::connect(s), Err(BlobError::Settings(_))),
                 "case {i}"
             );
         }

@@ -5,8 +5,9 @@ use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use s3::error::S3Error;
 
-use super::errors::{error_chain, map_error, optional, parse_timestamp};
+use super::errors::{map_error, optional, parse_timestamp};
 use super::{CONTENT_TYPE, PUT_URL_EXPIRY_SECS, S3Blobstore};
+use crate::error::http_error;
 use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key};
 
 /// Largest object S3 takes in one PUT; larger streams go through a multipart writer.
@@ -32,7 +33,10 @@ impl Blobstore for S3Blobstore {
         let length = head
             .content_length
             .and_then(|len| u64::try_from(len).ok())
-            .ok_or_else(|| BlobError::Other(format!("S3 sent no size for {key:?}")))?;
+            .ok_or_else(|| BlobError::Unexpected {
+                what: format!("no size for {key:?}"),
+                source: None,
+            })?;
         Ok(Some(length))
     }
 
@@ -92,7 +96,7 @@ impl Blobstore for S3Blobstore {
             .body(reqwest::Body::wrap_stream(body))
             .send()
             .await
-            .map_err(|e| BlobError::Unavailable(format!("S3 request: {}", error_chain(&e))))?;
+            .map_err(|e| http_error("S3 upload failed", None, e))?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(());
@@ -115,14 +119,15 @@ impl Blobstore for S3Blobstore {
             .get(url)
             .send()
             .await
-            .map_err(|e| BlobError::Unavailable(format!("S3 request: {}", error_chain(&e))))?;
+            .map_err(|e| http_error("S3 download failed", None, e))?;
         let status = response.status().as_u16();
         if !response.status().is_success() {
             let body = response.text().await.unwrap_or_default();
             return Err(map_error(S3Error::HttpFailWithBody(status, body), key));
         }
-        Ok(Box::pin(response.bytes_stream().map_err(|e| {
-            BlobError::Unavailable(format!("S3 response: {}", error_chain(&e)))
+        let shown = crate::redact_urls(response.url().as_str());
+        Ok(Box::pin(response.bytes_stream().map_err(move |e| {
+            http_error("S3 download broke off", Some(&shown), e)
         })))
     }
 
@@ -202,16 +207,18 @@ impl Blobstore for S3Blobstore {
             match page.next_continuation_token {
                 Some(next) if !next.is_empty() => {
                     if token.as_deref() == Some(next.as_str()) {
-                        return Err(BlobError::Other(
-                            "S3 listing repeated its continuation token".to_string(),
-                        ));
+                        return Err(BlobError::Unexpected {
+                            what: "listing repeated its continuation token".to_string(),
+                            source: None,
+                        });
                     }
                     token = Some(next);
                 }
                 _ if page.is_truncated => {
-                    return Err(BlobError::Other(
-                        "S3 listing truncated without a continuation token".to_string(),
-                    ));
+                    return Err(BlobError::Unexpected {
+                        what: "listing truncated without a continuation token".to_string(),
+                        source: None,
+                    });
                 }
                 _ => break,
             }
@@ -225,5 +232,45 @@ impl Blobstore for S3Blobstore {
 
     fn kind(&self) -> &'static str {
         "s3"
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::s3::tests::{assert_no_credentials, dead_store};
+
+    /// Streaming reads and writes use presigned URLs, whose signature must not reach the
+    /// error; requests rust-s3 signs itself go the same way.
+    #[tokio::test]
+    async fn failed_requests_show_no_signature() {
+        let store = dead_store();
+        let Err(e) = store.read("gu/id/k").await else {
+            panic!("read from a dead endpoint succeeded");
+        };
+        assert!(
+            matches!(e, BlobError::Http { .. }) && e.is_retryable(),
+            "{e:?}"
+        );
+        assert_no_credentials(&e, "/b/gu/id/k");
+
+        let body: ByteStream =
+            Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(b"abc"))]));
+        let e = store.put_stream("gu/id/k", 3, body).await.unwrap_err();
+        assert!(
+            matches!(e, BlobError::Http { .. }) && e.is_retryable(),
+            "{e:?}"
+        );
+        assert_no_credentials(&e, "/b/gu/id/k");
+
+        let e = store.size("gu/id/k").await.unwrap_err();
+        assert!(
+            matches!(e, BlobError::Http { .. }) && e.is_retryable(),
+            "{e:?}"
+        );
+        assert_no_credentials(&e, "/b/gu/id/k");
     }
 }

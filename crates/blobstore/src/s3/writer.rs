@@ -10,9 +10,10 @@ use s3::error::S3Error;
 use s3::serde_types::Part;
 use tokio::task::JoinHandle;
 
-use super::errors::{error_chain, map_error};
+use super::errors::map_error;
 use super::{CONTENT_TYPE, PUT_URL_EXPIRY_SECS, S3Blobstore};
-use crate::{BlobError, BlobWriter, validate_key};
+use crate::error::http_error;
+use crate::{BlobError, BlobWriter, Chain, validate_key};
 
 /// Parts uploaded at once by one writer: enough to keep the connection busy while the
 /// next part fills, few enough to bound memory (each costs about two part sizes).
@@ -104,17 +105,16 @@ impl S3Writer {
         let Some(task) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let part = task
-            .await
-            .map_err(|e| BlobError::Other(format!("part upload task failed: {e}")))??;
+        let part = task.await.map_err(|source| BlobError::Task {
+            what: "part upload task failed",
+            source,
+        })??;
         match self.upload.as_mut() {
             Some(upload) => {
                 upload.parts.push(part);
                 Ok(())
             }
-            None => Err(BlobError::Other(
-                "part finished without a multipart upload".to_string(),
-            )),
+            None => Err(BlobError::Bug("part finished without a multipart upload")),
         }
     }
 
@@ -130,9 +130,9 @@ impl S3Writer {
         let upload = self
             .upload
             .as_mut()
-            .ok_or_else(|| BlobError::Other("no multipart upload to add a part to".to_string()))?;
+            .ok_or(BlobError::Bug("no multipart upload to add a part to"))?;
         if upload.next_part > MAX_PARTS {
-            return Err(BlobError::Other(format!(
+            return Err(BlobError::Settings(format!(
                 "blob {:?} needs more than {MAX_PARTS} parts; raise part_size",
                 self.key
             )));
@@ -187,7 +187,7 @@ impl S3Writer {
         }
         let (upload_id, parts) = match &self.upload {
             Some(upload) => (upload.id.clone(), upload.parts.clone()),
-            None => return Err(BlobError::Other("multipart upload vanished".to_string())),
+            None => return Err(BlobError::Bug("multipart upload vanished")),
         };
         self.transfer
             .complete_multipart_upload(&self.key, &upload_id, parts)
@@ -243,7 +243,7 @@ async fn upload_part(
         .body(body)
         .send()
         .await
-        .map_err(|e| BlobError::Unavailable(format!("S3 request: {}", error_chain(&e))))?;
+        .map_err(|e| http_error("S3 part upload failed", None, e))?;
     let status = response.status().as_u16();
     if !response.status().is_success() {
         let text = response.text().await.unwrap_or_default();
@@ -253,7 +253,10 @@ async fn upload_part(
         .headers()
         .get(reqwest::header::ETAG)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| BlobError::Other(format!("S3 sent no ETag for part {number} of {key:?}")))?
+        .ok_or_else(|| BlobError::Unexpected {
+            what: format!("no ETag for part {number} of {key:?}"),
+            source: None,
+        })?
         .to_string();
     Ok(Part {
         part_number: number,
@@ -265,9 +268,7 @@ async fn upload_part(
 impl BlobWriter for S3Writer {
     async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
         if self.failed {
-            return Err(BlobError::Other(
-                "blob writer is unusable after an earlier error".to_string(),
-            ));
+            return Err(BlobError::WriterFailed);
         }
         let mut rest: &[u8] = &chunk;
         while !rest.is_empty() {
@@ -287,16 +288,14 @@ impl BlobWriter for S3Writer {
 
     async fn finish(mut self: Box<Self>) -> Result<u64, BlobError> {
         let result = if self.failed {
-            Err(BlobError::Other(
-                "blob writer failed earlier; nothing stored".to_string(),
-            ))
+            Err(BlobError::WriterFailed)
         } else {
             self.complete().await
         };
         if result.is_err()
             && let Err(e) = self.abort_upload().await
         {
-            tracing::warn!(key = %self.key, error = %e, "could not abort multipart upload");
+            tracing::warn!(key = %self.key, error = %Chain(&e), "could not abort multipart upload");
         }
         result
     }
@@ -327,7 +326,8 @@ impl Drop for S3Writer {
                 let _ = task.await;
             }
             if let Err(e) = bucket.abort_upload(&key, &upload.id).await {
-                tracing::warn!(%key, upload_id = %upload.id, error = %e, "could not abort multipart upload of a dropped writer");
+                let e = map_error(e, &key);
+                tracing::warn!(%key, upload_id = %upload.id, error = %Chain(&e), "could not abort multipart upload of a dropped writer");
             }
         });
     }
@@ -337,7 +337,20 @@ impl Drop for S3Writer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::s3::{S3Settings, tests::settings};
+    use crate::s3::S3Settings;
+    use crate::s3::tests::{assert_no_credentials, dead_store, settings};
+
+    /// A part goes to a presigned URL, whose signature must not reach the error.
+    #[tokio::test]
+    async fn failed_part_upload_shows_no_signature() {
+        let store = dead_store();
+        let e = upload_part(&store.control, &store.http, "gu/id/k", "u-1", 1, vec![1, 2])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, BlobError::Http { .. }), "{e:?}");
+        assert!(e.is_retryable());
+        assert_no_credentials(&e, "/b/gu/id/k");
+    }
 
     #[tokio::test]
     async fn writer_buffer_never_exceeds_a_part() {

@@ -9,7 +9,8 @@ use lapin::{Channel, Connection, Consumer};
 use tracing::{info, warn};
 
 use super::settle::AmqpSettle;
-use super::{BACKOFF_MAX, BACKOFF_MIN, OP_TIMEOUT, STABLE_SESSION, Shared, bounded, unavailable};
+use super::{BACKOFF_MAX, BACKOFF_MIN, OP_TIMEOUT, STABLE_SESSION, Shared, amqp, bounded};
+use crate::error::Chain;
 use crate::{Delivery, QueueError};
 
 pub(super) struct ConsumerState {
@@ -42,13 +43,13 @@ impl Shared {
     async fn open_consumer(&self) -> Result<ConsumerSession, QueueError> {
         let (connection, channel) = self.open("consumer").await?;
         let prefetch = self.settings.prefetch.max(1);
-        let tag = ShortString::try_new(format!("packages-jobs-{}", uuid::Uuid::new_v4()))
-            .map_err(|e| unavailable("consumer tag", e))?;
+        // 50 bytes, well within the 255 of a short string.
+        let tag = ShortString::from(format!("packages-jobs-{}", uuid::Uuid::new_v4()));
         bounded(OP_TIMEOUT, "starting the consumer", async {
             channel
                 .basic_qos(prefetch, BasicQosOptions { global: false })
                 .await
-                .map_err(|e| unavailable("setting prefetch", e))?;
+                .map_err(amqp("setting prefetch"))?;
             let consumer = channel
                 .basic_consume(
                     self.topology.work.clone(),
@@ -57,7 +58,7 @@ impl Shared {
                     FieldTable::default(),
                 )
                 .await
-                .map_err(|e| unavailable("starting the consumer", e))?;
+                .map_err(amqp("starting the consumer"))?;
             Ok(ConsumerSession {
                 opened: Instant::now(),
                 connection,
@@ -85,7 +86,7 @@ impl Shared {
                     }
                     Err(error) => {
                         state.failures = state.failures.saturating_add(1);
-                        warn!(%error, attempt = state.failures, "cannot consume from RabbitMQ");
+                        warn!(error = %Chain(&error), attempt = state.failures, "cannot consume from RabbitMQ");
                         state.back_off().await;
                         continue;
                     }
@@ -100,7 +101,7 @@ impl Shared {
                     return amqp_delivery(delivery);
                 }
                 Some(Err(error)) => {
-                    warn!(%error, "consumer connection to RabbitMQ lost; reconnecting");
+                    warn!(error = %Chain(&error), "consumer connection to RabbitMQ lost; reconnecting");
                 }
                 None => warn!("consumer cancelled by RabbitMQ; reconnecting"),
             }

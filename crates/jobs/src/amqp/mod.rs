@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lapin::options::BasicCancelOptions;
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::{Mutex, watch};
 use tracing::warn;
@@ -101,21 +102,32 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-fn unavailable(context: &str, error: impl fmt::Display) -> QueueError {
-    QueueError::Unavailable(format!("{context}: {error}"))
+/// A failure of the AMQP operation `what`, for `map_err`.
+fn amqp(what: &'static str) -> impl FnOnce(lapin::Error) -> QueueError {
+    move |source| QueueError::Amqp { what, source }
 }
 
-/// Runs `op` with a deadline; a timeout becomes `Unavailable`.
+/// Runs `op` with a deadline; a timeout becomes [`QueueError::Timeout`].
 async fn bounded<T>(
     limit: Duration,
-    context: &str,
+    what: &'static str,
     op: impl Future<Output = Result<T, QueueError>>,
 ) -> Result<T, QueueError> {
-    tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
-        Err(unavailable(
-            context,
-            format_args!("timed out after {limit:?}"),
-        ))
+    tokio::time::timeout(limit, op)
+        .await
+        .unwrap_or(Err(QueueError::Timeout { what, after: limit }))
+}
+
+/// Parses the broker URL. A URL that does not parse is a settings error; its text names
+/// neither the URL nor anything of it, which may hold a password.
+fn parse_url(url: &str) -> Result<AMQPUri, QueueError> {
+    url.parse().map_err(|reason: String| {
+        let reason = if reason.contains(url) {
+            "not an AMQP URL".to_owned()
+        } else {
+            reason
+        };
+        QueueError::Settings(format!("queue URL is invalid: {reason}"))
     })
 }
 
@@ -128,6 +140,8 @@ pub struct AmqpQueue {
 
 struct Shared {
     settings: AmqpSettings,
+    /// `settings.url`, parsed.
+    uri: AMQPUri,
     topology: Topology,
     /// The publishing connection, opened by `connect`; also used for `depths` and `check`.
     publisher: Mutex<PublisherSlot>,
@@ -143,8 +157,10 @@ impl AmqpQueue {
     /// opened by the first [`JobConsumer::next`], so a publisher-only process never opens it.
     pub async fn connect(settings: AmqpSettings) -> Result<AmqpQueue, QueueError> {
         let topology = Topology::new(&settings.prefix, settings.delivery_limit)?;
+        let uri = parse_url(&settings.url)?;
         let shared = Arc::new(Shared {
             settings,
+            uri,
             topology,
             publisher: Mutex::new(PublisherSlot {
                 link: None,
@@ -193,24 +209,22 @@ impl Shared {
     async fn open(&self, role: &str) -> Result<(Connection, Channel), QueueError> {
         // lapin's tokio support binds to the ambient runtime and panics without one.
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(QueueError::Unavailable(
-                "AMQP needs a Tokio runtime".to_owned(),
-            ));
+            return Err(QueueError::NoRuntime);
         }
         bounded(OPEN_TIMEOUT, "connecting to RabbitMQ", async {
             let properties = ConnectionProperties::default()
                 .with_connection_name(format!("packages-jobs {role}").into());
-            let connection = Connection::connect(&self.settings.url, properties)
+            let connection = Connection::connect_uri(self.uri.clone(), properties)
                 .await
-                .map_err(|e| unavailable("connecting to RabbitMQ", e))?;
+                .map_err(amqp("connecting to RabbitMQ"))?;
             let channel = connection
                 .create_channel()
                 .await
-                .map_err(|e| unavailable("opening a channel", e))?;
+                .map_err(amqp("opening a channel"))?;
             self.topology
                 .declare(&channel)
                 .await
-                .map_err(|e| unavailable("declaring the job queues", e))?;
+                .map_err(amqp("declaring the job queues"))?;
             Ok((connection, channel))
         })
         .await
@@ -326,7 +340,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connect_failure_is_unavailable_and_quick() {
+    async fn connect_failure_is_retryable_and_quick() {
         // Port 1 on localhost: refused immediately.
         let settings = AmqpSettings {
             url: "amqp://guest:guest@127.0.0.1:1/%2f".to_owned(),
@@ -335,21 +349,30 @@ mod tests {
         let started = std::time::Instant::now();
         let result = AmqpQueue::connect(settings).await;
         assert!(
-            matches!(result, Err(QueueError::Unavailable(_))),
+            matches!(&result, Err(e @ QueueError::Amqp { .. }) if e.is_retryable()),
             "{result:?}"
         );
         assert!(started.elapsed() < OPEN_TIMEOUT + Duration::from_secs(1));
     }
 
     #[tokio::test]
-    async fn invalid_url_is_unavailable() {
-        let settings = AmqpSettings {
-            url: "not a url".to_owned(),
-            ..AmqpSettings::default()
-        };
-        assert!(matches!(
-            AmqpQueue::connect(settings).await,
-            Err(QueueError::Unavailable(_))
-        ));
+    async fn invalid_url_is_a_settings_error() {
+        for url in [
+            "not a url",
+            "amqp:guest:s3cret@rabbit",
+            "http://guest:s3cret@rabbit",
+            "amqp://guest:s3cret@rabbit/%2f?heartbeat=often",
+        ] {
+            let settings = AmqpSettings {
+                url: url.to_owned(),
+                ..AmqpSettings::default()
+            };
+            let result = AmqpQueue::connect(settings).await;
+            assert!(
+                matches!(&result, Err(e @ QueueError::Settings(_)) if !e.is_retryable()),
+                "{url}: {result:?}"
+            );
+            assert!(!format!("{result:?}").contains("s3cret"), "{result:?}");
+        }
     }
 }

@@ -7,9 +7,8 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tracing::{info, warn};
 
-use super::{
-    CONFIRM_TIMEOUT, OP_TIMEOUT, REPLY_SUCCESS, ROUTING_KEY, Shared, bounded, unavailable,
-};
+use super::{CONFIRM_TIMEOUT, OP_TIMEOUT, REPLY_SUCCESS, ROUTING_KEY, Shared, amqp, bounded};
+use crate::error::Chain;
 use crate::{QueueDepths, QueueError};
 
 pub(super) struct PublisherSlot {
@@ -38,7 +37,7 @@ enum PublishFailure {
     /// Returned as unroutable: the work queue or its binding is gone.
     Returned,
     /// The connection or channel is broken, or the confirm never came.
-    Broken(String),
+    Broken(QueueError),
 }
 
 impl Shared {
@@ -64,7 +63,7 @@ impl Shared {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
-                .map_err(|e| unavailable("enabling publisher confirms", e))
+                .map_err(amqp("enabling publisher confirms"))
         })
         .await?;
         let link = PublisherLink {
@@ -112,12 +111,15 @@ impl Shared {
                 properties,
             )
             .await
-            .map_err(|e| PublishFailure::Broken(e.to_string()))?;
+            .map_err(|e| PublishFailure::Broken(amqp("publishing")(e)))?;
         match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
-            Err(_) => Err(PublishFailure::Broken(format!(
-                "no publisher confirm within {CONFIRM_TIMEOUT:?}"
-            ))),
-            Ok(Err(e)) => Err(PublishFailure::Broken(e.to_string())),
+            Err(_) => Err(PublishFailure::Broken(QueueError::Timeout {
+                what: "waiting for the publisher confirm",
+                after: CONFIRM_TIMEOUT,
+            })),
+            Ok(Err(e)) => Err(PublishFailure::Broken(amqp(
+                "waiting for the publisher confirm",
+            )(e))),
             Ok(Ok(Confirmation::Ack(None))) => Ok(()),
             Ok(Ok(Confirmation::Ack(Some(returned)))) => {
                 warn!(
@@ -129,9 +131,10 @@ impl Shared {
                 Err(PublishFailure::Returned)
             }
             Ok(Ok(Confirmation::Nack(_))) => Err(PublishFailure::Nacked),
-            Ok(Ok(Confirmation::NotRequested)) => Err(PublishFailure::Broken(
-                "channel is not in confirm mode".to_owned(),
-            )),
+            // The channel is not in confirm mode: a fresh link puts it there.
+            Ok(Ok(Confirmation::NotRequested)) => {
+                Err(PublishFailure::Broken(QueueError::NotConfirmed))
+            }
         }
     }
 
@@ -154,9 +157,9 @@ impl Shared {
                 Err(PublishFailure::Broken(error)) => {
                     self.discard_publisher(&link).await;
                     if reconnected {
-                        return Err(QueueError::Unavailable(format!("publishing: {error}")));
+                        return Err(error);
                     }
-                    warn!(%error, "publishing a job failed; reconnecting once");
+                    warn!(error = %Chain(&error), "publishing a job failed; reconnecting once");
                 }
             }
         }
@@ -169,7 +172,7 @@ impl Shared {
             .connection
             .create_channel()
             .await
-            .map_err(|e| unavailable("opening a channel", e))?;
+            .map_err(amqp("opening a channel"))?;
         let passive = QueueDeclareOptions {
             passive: true,
             ..QueueDeclareOptions::default()
@@ -190,6 +193,6 @@ impl Shared {
         if channel.status().connected() {
             let _ = channel.close(REPLY_SUCCESS, "OK".into()).await;
         }
-        result.map_err(|e| unavailable("reading queue depths", e))
+        result.map_err(amqp("reading queue depths"))
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use lapin::Acker;
 use lapin::options::BasicRejectOptions;
 
-use super::{OP_TIMEOUT, unavailable};
+use super::{OP_TIMEOUT, amqp};
 use crate::{QueueError, Settle};
 
 /// Settles one delivery on the channel it came from. If that channel is gone the broker has
@@ -17,26 +17,22 @@ pub(super) struct AmqpSettle {
 }
 
 impl AmqpSettle {
-    async fn settle<F, Fut>(&mut self, what: &str, op: F) -> Result<(), QueueError>
+    async fn settle<F, Fut>(&mut self, what: &'static str, op: F) -> Result<(), QueueError>
     where
         F: FnOnce(Acker) -> Fut,
         Fut: Future<Output = lapin::Result<bool>>,
     {
         let Some(acker) = self.acker.take() else {
-            return Err(QueueError::Unavailable(format!(
-                "{what}: delivery already settled"
-            )));
+            return Err(QueueError::AlreadySettled { what });
         };
         match tokio::time::timeout(OP_TIMEOUT, op(acker)).await {
             Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(QueueError::Unavailable(format!(
-                "{what}: the delivery's channel is closed; the broker will redeliver it"
-            ))),
-            Ok(Err(e)) => Err(unavailable(what, e)),
-            Err(_) => Err(unavailable(
+            Ok(Ok(false)) => Err(QueueError::ChannelClosed { what }),
+            Ok(Err(e)) => Err(amqp(what)(e)),
+            Err(_) => Err(QueueError::Timeout {
                 what,
-                format_args!("timed out after {OP_TIMEOUT:?}"),
-            )),
+                after: OP_TIMEOUT,
+            }),
         }
     }
 }

@@ -23,8 +23,11 @@ impl Topology {
     pub(super) fn new(prefix: &str, delivery_limit: u32) -> Result<Self, QueueError> {
         // lapin panics on names longer than 255 bytes; refuse them here instead.
         let name = |suffix: &str| {
-            ShortString::try_new(format!("{prefix}{suffix}")).map_err(|e| {
-                QueueError::Unavailable(format!("invalid queue prefix {prefix:?}: {e}"))
+            ShortString::try_new(format!("{prefix}{suffix}")).map_err(|_| {
+                QueueError::Settings(format!(
+                    "queue prefix of {} bytes is too long: AMQP names take at most 255",
+                    prefix.len()
+                ))
             })
         };
         Ok(Topology {
@@ -126,7 +129,7 @@ mod tests {
     fn overlong_prefix_is_an_error_not_a_panic() {
         assert!(matches!(
             Topology::new(&"p".repeat(300), 5),
-            Err(QueueError::Unavailable(_))
+            Err(QueueError::Settings(_))
         ));
     }
 }

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use packages_auth::AuthFailure;
-use packages_domain::Chain;
+use packages_blobstore::Chain;
 use packages_service::ServiceError;
 use serde_json::json;
 

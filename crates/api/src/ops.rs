@@ -124,7 +124,10 @@ impl Probe for DatabaseProbe {
         "database"
     }
     async fn check(&self) -> Result<(), String> {
-        self.0.check_database().await.map_err(|e| e.to_string())
+        self.0
+            .check_database()
+            .await
+            .map_err(|e| packages_blobstore::Chain(&e).to_string())
     }
 }
 
@@ -136,7 +139,10 @@ impl Probe for BlobstoreProbe {
         "blobstore"
     }
     async fn check(&self) -> Result<(), String> {
-        self.0.check().await.map_err(|e| e.to_string())
+        self.0
+            .check()
+            .await
+            .map_err(|e| packages_blobstore::Chain(&e).to_string())
     }
 }
 
@@ -148,7 +154,10 @@ impl Probe for PublisherProbe {
         "queue"
     }
     async fn check(&self) -> Result<(), String> {
-        self.0.check().await.map_err(|e| e.to_string())
+        self.0
+            .check()
+            .await
+            .map_err(|e| packages_blobstore::Chain(&e).to_string())
     }
 }
 
@@ -160,7 +169,11 @@ impl Probe for ConsumerProbe {
         "queue"
     }
     async fn check(&self) -> Result<(), String> {
-        self.0.depths().await.map(|_| ()).map_err(|e| e.to_string())
+        self.0
+            .depths()
+            .await
+            .map(|_| ())
+            .map_err(|e| packages_blobstore::Chain(&e).to_string())
     }
 }
 

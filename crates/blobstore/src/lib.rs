@@ -10,42 +10,18 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
 
+mod error;
 mod local;
 mod redact;
 mod s3;
 
+pub use error::{BlobError, Chain};
 pub use local::LocalBlobstore;
 pub use redact::redact_urls;
 pub use s3::{S3Blobstore, S3Settings, S3Writer};
 
 /// A stream of bytes read from a blob.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BlobError>> + Send>>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    /// The key holds no blob.
-    #[error("blob not found: {0}")]
-    NotFound(String),
-    /// The store could not be reached or answered with a server error; worth retrying.
-    #[error("blobstore unavailable: {0}")]
-    Unavailable(String),
-    #[error("blobstore I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// Anything else the store refused (bad credentials, bad request, …).
-    #[error("blobstore error: {0}")]
-    Other(String),
-}
-
-impl BlobError {
-    /// Whether the same operation may succeed later.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, BlobError::Unavailable(_) | BlobError::Io(_))
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, BlobError::NotFound(_))
-    }
-}
 
 /// How a blob reaches a client.
 pub enum Download {
@@ -143,9 +119,10 @@ pub(crate) async fn put_through_writer(
     }
     if written != size {
         let _ = writer.abort().await;
-        return Err(BlobError::Other(format!(
-            "expected {size} bytes, got {written}"
-        )));
+        return Err(BlobError::Length {
+            expected: size,
+            actual: written,
+        });
     }
     writer.finish().await.map(|_| ())
 }
@@ -170,7 +147,12 @@ const MAX_KEY_LEN: usize = 1024;
 /// S3 and cannot step outside the local root: relative `/`-separated segments, none empty,
 /// `.` or `..`, no backslashes or control characters.
 pub(crate) fn validate_key(key: &str) -> Result<(), BlobError> {
-    let invalid = |why: &str| Err(BlobError::Other(format!("invalid blob key {key:?}: {why}")));
+    let invalid = |reason| {
+        Err(BlobError::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
     if key.is_empty() {
         return invalid("empty");
     }
@@ -198,7 +180,7 @@ pub(crate) fn validate_key(key: &str) -> Result<(), BlobError> {
 
 #[cfg(test)]
 mod key_tests {
-    use super::validate_key;
+    use super::{BlobError, validate_key};
 
     #[test]
     fn accepts_ordinary_keys() {
@@ -218,8 +200,14 @@ mod key_tests {
         for key in [
             "", "/abs", "a/../b", "..", ".", "a/./b", "a//b", "a/", "a\\b", "a\nb", "a\0b",
         ] {
-            assert!(validate_key(key).is_err(), "{key:?}");
+            assert!(
+                matches!(validate_key(key), Err(BlobError::InvalidKey { .. })),
+                "{key:?}"
+            );
         }
-        assert!(validate_key(&"k".repeat(1025)).is_err());
+        assert!(matches!(
+            validate_key(&"k".repeat(1025)),
+            Err(BlobError::InvalidKey { .. })
+        ));
     }
 }

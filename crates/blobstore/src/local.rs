@@ -84,9 +84,10 @@ impl LocalBlobstore {
     fn blob_path(&self, key: &str) -> Result<PathBuf, BlobError> {
         validate_key(key)?;
         if key == TMP_DIR || key.starts_with(".tmp/") {
-            return Err(BlobError::Other(format!(
-                "invalid blob key {key:?}: {TMP_DIR} is reserved"
-            )));
+            return Err(BlobError::InvalidKey {
+                key: key.to_string(),
+                reason: "reserved for temporary files",
+            });
         }
         Ok(self.root.join(key))
     }
@@ -132,7 +133,10 @@ where
 {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| BlobError::Other(format!("blocking filesystem task failed: {e}")))?
+        .map_err(|source| BlobError::Task {
+            what: "blocking filesystem task failed",
+            source,
+        })?
 }
 
 /// Errors that mean "no blob at this path": the file or one of its parents is missing,
@@ -227,7 +231,10 @@ fn walk(root: &Path, prefix: &str) -> Result<Vec<BlobInfo>, BlobError> {
     };
     if !start.is_empty() {
         if validate_key(start).is_err() {
-            return Err(BlobError::Other(format!("invalid list prefix {prefix:?}")));
+            return Err(BlobError::InvalidKey {
+                key: prefix.to_string(),
+                reason: "not a valid list prefix",
+            });
         }
         if start == TMP_DIR || start.starts_with(".tmp/") {
             return Ok(Vec::new());
@@ -331,9 +338,8 @@ impl Blobstore for LocalBlobstore {
             if offset >= size || len == 0 {
                 return Ok(Bytes::new());
             }
-            let want = usize::try_from(len.min(size - offset)).map_err(|_| {
-                BlobError::Other(format!("range of {len} bytes does not fit in memory"))
-            })?;
+            let want =
+                usize::try_from(len.min(size - offset)).map_err(|_| BlobError::TooLarge { len })?;
             let mut buf = vec![0u8; want];
             let mut filled = 0;
             while filled < want {
@@ -417,7 +423,7 @@ impl Blobstore for LocalBlobstore {
     async fn read(&self, key: &str) -> Result<ByteStream, BlobError> {
         match self.download(key).await? {
             Download::Stream { body, .. } => Ok(body),
-            Download::Redirect { .. } => Err(BlobError::Other("local blobs stream".into())),
+            Download::Redirect { .. } => Err(BlobError::Bug("a local download is a stream")),
         }
     }
 
@@ -449,24 +455,22 @@ impl Blobstore for LocalBlobstore {
         let root = self.root.clone();
         let session = self.session.dir.clone();
         blocking(move || {
-            let unavailable =
-                |what: &str, e: io::Error| BlobError::Unavailable(format!("{what}: {e}"));
-            let meta = std::fs::metadata(&root)
-                .map_err(|e| unavailable(&format!("blob root {}", root.display()), e))?;
+            let fs = |what, path: &Path| {
+                let path = path.to_path_buf();
+                move |source| BlobError::Fs { what, path, source }
+            };
+            let meta = std::fs::metadata(&root).map_err(fs("cannot reach the blob root", &root))?;
             if !meta.is_dir() {
-                return Err(BlobError::Unavailable(format!(
-                    "blob root {} is not a directory",
-                    root.display()
-                )));
+                let not_dir = io::Error::from(io::ErrorKind::NotADirectory);
+                return Err(fs("cannot use the blob root", &root)(not_dir));
             }
             // Someone may have removed the temporary area since start-up.
-            std::fs::create_dir_all(&session)
-                .map_err(|e| unavailable(&format!("creating {}", session.display()), e))?;
+            std::fs::create_dir_all(&session).map_err(fs("cannot create", &session))?;
             let probe = session.join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
             let written = std::fs::File::create_new(&probe).and_then(|mut f| f.write_all(b"ok"));
             let removed = std::fs::remove_file(&probe);
-            written.map_err(|e| unavailable(&format!("writing {}", probe.display()), e))?;
-            removed.map_err(|e| unavailable(&format!("removing {}", probe.display()), e))?;
+            written.map_err(fs("cannot write", &probe))?;
+            removed.map_err(fs("cannot remove", &probe))?;
             Ok(())
         })
         .await
@@ -489,9 +493,7 @@ struct LocalWriter {
 
 impl LocalWriter {
     fn file(&mut self) -> Result<&mut BufWriter<tokio::fs::File>, BlobError> {
-        self.file.as_mut().ok_or_else(|| {
-            BlobError::Other("blob writer is unusable after an earlier error".to_string())
-        })
+        self.file.as_mut().ok_or(BlobError::WriterFailed)
     }
 }
 
@@ -509,10 +511,7 @@ impl BlobWriter for LocalWriter {
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64, BlobError> {
-        let mut file = self
-            .file
-            .take()
-            .ok_or_else(|| BlobError::Other("blob writer failed earlier".to_string()))?;
+        let mut file = self.file.take().ok_or(BlobError::WriterFailed)?;
         file.flush().await?;
         let file = file.into_inner();
         file.sync_all().await?;
@@ -550,6 +549,7 @@ impl Drop for LocalWriter {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::Chain;
     use futures_util::StreamExt as _;
 
     fn store() -> (tempfile::TempDir, LocalBlobstore) {
@@ -856,18 +856,24 @@ mod tests {
             ".tmp/x",
         ] {
             assert!(
-                matches!(store.writer(key).await, Err(BlobError::Other(_))),
+                matches!(store.writer(key).await, Err(BlobError::InvalidKey { .. })),
                 "{key:?}"
             );
-            assert!(matches!(store.size(key).await, Err(BlobError::Other(_))));
-            assert!(matches!(store.delete(key).await, Err(BlobError::Other(_))));
+            assert!(matches!(
+                store.size(key).await,
+                Err(BlobError::InvalidKey { .. })
+            ));
+            assert!(matches!(
+                store.delete(key).await,
+                Err(BlobError::InvalidKey { .. })
+            ));
             assert!(matches!(
                 store.read_range(key, 0, 1).await,
-                Err(BlobError::Other(_))
+                Err(BlobError::InvalidKey { .. })
             ));
             assert!(matches!(
                 store.copy("a", key).await,
-                Err(BlobError::Other(_))
+                Err(BlobError::InvalidKey { .. })
             ));
         }
         assert!(!dir.path().join("outside").exists());
@@ -880,14 +886,17 @@ mod tests {
         assert_eq!(store.kind(), "local");
         assert!(tmp_entries(&store).is_empty());
         std::fs::remove_dir_all(store.root()).unwrap();
-        assert!(matches!(
-            store.check().await,
-            Err(BlobError::Unavailable(_))
-        ));
+        let err = store.check().await.unwrap_err();
+        assert!(matches!(err, BlobError::Fs { .. }), "{err:?}");
+        assert!(err.is_retryable(), "{err:?}");
         std::fs::write(dir.path().join("blobs"), b"not a dir").unwrap();
-        assert!(matches!(
-            store.check().await,
-            Err(BlobError::Unavailable(_))
-        ));
+        let err = store.check().await.unwrap_err();
+        assert!(matches!(err, BlobError::Fs { .. }), "{err:?}");
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(
+            Chain(&err).to_string().ends_with(": not a directory"),
+            "{}",
+            Chain(&err)
+        );
     }
 }

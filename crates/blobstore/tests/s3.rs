@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::{MIB, data, fresh_store, raw_bucket, settings};
-use packages_blobstore::{BlobError, BlobWriter, Blobstore, Download, S3Blobstore, S3Settings};
+use packages_blobstore::{
+    BlobError, BlobWriter, Blobstore, Chain, Download, S3Blobstore, S3Settings,
+};
 
 const PART: usize = S3Settings::MIN_PART_SIZE;
 
@@ -334,10 +336,13 @@ async fn bad_keys_are_refused() {
     let (store, _) = fresh_store(PART).await;
     for key in ["", "/abs", "a/../b", "a//b", "a\\b"] {
         assert!(
-            matches!(store.writer(key).await, Err(BlobError::Other(_))),
+            matches!(store.writer(key).await, Err(BlobError::InvalidKey { .. })),
             "{key:?}"
         );
-        assert!(matches!(store.size(key).await, Err(BlobError::Other(_))));
+        assert!(matches!(
+            store.size(key).await,
+            Err(BlobError::InvalidKey { .. })
+        ));
     }
 }
 
@@ -373,20 +378,20 @@ async fn dead_endpoint_is_unavailable_quickly() {
 
     let started = Instant::now();
     let err = store.check().await.unwrap_err();
-    assert!(matches!(err, BlobError::Unavailable(_)), "{err}");
+    assert!(matches!(err, BlobError::Http { .. }), "{}", Chain(&err));
+    assert!(err.is_retryable(), "{}", Chain(&err));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
         started.elapsed()
     );
-    assert!(matches!(
-        store.size("k").await,
-        Err(BlobError::Unavailable(_))
-    ));
-    assert!(matches!(
-        store.ensure_bucket().await,
-        Err(BlobError::Unavailable(_))
-    ));
+    for err in [
+        store.size("k").await.unwrap_err(),
+        store.ensure_bucket().await.unwrap_err(),
+    ] {
+        assert!(matches!(err, BlobError::Http { .. }), "{}", Chain(&err));
+        assert!(err.is_retryable(), "{}", Chain(&err));
+    }
 }
 
 #[tokio::test]
@@ -396,7 +401,12 @@ async fn wrong_credentials_are_refused() {
     wrong.secret_key = Some("not-the-secret".to_string());
     let store = S3Blobstore::connect(wrong).unwrap();
     let err = store.check().await.unwrap_err();
-    assert!(matches!(err, BlobError::Other(_)), "{err}");
+    assert!(
+        matches!(err, BlobError::Status { status: 403, .. }),
+        "{}",
+        Chain(&err)
+    );
+    assert!(!err.is_retryable(), "{}", Chain(&err));
 }
 
 #[tokio::test]
@@ -459,11 +469,31 @@ async fn streaming_put_of_the_wrong_length_stores_nothing() {
         .put_stream("s/short", bytes.len() as u64 + 10, stream_of(&bytes, 4096))
         .await;
     assert!(short.is_err());
-    let failing: packages_blobstore::ByteStream = Box::pin(futures_util::stream::iter(vec![
-        Ok(Bytes::from_static(b"first")),
-        Err(BlobError::Unavailable("the source broke".into())),
-    ]));
-    assert!(store.put_stream("s/broken", 100, failing).await.is_err());
+    let failing = |error: BlobError| -> packages_blobstore::ByteStream {
+        Box::pin(futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"first")),
+            Err(error),
+        ]))
+    };
+    // The source's failure decides whether storing is worth another attempt.
+    let broken = std::io::Error::other("the source broke");
+    let err = store
+        .put_stream("s/broken", 100, failing(BlobError::Io(broken)))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{}", Chain(&err));
+    assert!(
+        Chain(&err).to_string().contains("the source broke"),
+        "{}",
+        Chain(&err)
+    );
+    let stopped = BlobError::Stopped("the bytes were refused".into());
+    let err = store
+        .put_stream("s/stopped", 100, failing(stopped))
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{}", Chain(&err));
     assert_eq!(store.size("s/short").await.unwrap(), None);
     assert_eq!(store.size("s/broken").await.unwrap(), None);
+    assert_eq!(store.size("s/stopped").await.unwrap(), None);
 }

@@ -5,7 +5,6 @@
 //! so that every backend shares the same rules.
 
 pub mod access;
-pub mod chain;
 pub mod context;
 pub mod failure;
 pub mod ids;
@@ -17,7 +16,6 @@ pub mod upload;
 pub mod validation;
 
 pub use access::{Access, Principal, RoleType, Scope};
-pub use chain::Chain;
 pub use failure::FailureReason;
 pub use ids::{AppGuid, BlobKey, OrgGuid, PackageGuid, SpaceGuid};
 pub use list::{ListQuery, PageWindow};

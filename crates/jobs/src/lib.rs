@@ -8,26 +8,16 @@ use async_trait::async_trait;
 
 mod amqp;
 mod embedded;
+mod error;
 mod message;
 
 pub use amqp::{AmqpQueue, AmqpSettings};
 pub use embedded::EmbeddedQueue;
+pub use error::QueueError;
 pub use message::{
     CopyBits, DecodeError, DeleteBits, JOB_MESSAGE_VERSION, JobKind, JobMessage, JobPayload,
     ProcessUpload,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// The broker could not be reached, or the connection broke; worth retrying.
-    #[error("queue unavailable: {0}")]
-    Unavailable(String),
-    /// The broker refused the message (negative publisher confirm).
-    #[error("message not confirmed by the broker")]
-    NotConfirmed,
-    #[error("queue closed")]
-    Closed,
-}
 
 /// Publishes job messages; `publish` returns once the queue has taken responsibility for
 /// the message (AMQP: a positive publisher confirm for a persistent message).

@@ -20,16 +20,20 @@ pub async fn database(settings: &Settings) -> Result<Database, StartError> {
     let (url, pool_size) = (settings.database.url.clone(), settings.database.pool_size);
     tokio::task::spawn_blocking(move || Database::connect(&url, pool_size))
         .await
-        .map_err(|e| StartError::Setup(format!("database: {e}")))?
-        .map_err(|e| StartError::Setup(format!("database: {e}")))
+        .map_err(|e| StartError::Setup(format!("database: {}", packages_blobstore::Chain(&e))))?
+        .map_err(|e| StartError::Setup(format!("database: {}", packages_blobstore::Chain(&e))))
 }
 
 pub async fn blobstore(settings: &Settings) -> Result<Arc<dyn Blobstore>, StartError> {
     let b = &settings.blobstore;
     match b.kind {
         BlobstoreKind::Local => {
-            let store = LocalBlobstore::new(b.local.root.clone())
-                .map_err(|e| StartError::Setup(format!("blobstore.local.root: {e}")))?;
+            let store = LocalBlobstore::new(b.local.root.clone()).map_err(|e| {
+                StartError::Setup(format!(
+                    "blobstore.local.root: {}",
+                    packages_blobstore::Chain(&e)
+                ))
+            })?;
             Ok(Arc::new(store))
         }
         BlobstoreKind::S3 => {
@@ -73,10 +77,15 @@ pub async fn queue(settings: &Settings, binary: Binary) -> Result<Queue, StartEr
                 match AmqpQueue::connect(amqp.clone()).await {
                     Ok(queue) => break Arc::new(queue),
                     Err(e) if started.elapsed() < BROKER_WAIT => {
-                        tracing::warn!(error = %e, binary = binary.name(), "broker not reachable yet; retrying");
+                        tracing::warn!(error = %packages_blobstore::Chain(&e), binary = binary.name(), "broker not reachable yet; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                    Err(e) => return Err(StartError::Setup(format!("queue.url: {e}"))),
+                    Err(e) => {
+                        return Err(StartError::Setup(format!(
+                            "queue.url: {}",
+                            packages_blobstore::Chain(&e)
+                        )));
+                    }
                 }
             };
             Ok(Queue {
@@ -99,7 +108,7 @@ pub async fn requeue_for_embedded(
     let republished = services
         .republish_all_jobs()
         .await
-        .map_err(|e| StartError::Setup(format!("database: {e}")))?;
+        .map_err(|e| StartError::Setup(format!("database: {}", packages_blobstore::Chain(&e))))?;
     if republished > 0 {
         tracing::info!(
             jobs = republished,

@@ -84,12 +84,17 @@ fn run(binary: Binary, command: cli::Command) -> Result<(), StartError> {
         matches!(settings.log.format, packages_config::LogFormat::Json),
         &settings.log.level,
     )
-    .map_err(|e| StartError::Setup(format!("log: {e}")))?;
+    .map_err(|e| StartError::Setup(format!("log: {}", packages_blobstore::Chain(&e))))?;
     limits::raise_open_files();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| StartError::Setup(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| {
+            StartError::Setup(format!(
+                "cannot start the runtime: {}",
+                packages_blobstore::Chain(&e)
+            ))
+        })?;
     runtime.block_on(serve(binary, settings))
 }
 
@@ -169,7 +174,7 @@ async fn serve(binary: Binary, mut settings: Settings) -> Result<(), StartError>
                 settings.auth.jwt_public_key.as_deref(),
                 &settings.auth.audience,
             )
-            .map_err(|e| StartError::Setup(format!("auth: {e}")))?;
+            .map_err(|e| StartError::Setup(format!("auth: {}", packages_blobstore::Chain(&e))))?;
             let state = web::Data::new(ApiState {
                 services: services.clone(),
                 verifier,
@@ -270,8 +275,11 @@ struct Signals {
 impl Signals {
     fn new() -> Result<Signals, StartError> {
         use tokio::signal::unix::{SignalKind, signal};
-        let handler =
-            |kind| signal(kind).map_err(|e| StartError::Setup(format!("signal handler: {e}")));
+        let handler = |kind| {
+            signal(kind).map_err(|e| {
+                StartError::Setup(format!("signal handler: {}", packages_blobstore::Chain(&e)))
+            })
+        };
         Ok(Signals {
             term: handler(SignalKind::terminate())?,
             int: handler(SignalKind::interrupt())?,

@@ -53,7 +53,7 @@ pub async fn relay_once(services: &Services, publisher: &dyn JobPublisher) -> Op
     {
         Ok(claimed) => claimed,
         Err(e) => {
-            tracing::warn!(error = %e, "outbox relay cannot read jobs");
+            tracing::warn!(error = %packages_blobstore::Chain(&e), "outbox relay cannot read jobs");
             return None;
         }
     };
@@ -68,13 +68,13 @@ pub async fn relay_once(services: &Services, publisher: &dyn JobPublisher) -> Op
                     .await
                 {
                     // Published but not marked: it will be published again, harmlessly.
-                    tracing::warn!(error = %e, job_id = %job.id, "marking a job published failed");
+                    tracing::warn!(error = %packages_blobstore::Chain(&e), job_id = %job.id, "marking a job published failed");
                 }
                 tracing::debug!(job_id = %job.id, kind = %job.kind, package_guid = %job.package_guid, "job published");
                 published += 1;
             }
             Err(e) => {
-                tracing::warn!(error = %e, job_id = %job.id, "publishing a job failed; it stays in the outbox");
+                tracing::warn!(error = %packages_blobstore::Chain(&e), job_id = %job.id, "publishing a job failed; it stays in the outbox");
                 let id = job.id.clone();
                 let _ = services.db.run(move |conn| jobs::release(conn, &id)).await;
                 return None;

@@ -85,7 +85,7 @@ impl Services {
             .run(move |conn| packages::release_upload_claim(conn, &guid, &claim))
             .await;
         if let Err(e) = released {
-            tracing::warn!(error = %e, "releasing an upload claim failed; it lapses by itself");
+            tracing::warn!(error = %packages_blobstore::Chain(&e), "releasing an upload claim failed; it lapses by itself");
         }
     }
 
@@ -155,7 +155,7 @@ impl Services {
             };
             if let Some(failure) = failure {
                 if let Err(e) = writer.abort().await {
-                    tracing::warn!(error = %e, key = %staging_key, "discarding a partial upload failed");
+                    tracing::warn!(error = %packages_blobstore::Chain(&e), key = %staging_key, "discarding a partial upload failed");
                 }
                 return Err(failure);
             }
@@ -221,7 +221,7 @@ impl Services {
     /// Removes staged bits that no job will use.
     pub async fn discard_staged(&self, staging_key: &str) {
         if let Err(e) = self.blobs.delete(staging_key).await {
-            tracing::warn!(error = %e, key = %staging_key, "removing staged bits failed");
+            tracing::warn!(error = %packages_blobstore::Chain(&e), key = %staging_key, "removing staged bits failed");
         }
     }
 }
@@ -268,7 +268,7 @@ impl ProxyFile {
     pub async fn remove(self) {
         let named = self.named;
         if let Err(e) = tokio::fs::remove_file(&named).await {
-            tracing::warn!(error = %e, path = %named.display(), "removing the proxy's upload file failed");
+            tracing::warn!(error = %packages_blobstore::Chain(&e), path = %named.display(), "removing the proxy's upload file failed");
         }
     }
 }

@@ -12,7 +12,7 @@ mod zipread;
 use std::sync::Arc;
 use std::time::Duration;
 
-use packages_blobstore::redact_urls;
+use packages_blobstore::{Chain, redact_urls};
 use packages_domain::FailureReason;
 use packages_jobs::{DecodeError, Delivery, JobConsumer, JobMessage, JobPayload, QueueError};
 use packages_service::Services;
@@ -103,7 +103,7 @@ impl Worker {
                 }
                 Err(QueueError::Closed) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, "receiving a job failed");
+                    tracing::warn!(error = %packages_blobstore::Chain(&e), "receiving a job failed");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -139,7 +139,7 @@ impl Worker {
             .job_started()
             .finish("unknown", job_outcome::DEAD_LETTERED);
         if let Err(e) = delivery.dead_letter().await {
-            tracing::warn!(error = %e, "dead-lettering failed; the broker will deliver it again");
+            tracing::warn!(error = %packages_blobstore::Chain(&e), "dead-lettering failed; the broker will deliver it again");
         }
     }
 
@@ -159,7 +159,8 @@ impl Worker {
             }
             Ok(_) => {}
             Err(e) => {
-                let outcome = self.requeue_later(delivery, &e.to_string()).await;
+                let cause = Chain(&e).to_string();
+                let outcome = self.requeue_later(delivery, &cause).await;
                 return timer.finish(kind, outcome);
             }
         }
@@ -185,7 +186,7 @@ impl Worker {
                 tracing::info!(why, "job ignored");
                 settle(delivery.ack().await, job_outcome::IGNORED)
             }
-            Err(Retry(cause)) => self.retry(delivery, &message, &cause).await,
+            Err(failure) => self.retry(delivery, &message, &failure).await,
         };
         timer.finish(kind, outcome);
     }
@@ -195,8 +196,19 @@ impl Worker {
     /// the message goes to the dead-letter queue. When the database itself is down the
     /// message goes back to the broker, whose delivery limit dead-letters it eventually
     /// (the pending sweep then fails the package).
-    async fn retry(&self, delivery: Delivery, message: &JobMessage, cause: &str) -> &'static str {
+    async fn retry(
+        &self,
+        delivery: Delivery,
+        message: &JobMessage,
+        failure: &Retry,
+    ) -> &'static str {
+        // Rendered once: the chain, with any URL's query string removed.
+        let cause = Chain(failure).to_string();
+        let cause = cause.as_str();
         tracing::warn!(cause, "job hit an infrastructure error");
+        if !failure.is_retryable() {
+            return self.give_up_now(delivery, message, cause).await;
+        }
         let settings = self.settings.clone();
         let decision = self
             .pipeline
@@ -213,21 +225,38 @@ impl Worker {
                 settle(delivery.ack().await, job_outcome::RETRIED)
             }
             Ok(RetryDecision::Gone) => settle(delivery.ack().await, job_outcome::IGNORED),
-            Ok(RetryDecision::GiveUp) => match self
-                .pipeline
-                .give_up(message, FailureReason::GaveUp(redact_urls(cause)))
-                .await
-            {
-                Ok(reason) => {
-                    if let Some(reason) = reason {
-                        self.pipeline.metrics.package_failed(reason.label());
-                    }
-                    tracing::error!(cause, "job out of attempts; dead-lettered");
-                    settle(delivery.dead_letter().await, job_outcome::DEAD_LETTERED)
+            Ok(RetryDecision::GiveUp) => self.give_up_now(delivery, message, cause).await,
+            Err(e) => {
+                let cause = Chain(&e).to_string();
+                self.requeue_later(delivery, &cause).await
+            }
+        }
+    }
+
+    /// The job will not succeed (attempts spent, or an error no attempt gets past): its
+    /// package is FAILED with the cause and the message dead-lettered.
+    async fn give_up_now(
+        &self,
+        delivery: Delivery,
+        message: &JobMessage,
+        cause: &str,
+    ) -> &'static str {
+        let given_up = self
+            .pipeline
+            .give_up(message, FailureReason::GaveUp(redact_urls(cause)))
+            .await;
+        match given_up {
+            Ok(reason) => {
+                if let Some(reason) = reason {
+                    self.pipeline.metrics.package_failed(reason.label());
                 }
-                Err(e) => self.requeue_later(delivery, &e.0).await,
-            },
-            Err(e) => self.requeue_later(delivery, &e.to_string()).await,
+                tracing::error!(cause, "job given up; dead-lettered");
+                settle(delivery.dead_letter().await, job_outcome::DEAD_LETTERED)
+            }
+            Err(e) => {
+                let cause = Chain(&e).to_string();
+                self.requeue_later(delivery, &cause).await
+            }
         }
     }
 
@@ -253,7 +282,10 @@ impl Worker {
                 }
                 settle(delivery.dead_letter().await, job_outcome::DEAD_LETTERED)
             }
-            Err(e) => self.requeue_later(delivery, &e.0).await,
+            Err(e) => {
+                let cause = Chain(&e).to_string();
+                self.requeue_later(delivery, &cause).await
+            }
         }
     }
 
@@ -280,7 +312,7 @@ fn stalled_by_failpoint() -> bool {
 /// delivers it again and the job's idempotence absorbs the repeat.
 fn settle(result: Result<(), QueueError>, outcome: &'static str) -> &'static str {
     if let Err(e) = result {
-        tracing::warn!(error = %e, "settling a delivery failed; it will be delivered again");
+        tracing::warn!(error = %packages_blobstore::Chain(&e), "settling a delivery failed; it will be delivered again");
     }
     outcome
 }

@@ -26,20 +26,27 @@ pub(crate) enum Done {
     Ignored(&'static str),
 }
 
-/// An infrastructure failure (blobstore, database) that a later attempt may get past.
+/// An infrastructure failure (blobstore, database): the job did not end, and a later
+/// attempt may get past it if [`Retry::is_retryable`].
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct Retry(pub String);
-
-impl From<BlobError> for Retry {
-    fn from(e: BlobError) -> Self {
-        Retry(e.to_string())
-    }
+pub(crate) enum Retry {
+    #[error("the blobstore failed")]
+    Blob(#[from] BlobError),
+    #[error("the store failed")]
+    Service(#[from] ServiceError),
+    #[error("reading the staged upload failed")]
+    Read(#[source] std::io::Error),
 }
 
-impl From<ServiceError> for Retry {
-    fn from(e: ServiceError) -> Self {
-        Retry(e.to_string())
+impl Retry {
+    /// Whether another attempt may succeed; otherwise the job gives up at once (bad
+    /// credentials, a request the store refuses).
+    pub(crate) fn is_retryable(&self) -> bool {
+        match self {
+            Retry::Blob(e) => e.is_retryable(),
+            Retry::Service(e) => e.is_retryable(),
+            Retry::Read(_) => true,
+        }
     }
 }
 
@@ -119,7 +126,7 @@ impl Pipeline {
 
     async fn discard(&self, key: &str) {
         if let Err(e) = self.blobs().delete(key).await {
-            tracing::warn!(error = %e, key, "deleting a blob failed; the staging sweep will retry");
+            tracing::warn!(error = %packages_blobstore::Chain(&e), key, "deleting a blob failed; the staging sweep will retry");
         }
     }
 
@@ -158,7 +165,9 @@ impl Pipeline {
             }
             Ok(_) => {}
             // The package itself is READY; expiration runs again after the next upload.
-            Err(e) => tracing::warn!(error = %e, "expiring older packages failed"),
+            Err(e) => {
+                tracing::warn!(error = %packages_blobstore::Chain(&e), "expiring older packages failed")
+            }
         }
     }
 
@@ -203,7 +212,7 @@ impl Pipeline {
                     .fail(&package, failure_for(problem), Some(staging))
                     .await;
             }
-            Err(CheckError::Io(e)) => return Err(Retry(format!("reading the staged upload: {e}"))),
+            Err(CheckError::Io(e)) => return Err(Retry::Read(e)),
         };
         // Tests pause here to cut the blobstore between the check and the move.
         fail::fail_point!("worker-before-move");
@@ -314,7 +323,7 @@ impl Pipeline {
             {
                 pass.refused = Some(problem);
                 pass.local_headers = None;
-                return Err(BlobError::Other(
+                return Err(BlobError::Stopped(
                     "the zip's local headers were refused".into(),
                 ));
             }

@@ -57,7 +57,9 @@ impl Sweeper {
             Timestamp::now().seconds() - i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
         let stale = match self.services.packages_pending_since_before(before).await {
             Ok(stale) => stale,
-            Err(e) => return tracing::warn!(error = %e, "pending sweep cannot read packages"),
+            Err(e) => {
+                return tracing::warn!(error = %packages_blobstore::Chain(&e), "pending sweep cannot read packages");
+            }
         };
         for package in stale {
             let guid = package.guid.clone();
@@ -74,7 +76,7 @@ impl Sweeper {
                 }
                 Ok(Stuck::Unchanged) => {}
                 Err(e) => {
-                    tracing::warn!(package_guid = %guid, error = %e, "pending sweep failed for a package")
+                    tracing::warn!(package_guid = %guid, error = %packages_blobstore::Chain(&e), "pending sweep failed for a package")
                 }
             }
         }
@@ -85,7 +87,9 @@ impl Sweeper {
     pub async fn sweep_staging(&self) {
         let blobs = match self.services.blobs().list(STAGING_PREFIX).await {
             Ok(blobs) => blobs,
-            Err(e) => return tracing::warn!(error = %e, "staging sweep cannot list blobs"),
+            Err(e) => {
+                return tracing::warn!(error = %packages_blobstore::Chain(&e), "staging sweep cannot list blobs");
+            }
         };
         let cutoff =
             Timestamp::now().seconds() - i64::try_from(STAGING_GRACE.as_secs()).unwrap_or(0);
@@ -99,7 +103,9 @@ impl Sweeper {
                     tracing::info!(key = %blob.key, "removing an abandoned staged upload");
                     let _ = self.services.blobs().delete(&blob.key).await;
                 }
-                Err(e) => return tracing::warn!(error = %e, "staging sweep cannot read packages"),
+                Err(e) => {
+                    return tracing::warn!(error = %packages_blobstore::Chain(&e), "staging sweep cannot read packages");
+                }
             }
         }
     }
@@ -108,7 +114,9 @@ impl Sweeper {
         if let Some(queue) = &self.queue {
             match queue.depths().await {
                 Ok(depths) => self.metrics.set_queue_depths(depths.ready, depths.dead),
-                Err(e) => tracing::debug!(error = %e, "queue depths unavailable"),
+                Err(e) => {
+                    tracing::debug!(error = %packages_blobstore::Chain(&e), "queue depths unavailable")
+                }
             }
         }
         if let Ok(counts) = self.services.store_counts().await {

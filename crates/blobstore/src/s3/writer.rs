@@ -1,0 +1,369 @@
+//! Writing one blob: a single PUT, or a multipart upload with parts in flight.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use s3::Bucket;
+use s3::error::S3Error;
+use s3::serde_types::Part;
+use tokio::task::JoinHandle;
+
+use super::errors::map_error;
+use super::{CONTENT_TYPE, PUT_URL_EXPIRY_SECS, S3Blobstore};
+use crate::error::http_error;
+use crate::{BlobError, BlobWriter, Chain, validate_key};
+
+/// Parts uploaded at once by one writer: enough to keep the connection busy while the
+/// next part fills, few enough to bound memory (each costs about two part sizes).
+const PARTS_IN_FLIGHT: usize = 2;
+/// S3 numbers parts 1..=10000.
+const MAX_PARTS: u32 = 10_000;
+
+impl S3Blobstore {
+    /// The writer behind [`Blobstore::writer`](crate::Blobstore::writer), as its concrete type.
+    pub fn s3_writer(&self, key: &str) -> Result<S3Writer, BlobError> {
+        validate_key(key)?;
+        Ok(S3Writer {
+            control: self.control.clone(),
+            transfer: self.transfer.clone(),
+            http: self.http.clone(),
+            key: key.to_string(),
+            part_size: self.part_size,
+            buf: Vec::new(),
+            total: 0,
+            upload: None,
+            in_flight: VecDeque::new(),
+            failed: false,
+        })
+    }
+}
+
+struct MultipartUpload {
+    id: String,
+    parts: Vec<Part>,
+    next_part: u32,
+}
+
+type PartTask = JoinHandle<Result<Part, BlobError>>;
+
+/// Writes one blob: a single PUT when it fits in one part, otherwise a multipart upload
+/// with one part uploading while the next one fills.
+pub struct S3Writer {
+    control: Arc<Bucket>,
+    transfer: Arc<Bucket>,
+    http: reqwest::Client,
+    key: String,
+    part_size: usize,
+    buf: Vec<u8>,
+    total: u64,
+    /// Started with the first full part; `None` again once completed or aborted.
+    upload: Option<MultipartUpload>,
+    /// Parts being uploaded, oldest first (at most [`PARTS_IN_FLIGHT`]).
+    in_flight: VecDeque<PartTask>,
+    /// A part failed: finishing would complete a blob with a hole in it.
+    failed: bool,
+}
+
+impl S3Writer {
+    /// The multipart upload id, once the first part has been sent.
+    pub fn upload_id(&self) -> Option<&str> {
+        self.upload.as_ref().map(|upload| upload.id.as_str())
+    }
+
+    /// Appends to the part buffer, growing it no further than one part.
+    fn buffer(&mut self, bytes: &[u8]) {
+        let needed = self.buf.len() + bytes.len();
+        if needed > self.buf.capacity() {
+            let target = needed.max(self.buf.capacity() * 2).min(self.part_size);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    async fn start_upload(&mut self) -> Result<(), BlobError> {
+        if self.upload.is_some() {
+            return Ok(());
+        }
+        let started = self
+            .control
+            .initiate_multipart_upload(&self.key, CONTENT_TYPE)
+            .await
+            .map_err(|e| map_error(e, &self.key))?;
+        self.upload = Some(MultipartUpload {
+            id: started.upload_id,
+            parts: Vec::new(),
+            next_part: 1,
+        });
+        Ok(())
+    }
+
+    /// Waits for the oldest part in flight, if any, and records it. Parts are settled in
+    /// the order they were sent, so the list stays in part-number order.
+    async fn settle_oldest(&mut self) -> Result<(), BlobError> {
+        let Some(task) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let part = task.await.map_err(|source| BlobError::Task {
+            what: "part upload task failed",
+            source,
+        })??;
+        match self.upload.as_mut() {
+            Some(upload) => {
+                upload.parts.push(part);
+                Ok(())
+            }
+            None => Err(BlobError::Bug("part finished without a multipart upload")),
+        }
+    }
+
+    async fn settle_all(&mut self) -> Result<(), BlobError> {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the buffer as the next part number.
+    fn next_part(&mut self) -> Result<(String, u32, Vec<u8>), BlobError> {
+        let upload = self
+            .upload
+            .as_mut()
+            .ok_or(BlobError::Bug("no multipart upload to add a part to"))?;
+        if upload.next_part > MAX_PARTS {
+            return Err(BlobError::Settings(format!(
+                "blob {:?} needs more than {MAX_PARTS} parts; raise part_size",
+                self.key
+            )));
+        }
+        let number = upload.next_part;
+        upload.next_part += 1;
+        let body = std::mem::take(&mut self.buf);
+        Ok((upload.id.clone(), number, body))
+    }
+
+    /// Starts uploading the full buffer in the background; with [`PARTS_IN_FLIGHT`]
+    /// parts already under way it first waits for the oldest, which bounds memory.
+    async fn send_full_part(&mut self) -> Result<(), BlobError> {
+        self.start_upload().await?;
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.settle_oldest().await?;
+        }
+        let (upload_id, number, body) = self.next_part()?;
+        // Full parts keep coming: allocate the whole part once instead of regrowing.
+        self.buf = Vec::with_capacity(self.part_size);
+        let (bucket, http, key) = (self.control.clone(), self.http.clone(), self.key.clone());
+        self.in_flight.push_back(tokio::spawn(async move {
+            upload_part(&bucket, &http, &key, &upload_id, number, body).await
+        }));
+        Ok(())
+    }
+
+    async fn complete(&mut self) -> Result<u64, BlobError> {
+        if self.upload.is_none() {
+            let body = std::mem::take(&mut self.buf);
+            self.transfer
+                .put_object_with_content_type(&self.key, &body, CONTENT_TYPE)
+                .await
+                .map_err(|e| map_error(e, &self.key))?;
+            return Ok(self.total);
+        }
+        self.settle_all().await?;
+        if !self.buf.is_empty() {
+            let (upload_id, number, body) = self.next_part()?;
+            let part = upload_part(
+                &self.control,
+                &self.http,
+                &self.key,
+                &upload_id,
+                number,
+                body,
+            )
+            .await?;
+            if let Some(upload) = self.upload.as_mut() {
+                upload.parts.push(part);
+            }
+        }
+        let (upload_id, parts) = match &self.upload {
+            Some(upload) => (upload.id.clone(), upload.parts.clone()),
+            None => return Err(BlobError::Bug("multipart upload vanished")),
+        };
+        self.transfer
+            .complete_multipart_upload(&self.key, &upload_id, parts)
+            .await
+            .map_err(|e| map_error(e, &self.key))?;
+        // Completed: nothing left for abort or Drop to clean up.
+        self.upload = None;
+        Ok(self.total)
+    }
+
+    async fn abort_upload(&mut self) -> Result<(), BlobError> {
+        for task in std::mem::take(&mut self.in_flight) {
+            task.abort();
+            let _ = task.await;
+        }
+        self.buf = Vec::new();
+        let Some(upload) = self.upload.take() else {
+            return Ok(());
+        };
+        match self.control.abort_upload(&self.key, &upload.id).await {
+            Ok(()) => Ok(()),
+            Err(e) => match map_error(e, &self.key) {
+                // Already gone.
+                BlobError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// Uploads one part with a PUT to a presigned UploadPart URL: the buffer becomes the
+/// request body as is (rust-s3's own part upload copies it and computes its MD5, which
+/// made multipart uploads about three times slower than a plain PUT).
+async fn upload_part(
+    bucket: &Bucket,
+    http: &reqwest::Client,
+    key: &str,
+    upload_id: &str,
+    number: u32,
+    body: Vec<u8>,
+) -> Result<Part, BlobError> {
+    let queries = std::collections::HashMap::from([
+        ("partNumber".to_string(), number.to_string()),
+        ("uploadId".to_string(), upload_id.to_string()),
+    ]);
+    let url = bucket
+        .presign_put(key, PUT_URL_EXPIRY_SECS, None, Some(queries))
+        .await
+        .map_err(|e| map_error(e, key))?;
+    let response = http
+        .put(url)
+        .header(reqwest::header::CONTENT_LENGTH, body.len())
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| http_error("S3 part upload failed", None, e))?;
+    let status = response.status().as_u16();
+    if !response.status().is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(map_error(S3Error::HttpFailWithBody(status, text), key));
+    }
+    let etag = response
+        .headers()
+        .get(reqwest::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| BlobError::Unexpected {
+            what: format!("no ETag for part {number} of {key:?}"),
+            source: None,
+        })?
+        .to_string();
+    Ok(Part {
+        part_number: number,
+        etag,
+    })
+}
+
+#[async_trait]
+impl BlobWriter for S3Writer {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
+        if self.failed {
+            return Err(BlobError::WriterFailed);
+        }
+        let mut rest: &[u8] = &chunk;
+        while !rest.is_empty() {
+            let take = (self.part_size - self.buf.len()).min(rest.len());
+            self.buffer(&rest[..take]);
+            rest = &rest[take..];
+            self.total += take as u64;
+            if self.buf.len() >= self.part_size
+                && let Err(e) = self.send_full_part().await
+            {
+                self.failed = true;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, BlobError> {
+        let result = if self.failed {
+            Err(BlobError::WriterFailed)
+        } else {
+            self.complete().await
+        };
+        if result.is_err()
+            && let Err(e) = self.abort_upload().await
+        {
+            tracing::warn!(key = %self.key, error = %Chain(&e), "could not abort multipart upload");
+        }
+        result
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), BlobError> {
+        self.abort_upload().await
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        let in_flight = std::mem::take(&mut self.in_flight);
+        for task in &in_flight {
+            task.abort();
+        }
+        let Some(upload) = self.upload.take() else {
+            return;
+        };
+        let key = std::mem::take(&mut self.key);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(%key, upload_id = %upload.id, "writer dropped outside a runtime; multipart upload left pending");
+            return;
+        };
+        let bucket = self.control.clone();
+        runtime.spawn(async move {
+            // The parts must be gone before the abort, or they could outlive it.
+            for task in in_flight {
+                let _ = task.await;
+            }
+            if let Err(e) = bucket.abort_upload(&key, &upload.id).await {
+                let e = map_error(e, &key);
+                tracing::warn!(%key, upload_id = %upload.id, error = %Chain(&e), "could not abort multipart upload of a dropped writer");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::s3::S3Settings;
+    use crate::s3::tests::{assert_no_credentials, dead_store, settings};
+
+    /// A part goes to a presigned URL, whose signature must not reach the error.
+    #[tokio::test]
+    async fn failed_part_upload_shows_no_signature() {
+        let store = dead_store();
+        let e = upload_part(&store.control, &store.http, "gu/id/k", "u-1", 1, vec![1, 2])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, BlobError::Http { .. }), "{e:?}");
+        assert!(e.is_retryable());
+        assert_no_credentials(&e, "/b/gu/id/k");
+    }
+
+    #[tokio::test]
+    async fn writer_buffer_never_exceeds_a_part() {
+        let store = S3Blobstore::connect(settings()).unwrap();
+        let mut w = store.s3_writer("k").unwrap();
+        for _ in 0..100 {
+            w.buffer(&[0u8; 1000]);
+        }
+        assert!(w.buf.capacity() <= S3Settings::DEFAULT_PART_SIZE);
+        let mut w = store.s3_writer("k").unwrap();
+        let part = S3Settings::DEFAULT_PART_SIZE;
+        w.buffer(&vec![0u8; part - 1]);
+        w.buffer(&[0u8; 1]);
+        assert_eq!(w.buf.capacity(), part);
+    }
+}

@@ -25,7 +25,7 @@ impl BitsSink for Counting {
     async fn discard(&mut self, _: usize) {}
 }
 
-/// Input: chunk size, boundary length, the boundary, then the body.
+// Input: chunk size, boundary length, the boundary, then the body.
 fuzz_target!(|input: &[u8]| {
     let [chunk, boundary_len, rest @ ..] = input else {
         return;

@@ -107,6 +107,11 @@ impl Service {
             .await
     }
 
+    /// A JSON POST by `user` with read and write scopes (roles decide the rest).
+    pub async fn post_as(&self, user: &str, path: &str, body: &Value) -> Reply {
+        self.post(path, &self.token(user, READ_WRITE), body).await
+    }
+
     pub async fn post_raw(
         &self,
         path: &str,

@@ -163,12 +163,8 @@ async fn organizations_are_created_by_admins() {
     svc.grant(&manager, "organization_manager", guid).await;
     for user in [&manager, &new_user()] {
         not_authorized(
-            &svc.post(
-                "/v3/organizations",
-                &svc.token(user, READ_WRITE),
-                &json!({"name": "mine"}),
-            )
-            .await,
+            &svc.post_as(&user, "/v3/organizations", &json!({"name": "mine"}))
+                .await,
         );
     }
     let all = svc.get("/v3/organizations", &admin).await;
@@ -429,21 +425,13 @@ async fn spaces_are_created_in_an_organization() {
     let manager = new_user();
     svc.grant(&manager, "organization_manager", &org).await;
     not_authorized(
-        &svc.post(
-            "/v3/spaces",
-            &svc.token(&manager, READ_WRITE),
-            &space_body(&org, "mine"),
-        )
-        .await,
+        &svc.post_as(&manager, "/v3/spaces", &space_body(&org, "mine"))
+            .await,
     );
     // Someone who cannot see the organization: it is invalid for them.
     unprocessable(
-        &svc.post(
-            "/v3/spaces",
-            &svc.token(&new_user(), READ_WRITE),
-            &space_body(&org, "mine"),
-        )
-        .await,
+        &svc.post_as(&new_user(), "/v3/spaces", &space_body(&org, "mine"))
+            .await,
         INVALID_ORG,
     );
     let all = svc.get("/v3/spaces", &admin).await;
@@ -696,9 +684,9 @@ async fn roles_are_created_by_admins() {
     let manager = new_user();
     svc.grant(&manager, "space_manager", &ctx.space).await;
     not_authorized(
-        &svc.post(
+        &svc.post_as(
+            &manager,
             "/v3/roles",
-            &svc.token(&manager, READ_WRITE),
             &role_body("space_developer", &new_user(), "space", &ctx.space),
         )
         .await,
@@ -873,21 +861,13 @@ async fn apps_are_created_by_admins_and_developers() {
         let user = new_user();
         svc.grant(&user, role, &space).await;
         not_authorized(
-            &svc.post(
-                "/v3/apps",
-                &svc.token(&user, READ_WRITE),
-                &app_body(&space, "nope"),
-            )
-            .await,
+            &svc.post_as(&user, "/v3/apps", &app_body(&space, "nope"))
+                .await,
         );
     }
     unprocessable(
-        &svc.post(
-            "/v3/apps",
-            &svc.token(&new_user(), READ_WRITE),
-            &app_body(&space, "nope"),
-        )
-        .await,
+        &svc.post_as(&new_user(), "/v3/apps", &app_body(&space, "nope"))
+            .await,
         INVALID_SPACE,
     );
     unprocessable(

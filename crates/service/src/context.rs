@@ -48,7 +48,62 @@ type CascadingDelete =
 type Lister<T> =
     fn(&mut AnyConnection, &Visibility, &ListQuery) -> Result<(Vec<T>, u64), StorageError>;
 
+/// What a refused insert means for the client, by the constraint that refused it.
+struct Refusals {
+    /// A unique key (a name or a role taken).
+    conflict: ServiceError,
+    /// A foreign key (the parent vanished since it was looked up).
+    missing_parent: Option<ServiceError>,
+}
+
 impl Services {
+    /// Stores a new row, turning key violations into the resource's own errors.
+    async fn insert<T: Clone + Send + Sync + 'static>(
+        &self,
+        row: T,
+        insert: fn(&mut AnyConnection, &T) -> Result<(), StorageError>,
+        refusals: Refusals,
+    ) -> Result<T> {
+        let stored = row.clone();
+        match self.db.run(move |conn| insert(conn, &stored)).await {
+            Ok(()) => Ok(row),
+            Err(StorageError::Conflict(_)) => Err(refusals.conflict),
+            Err(StorageError::MissingParent(e)) => Err(refusals
+                .missing_parent
+                .unwrap_or_else(|| StorageError::MissingParent(e).into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A row the caller may see, else `NotFound(missing)`: `find` looks it up, `reaches`
+    /// decides for non-admins (both run in one database round trip).
+    async fn visible<K, T, F, R>(
+        &self,
+        principal: &Principal,
+        missing: Resource,
+        key: K,
+        find: F,
+        reaches: R,
+    ) -> Result<T>
+    where
+        K: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection, &K) -> Result<Option<T>, StorageError> + Send + 'static,
+        R: FnOnce(&mut AnyConnection, &str, &T) -> Result<bool, StorageError> + Send + 'static,
+    {
+        let (user, admin) = (principal.user_guid.clone(), principal.is_admin());
+        self.db
+            .run(move |conn| {
+                let Some(found) = find(conn, &key)? else {
+                    return Ok(None);
+                };
+                let visible = admin || reaches(conn, &user, &found)?;
+                Ok(visible.then_some(found))
+            })
+            .await?
+            .ok_or(ServiceError::NotFound(missing))
+    }
+
     /// A page of a list endpoint: read scope, the query's rules, then what the caller
     /// may see.
     async fn visible_page<T: Send + 'static>(
@@ -97,32 +152,23 @@ impl Services {
             created_at: now,
             updated_at: now,
         };
-        let row = org.clone();
-        match self.db.run(move |conn| store::insert_org(conn, &row)).await {
-            Ok(()) => Ok(org),
-            Err(StorageError::Conflict(_)) => {
-                Err(Invalid::one(format!("Organization '{}' already exists.", org.name)).into())
-            }
-            Err(e) => Err(e.into()),
-        }
+        let conflict = Invalid::one(format!("Organization '{}' already exists.", org.name));
+        let refusals = Refusals {
+            conflict: conflict.into(),
+            missing_parent: None,
+        };
+        self.insert(org, store::insert_org, refusals).await
     }
 
     async fn visible_org(&self, principal: &Principal, guid: &OrgGuid) -> Result<Organization> {
-        let (user, guid, admin) = (
-            principal.user_guid.clone(),
-            guid.to_owned(),
-            principal.is_admin(),
-        );
-        self.db
-            .run(move |conn| {
-                let Some(org) = store::find_org(conn, &guid)? else {
-                    return Ok(None);
-                };
-                let visible = admin || store::is_org_member(conn, &user, &org.guid)?;
-                Ok(visible.then_some(org))
-            })
-            .await?
-            .ok_or(ServiceError::NotFound(Resource::Organization))
+        self.visible(
+            principal,
+            Resource::Organization,
+            guid.clone(),
+            |conn, guid| store::find_org(conn, guid),
+            |conn, user, org: &Organization| store::is_org_member(conn, user, &org.guid),
+        )
+        .await
     }
 
     pub async fn get_org(&self, principal: &Principal, guid: &OrgGuid) -> Result<Organization> {
@@ -176,38 +222,25 @@ impl Services {
             created_at: now,
             updated_at: now,
         };
-        let row = space.clone();
-        match self
-            .db
-            .run(move |conn| store::insert_space(conn, &row))
-            .await
-        {
-            Ok(()) => Ok(space),
-            Err(StorageError::Conflict(_)) => {
-                Err(Invalid::one("Name must be unique per organization").into())
-            }
-            Err(StorageError::MissingParent(_)) => Err(Invalid::one(INVALID_ORG_FOR_SPACE).into()),
-            Err(e) => Err(e.into()),
-        }
+        let refusals = Refusals {
+            conflict: Invalid::one("Name must be unique per organization").into(),
+            missing_parent: Some(Invalid::one(INVALID_ORG_FOR_SPACE).into()),
+        };
+        self.insert(space, store::insert_space, refusals).await
     }
 
     async fn visible_space(&self, principal: &Principal, guid: &SpaceGuid) -> Result<Space> {
-        let (user, guid, admin) = (
-            principal.user_guid.clone(),
-            guid.to_owned(),
-            principal.is_admin(),
-        );
-        self.db
-            .run(move |conn| {
-                let Some(space) = store::find_space(conn, &guid)? else {
-                    return Ok(None);
-                };
-                let membership = store::membership(conn, &user, &space.guid)?.unwrap_or_default();
-                let visible = admin || membership.org_manager || !membership.space_roles.is_empty();
-                Ok(visible.then_some(space))
-            })
-            .await?
-            .ok_or(ServiceError::NotFound(Resource::Space))
+        self.visible(
+            principal,
+            Resource::Space,
+            guid.clone(),
+            |conn, guid| store::find_space(conn, guid),
+            |conn, user, space: &Space| {
+                let membership = store::membership(conn, user, &space.guid)?.unwrap_or_default();
+                Ok(membership.org_manager || !membership.space_roles.is_empty())
+            },
+        )
+        .await
     }
 
     pub async fn get_space(&self, principal: &Principal, guid: &SpaceGuid) -> Result<Space> {
@@ -262,20 +295,15 @@ impl Services {
             created_at: now,
             updated_at: now,
         };
-        let row = role.clone();
-        match self
-            .db
-            .run(move |conn| store::insert_role(conn, &row))
-            .await
-        {
-            Ok(()) => Ok(role),
-            Err(StorageError::Conflict(_)) => Err(Invalid::one(format!(
-                "User '{}' already has '{}' role in {target_name}.",
-                role.user_guid, role.role_type
-            ))
-            .into()),
-            Err(e) => Err(e.into()),
-        }
+        let conflict = Invalid::one(format!(
+            "User '{}' already has '{}' role in {target_name}.",
+            role.user_guid, role.role_type
+        ));
+        let refusals = Refusals {
+            conflict: conflict.into(),
+            missing_parent: None,
+        };
+        self.insert(role, store::insert_role, refusals).await
     }
 
     async fn visible_role(&self, principal: &Principal, guid: &str) -> Result<Role> {
@@ -362,16 +390,14 @@ impl Services {
             created_at: now,
             updated_at: now,
         };
-        let row = app.clone();
-        match self.db.run(move |conn| store::insert_app(conn, &row)).await {
-            Ok(()) => Ok(app),
-            Err(StorageError::Conflict(_)) => Err(ServiceError::NotUnique(format!(
+        let refusals = Refusals {
+            conflict: ServiceError::NotUnique(format!(
                 "App with the name '{}' already exists.",
                 app.name
-            ))),
-            Err(StorageError::MissingParent(_)) => Err(Invalid::one(INVALID_SPACE).into()),
-            Err(e) => Err(e.into()),
-        }
+            )),
+            missing_parent: Some(Invalid::one(INVALID_SPACE).into()),
+        };
+        self.insert(app, store::insert_app, refusals).await
     }
 
     pub async fn get_app(&self, principal: &Principal, guid: &AppGuid) -> Result<App> {

@@ -144,6 +144,29 @@ macro_rules! page_of {
     }};
 }
 
+/// The rows of `$table` with `guid`, as `$row`, if any. A macro: each table is its own type.
+macro_rules! find_by_guid {
+    ($conn:expr, $table:ident, $row:ty, $guid:expr) => {
+        $table::table
+            .filter($table::guid.eq($guid))
+            .select(<$row>::as_select())
+            .first::<$row>($conn)
+            .optional()?
+    };
+}
+
+/// The GUIDs a list is narrowed to: none for admins, else what `reach` finds for the user.
+fn narrowed(
+    conn: &mut AnyConnection,
+    visibility: &Visibility,
+    reach: impl FnOnce(&mut AnyConnection, &str) -> Result<Vec<String>, StorageError>,
+) -> Result<Option<Vec<String>>, StorageError> {
+    match visibility {
+        Visibility::All => Ok(None),
+        Visibility::User(user) => reach(conn, user).map(Some),
+    }
+}
+
 // Organizations
 
 pub fn insert_org(conn: &mut AnyConnection, org: &Organization) -> Result<(), StorageError> {
@@ -163,12 +186,7 @@ pub fn find_org(
     conn: &mut AnyConnection,
     guid: &str,
 ) -> Result<Option<Organization>, StorageError> {
-    Ok(organizations::table
-        .filter(organizations::guid.eq(guid))
-        .select(OrganizationRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Organization::from))
+    Ok(find_by_guid!(conn, organizations, OrganizationRow, guid).map(Organization::from))
 }
 
 pub fn list_orgs(
@@ -176,10 +194,7 @@ pub fn list_orgs(
     visibility: &Visibility,
     query: &ListQuery,
 ) -> Result<(Vec<Organization>, u64), StorageError> {
-    let visible = match visibility {
-        Visibility::All => None,
-        Visibility::User(user) => Some(visible_org_guids(conn, user)?),
-    };
+    let visible = narrowed(conn, visibility, visible_org_guids)?;
     let (rows, total) = page_of!(
         conn,
         organizations,
@@ -263,12 +278,7 @@ pub fn insert_space(conn: &mut AnyConnection, space: &Space) -> Result<(), Stora
 }
 
 pub fn find_space(conn: &mut AnyConnection, guid: &str) -> Result<Option<Space>, StorageError> {
-    Ok(spaces::table
-        .filter(spaces::guid.eq(guid))
-        .select(SpaceRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Space::from))
+    Ok(find_by_guid!(conn, spaces, SpaceRow, guid).map(Space::from))
 }
 
 pub fn list_spaces(
@@ -276,10 +286,7 @@ pub fn list_spaces(
     visibility: &Visibility,
     query: &ListQuery,
 ) -> Result<(Vec<Space>, u64), StorageError> {
-    let visible = match visibility {
-        Visibility::All => None,
-        Visibility::User(user) => Some(visible_space_guids(conn, user)?),
-    };
+    let visible = narrowed(conn, visibility, visible_space_guids)?;
     let (rows, total) = page_of!(conn, spaces, SpaceRow, spaces::guid, &visible, query);
     Ok((rows.into_iter().map(Space::from).collect(), total))
 }
@@ -326,11 +333,7 @@ pub fn insert_role(conn: &mut AnyConnection, role: &Role) -> Result<(), StorageE
 }
 
 pub fn find_role(conn: &mut AnyConnection, guid: &str) -> Result<Option<Role>, StorageError> {
-    roles::table
-        .filter(roles::guid.eq(guid))
-        .select(RoleRow::as_select())
-        .first(conn)
-        .optional()?
+    find_by_guid!(conn, roles, RoleRow, guid)
         .map(Role::try_from)
         .transpose()
 }
@@ -340,14 +343,11 @@ pub fn list_roles(
     visibility: &Visibility,
     query: &ListQuery,
 ) -> Result<(Vec<Role>, u64), StorageError> {
-    let visible = match visibility {
-        Visibility::All => None,
-        Visibility::User(user) => Some({
-            let mut targets = visible_space_guids(conn, user)?;
-            targets.extend(visible_org_guids(conn, user)?);
-            targets
-        }),
-    };
+    let visible = narrowed(conn, visibility, |conn, user| {
+        let mut targets = visible_space_guids(conn, user)?;
+        targets.extend(visible_org_guids(conn, user)?);
+        Ok(targets)
+    })?;
     let (rows, total) = page_of!(conn, roles, RoleRow, roles::target_guid, &visible, query);
     Ok((
         rows.into_iter()
@@ -377,12 +377,7 @@ pub fn insert_app(conn: &mut AnyConnection, app: &App) -> Result<(), StorageErro
 }
 
 pub fn find_app(conn: &mut AnyConnection, guid: &str) -> Result<Option<App>, StorageError> {
-    Ok(apps::table
-        .filter(apps::guid.eq(guid))
-        .select(AppRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(App::from))
+    Ok(find_by_guid!(conn, apps, AppRow, guid).map(App::from))
 }
 
 pub fn list_apps(
@@ -390,10 +385,7 @@ pub fn list_apps(
     visibility: &Visibility,
     query: &ListQuery,
 ) -> Result<(Vec<App>, u64), StorageError> {
-    let visible = match visibility {
-        Visibility::All => None,
-        Visibility::User(user) => Some(visible_space_guids(conn, user)?),
-    };
+    let visible = narrowed(conn, visibility, visible_space_guids)?;
     let (rows, total) = page_of!(conn, apps, AppRow, apps::space_guid, &visible, query);
     Ok((rows.into_iter().map(App::from).collect(), total))
 }

@@ -1,259 +1,103 @@
-//! Organizations, spaces, roles and apps.
+//! Organizations, spaces, roles and apps: four resources served the same way, each by its
+//! [`ContextResource`] use cases and a presenter. Adding one is a line in `configure`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use packages_domain::context::{App, Organization, Role, Space};
+use packages_service::context::ContextResource;
+use serde_json::Value;
 
 use super::{query_pairs, read_body, request_id, resource};
 use crate::auth::{Caller, Writer};
-use crate::{ApiError, ApiState, json, presenters};
-use packages_domain::{AppGuid, OrgGuid, SpaceGuid};
+use crate::presenters::{self, Links};
+use crate::{ApiError, ApiState, json};
 
 type Reply = Result<HttpResponse, ApiError>;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    serve::<Organization>(cfg, "/v3/organizations", presenters::organization);
+    serve::<Space>(cfg, "/v3/spaces", presenters::space);
+    serve::<Role>(cfg, "/v3/roles", presenters::role);
+    serve::<App>(cfg, "/v3/apps", presenters::app);
+}
+
+/// How one resource is shown: where its collection lives and how an item looks.
+struct Served<R> {
+    path: &'static str,
+    present: fn(&Links, &R) -> Value,
+}
+
+/// `POST` and `GET` on the collection, `GET` and `DELETE` on an item.
+fn serve<R: ContextResource>(
+    cfg: &mut web::ServiceConfig,
+    path: &'static str,
+    present: fn(&Links, &R) -> Value,
+) {
+    let served = web::Data::new(Served { path, present });
     cfg.service(
-        resource("/v3/organizations")
-            .route(web::post().to(create_org))
-            .route(web::get().to(list_orgs)),
+        resource(path)
+            .app_data(served.clone())
+            .route(web::post().to(create::<R>))
+            .route(web::get().to(list::<R>)),
     )
     .service(
-        resource("/v3/organizations/{guid}")
-            .route(web::get().to(get_org))
-            .route(web::delete().to(delete_org)),
-    )
-    .service(
-        resource("/v3/spaces")
-            .route(web::post().to(create_space))
-            .route(web::get().to(list_spaces)),
-    )
-    .service(
-        resource("/v3/spaces/{guid}")
-            .route(web::get().to(get_space))
-            .route(web::delete().to(delete_space)),
-    )
-    .service(
-        resource("/v3/roles")
-            .route(web::post().to(create_role))
-            .route(web::get().to(list_roles)),
-    )
-    .service(
-        resource("/v3/roles/{guid}")
-            .route(web::get().to(get_role))
-            .route(web::delete().to(delete_role)),
-    )
-    .service(
-        resource("/v3/apps")
-            .route(web::post().to(create_app))
-            .route(web::get().to(list_apps)),
-    )
-    .service(
-        resource("/v3/apps/{guid}")
-            .route(web::get().to(get_app))
-            .route(web::delete().to(delete_app)),
+        resource(&format!("{path}/{{guid}}"))
+            .app_data(served)
+            .route(web::get().to(get::<R>))
+            .route(web::delete().to(delete::<R>)),
     );
 }
 
-fn no_content() -> HttpResponse {
-    HttpResponse::NoContent().finish()
-}
-
-async fn create_org(
+async fn create<R: ContextResource>(
     req: HttpRequest,
     state: web::Data<ApiState>,
-    Writer(c): Writer,
+    served: web::Data<Served<R>>,
+    Writer(caller): Writer,
     body: web::Payload,
 ) -> Reply {
-    let org = state
-        .services
-        .create_org(&c, &read_body(&state, body).await?)
-        .await?;
+    let body = read_body(&state, body).await?;
+    let item = R::create(&state.services, &caller, &body).await?;
     Ok(json(
         StatusCode::CREATED,
-        &presenters::organization(&state.links(&req), &org),
+        &(served.present)(&state.links(&req), &item),
     ))
 }
 
-async fn list_orgs(req: HttpRequest, state: web::Data<ApiState>, Caller(c): Caller) -> Reply {
-    let page = state.services.list_orgs(&c, &query_pairs(&req)).await?;
+async fn list<R: ContextResource>(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    served: web::Data<Served<R>>,
+    Caller(caller): Caller,
+) -> Reply {
+    let page = R::list(&state.services, &caller, &query_pairs(&req)).await?;
+    let links = state.links(&req);
     Ok(json(
         StatusCode::OK,
-        &presenters::page(
-            &state.links(&req),
-            "/v3/organizations",
-            &page,
-            presenters::organization,
-        ),
+        &presenters::page(&links, served.path, &page, served.present),
     ))
 }
 
-async fn get_org(
+async fn get<R: ContextResource>(
     req: HttpRequest,
     state: web::Data<ApiState>,
-    Caller(c): Caller,
-    guid: web::Path<OrgGuid>,
+    served: web::Data<Served<R>>,
+    Caller(caller): Caller,
+    guid: web::Path<R::Guid>,
 ) -> Reply {
-    let org = state.services.get_org(&c, &guid).await?;
+    let item = R::get(&state.services, &caller, &guid).await?;
     Ok(json(
         StatusCode::OK,
-        &presenters::organization(&state.links(&req), &org),
+        &(served.present)(&state.links(&req), &item),
     ))
 }
 
-async fn delete_org(
+/// `204 No Content`; the packages of what is deleted go too, their bits through jobs.
+async fn delete<R: ContextResource>(
     req: HttpRequest,
     state: web::Data<ApiState>,
-    Caller(c): Caller,
-    guid: web::Path<OrgGuid>,
+    Caller(caller): Caller,
+    guid: web::Path<R::Guid>,
 ) -> Reply {
-    state
-        .services
-        .delete_org(&c, &guid, &request_id(&req))
-        .await?;
-    Ok(no_content())
-}
-
-async fn create_space(
-    req: HttpRequest,
-    state: web::Data<ApiState>,
-    Writer(c): Writer,
-    body: web::Payload,
-) -> Reply {
-    let space = state
-        .services
-        .create_space(&c, &read_body(&state, body).await?)
-        .await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &presenters::space(&state.links(&req), &space),
-    ))
-}
-
-async fn list_spaces(req: HttpRequest, state: web::Data<ApiState>, Caller(c): Caller) -> Reply {
-    let page = state.services.list_spaces(&c, &query_pairs(&req)).await?;
-    Ok(json(
-        StatusCode::OK,
-        &presenters::page(&state.links(&req), "/v3/spaces", &page, presenters::space),
-    ))
-}
-
-async fn get_space(
-    req: HttpRequest,
-    state: web::Data<ApiState>,
-    Caller(c): Caller,
-    guid: web::Path<SpaceGuid>,
-) -> Reply {
-    let space = state.services.get_space(&c, &guid).await?;
-    Ok(json(
-        StatusCode::OK,
-        &presenters::space(&state.links(&req), &space),
-    ))
-}
-
-async fn delete_space(
-    req: HttpRequest,
-    state: web::Data<ApiState>,
-    Caller(c): Caller,
-    guid: web::Path<SpaceGuid>,
-) -> Reply {
-    state
-        .services
-        .delete_space(&c, &guid, &request_id(&req))
-        .await?;
-    Ok(no_content())
-}
-
-async fn create_role(
-    req: HttpRequest,
-    state: web::Data<ApiState>,
-    Writer(c): Writer,
-    body: web::Payload,
-) -> Reply {
-    let role = state
-        .services
-        .create_role(&c, &read_body(&state, body).await?)
-        .await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &presenters::role(&state.links(&req), &role),
-    ))
-}
-
-async fn list_roles(req: HttpRequest, state: web::Data<ApiState>, Caller(c): Caller) -> Reply {
-    let page = state.services.list_roles(&c, &query_pairs(&req)).await?;
-    Ok(json(
-        StatusCode::OK,
-        &presenters::page(&state.links(&req), "/v3/roles", &page, presenters::role),
-    ))
-}
-
-async fn get_role(
-    req: HttpRequest,
-    state: web::Data<ApiState>,
-    Caller(c): Caller,
-    guid: web::Path<String>,
-) -> Reply {
-    let role = state.services.get_role(&c, &guid).await?;
-    Ok(json(
-        StatusCode::OK,
-        &presenters::role(&state.links(&req), &role),
-    ))
-}
-
-async fn delete_role(
-    state: web::Data<ApiState>,
-    Caller(c): Caller,
-    guid: web::Path<String>,
-) -> Reply {
-    state.services.delete_role(&c, &guid).await?;
-    Ok(no_content())
-}
-
-async fn create_app(
-    req: HttpRequest,
-    state: web::Data<ApiState>,
-    Writer(c): Writer,
-    body: web::Payload,
-) -> Reply {
-    let app = state
-        .services
-        .create_app(&c, &read_body(&state, body).await?)
-        .await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &presenters::app(&state.links(&req), &app),
-    ))
-}
-
-async fn list_apps(req: HttpRequest, state: web::Data<ApiState>, Caller(c): Caller) -> Reply {
-    let page = state.services.list_apps(&c, &query_pairs(&req)).await?;
-    Ok(json(
-        StatusCode::OK,
-        &presenters::page(&state.links(&req), "/v3/apps", &page, presenters::app),
-    ))
-}
-
-async fn get_app(
-    req: HttpRequest,
-    state: web::Data<ApiState>,
-    Caller(c): Caller,
-    guid: web::Path<AppGuid>,
-) -> Reply {
-    let app = state.services.get_app(&c, &guid).await?;
-    Ok(json(
-        StatusCode::OK,
-        &presenters::app(&state.links(&req), &app),
-    ))
-}
-
-async fn delete_app(
-    req: HttpRequest,
-    state: web::Data<ApiState>,
-    Caller(c): Caller,
-    guid: web::Path<AppGuid>,
-) -> Reply {
-    state
-        .services
-        .delete_app(&c, &guid, &request_id(&req))
-        .await?;
-    Ok(no_content())
+    R::delete(&state.services, &caller, &guid, &request_id(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -163,7 +163,7 @@ async fn organizations_are_created_by_admins() {
     svc.grant(&manager, "organization_manager", guid).await;
     for user in [&manager, &new_user()] {
         not_authorized(
-            &svc.post_as(&user, "/v3/organizations", &json!({"name": "mine"}))
+            &svc.post_as(user, "/v3/organizations", &json!({"name": "mine"}))
                 .await,
         );
     }

@@ -32,10 +32,18 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// Asserts a Cloud Controller error: status, numeric code, name, GA detail.
+    /// Asserts a Cloud Controller error in both formats: status, numeric code, name, the
+    /// GA `detail` and the 2015 `description` (which prefixes unprocessable entities'
+    /// messages, as 2015 clients read them).
     pub fn assert_error(&self, status: u16, code: u64, name: &str, detail: &str) {
         assert_eq!(self.status, status, "status of {}", self.text());
         let v = self.json();
+        let description = if name == "UnprocessableEntity" {
+            format!("The request is semantically invalid: {detail}")
+        } else {
+            detail.to_owned()
+        };
+        assert_eq!(v["description"], description, "{v}");
         assert_eq!(v["code"], code, "{v}");
         assert_eq!(v["error_code"], format!("CF-{name}"), "{v}");
         assert_eq!(v["errors"][0]["code"], code, "{v}");

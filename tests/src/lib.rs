@@ -12,6 +12,16 @@ pub mod zips;
 pub use client::{ADMIN, Ctx, READ_WRITE, Reply, metric};
 pub use service::{Mode, Options, Service, mode};
 
+/// Fails the test unless it runs on `backend`: files of tests for one backend only are
+/// left out of the other backend's run by `make test`, never skipped silently.
+pub fn require(backend: Mode) {
+    assert_eq!(
+        mode(),
+        backend,
+        "this test is for the {backend:?} backend only (see the Makefile)"
+    );
+}
+
 /// Blob key of a package's bits (`gu/id/guid`).
 pub fn blob_key(guid: &str) -> String {
     let key = guid.to_lowercase();

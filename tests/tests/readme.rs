@@ -37,8 +37,18 @@ async fn the_curl_session_works_as_written() {
         .replace("API=http://127.0.0.1:8080", &format!("API={}", svc.base))
         .replace("./target/release/packages", &bin.display().to_string());
     let work = tempfile::tempdir().unwrap();
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
+    // Bounded: a session that hangs (a dead service, a poll that never ends) fails the
+    // test instead of holding `make test`.
+    let out = Command::new("timeout")
+        .args([
+            "--kill-after=10",
+            "300",
+            "bash",
+            "-euo",
+            "pipefail",
+            "-c",
+            &script,
+        ])
         .current_dir(work.path())
         .env("PACKAGES__AUTH__JWT_SECRET", &svc.secret)
         .output()

@@ -30,10 +30,7 @@ fn uploads_wanted() -> usize {
 
 #[tokio::test]
 async fn uploads_survive_killed_workers_cut_connections_and_an_api_restart() {
-    if packages_tests::mode() != Mode::Stack {
-        eprintln!("SKIPPED on the embedded default: the soak needs the stack's processes");
-        return;
-    }
+    packages_tests::require(Mode::Stack);
     let wanted = uploads_wanted();
     let svc = Service::start_with(
         Options {

@@ -185,6 +185,21 @@ pub fn migrate(conn: &mut AnyConnection) -> Result<(), StorageError> {
     }
 }
 
+/// Reverts every migration, newest first: what an operator rolling back a release (and
+/// the tests that prove every `down.sql` undoes its `up.sql`) needs.
+pub fn revert_all(conn: &mut AnyConnection) -> Result<(), StorageError> {
+    match conn {
+        AnyConnection::Postgresql(c) => c
+            .revert_all_migrations(POSTGRES_MIGRATIONS)
+            .map(|_| ())
+            .map_err(StorageError::Migration),
+        AnyConnection::Sqlite(c) => c
+            .revert_all_migrations(SQLITE_MIGRATIONS)
+            .map(|_| ())
+            .map_err(StorageError::Migration),
+    }
+}
+
 /// Runs `f` in a transaction that holds the write lock from its first statement.
 ///
 /// SQLite's default deferred transactions take the write lock at their first write; two

@@ -14,7 +14,7 @@ mod schema;
 
 use std::time::Duration;
 
-pub use connection::{AnyConnection, DatabaseUrl, migrate, write_transaction};
+pub use connection::{AnyConnection, DatabaseUrl, migrate, revert_all, write_transaction};
 
 pub type Pool = r2d2::Pool<connection::Manager>;
 

@@ -549,3 +549,31 @@ fn bad_urls_and_unreachable_servers_fail_fast() {
     assert!(err.is_retryable(), "{err}");
     assert!(started.elapsed().as_secs() < 20);
 }
+
+#[test]
+fn migrations_go_down_and_up_again() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        packages::insert(c, &new_bits(&app)).unwrap();
+        packages_storage::revert_all(c).unwrap();
+        // Every table is gone with its rows.
+        for table in [
+            "packages",
+            "jobs",
+            "apps",
+            "spaces",
+            "roles",
+            "organizations",
+        ] {
+            assert!(
+                c.batch_execute(&format!("SELECT 1 FROM {table}")).is_err(),
+                "{table} survived the revert"
+            );
+        }
+        packages_storage::migrate(c).unwrap();
+        let (_, _, app) = seed(c);
+        let p = packages::insert(c, &new_bits(&app)).unwrap();
+        assert!(upload(c, &p.guid, "after the round trip"));
+    });
+}

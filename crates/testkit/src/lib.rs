@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use packages_blobstore::{Blobstore, LocalBlobstore};
-use packages_domain::context::{App, Organization, Space};
+use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
 use packages_domain::{
     AppGuid, JobKind, NewPackage, OrgGuid, Package, PackageGuid, PackageState, PackageType,
-    SpaceGuid, Timestamp, new_guid,
+    RoleType, SpaceGuid, Timestamp, new_guid,
 };
 use packages_jobs::{EmbeddedQueue, JobConsumer, JobMessage, ProcessUpload};
 use packages_service::{Policy, Services};
@@ -148,6 +148,28 @@ impl Rig {
             .await
             .unwrap();
         (guid, message)
+    }
+
+    /// Gives `user` a role in the rig's space (space roles) or organization.
+    pub async fn grant(&self, user: &str, role_type: RoleType) {
+        let target = if role_type.is_space_role() {
+            RoleTarget::Space(self.space.clone())
+        } else {
+            RoleTarget::Organization(self.org.clone())
+        };
+        let now = Timestamp::now();
+        let role = Role {
+            guid: new_guid(),
+            role_type,
+            user_guid: user.to_owned(),
+            target,
+            created_at: now,
+            updated_at: now,
+        };
+        self.db
+            .run(move |c| context::insert_role(c, &role))
+            .await
+            .unwrap();
     }
 
     /// The package as stored, if it exists.

@@ -9,8 +9,10 @@ pub mod context;
 pub mod failure;
 pub mod ids;
 pub mod list;
+pub mod metadata;
 pub mod package;
 pub mod request_id;
+pub mod selector;
 pub mod time;
 pub mod upload;
 pub mod validation;
@@ -18,11 +20,16 @@ pub mod validation;
 pub use access::{Access, Principal, RoleType, Scope};
 pub use failure::FailureReason;
 pub use ids::{AppGuid, BlobKey, OrgGuid, PackageGuid, SpaceGuid};
-pub use list::{ListQuery, PageWindow};
+pub use list::{
+    ListQuery, OrderBy, OrderField, PackageFilter, PackageListQuery, PageWindow, Relation,
+    TimeFilter,
+};
+pub use metadata::{Metadata, MetadataKey, MetadataLimit, MetadataUpdate};
 pub use package::{
     JobKind, NewPackage, Outcome, Package, PackageState, PackageType, STAGING_PREFIX, Transition,
     blob_key, parse_staging_key, staging_key,
 };
+pub use selector::{LabelSelector, Requirement};
 pub use time::Timestamp;
 pub use validation::Invalid;
 

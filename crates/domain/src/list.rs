@@ -1,5 +1,9 @@
-//! List queries and pagination, as E2015 Cloud Controller validates and renders them:
-//! only `page` and `per_page` are taken, ordering is fixed (creation order).
+//! List queries and pagination. The context resources take E2015's `page` and `per_page`
+//! only ([`ListQuery`]); the package lists also take GA's ordering and filters
+//! ([`PackageListQuery`]).
+
+use crate::selector::LabelSelector;
+use crate::time::Timestamp;
 
 /// Largest `per_page` Cloud Controller accepts.
 pub const MAX_PER_PAGE: u64 = 5000;
@@ -114,6 +118,67 @@ fn positive_integer(attribute: &str, raw: &str, errors: &mut Vec<String>) -> Opt
     }
     // Larger than u64: any such page is past the end anyway.
     Some(digits.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+/// What a package list is ordered by (`order_by`); creation order when not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderField {
+    CreatedAt,
+    /// `updated_at`, or `created_at` for a package never updated.
+    UpdatedAt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderBy {
+    pub field: OrderField,
+    /// Ties are broken by guid in the same direction.
+    pub descending: bool,
+}
+
+/// A relational operator of `created_ats[lt]=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+/// A `created_ats` or `updated_ats` filter, at second precision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeFilter {
+    /// Within any of these seconds.
+    Within(Vec<Timestamp>),
+    /// Every comparison holds.
+    Compare(Vec<(Relation, Timestamp)>),
+}
+
+/// The GA filters of a package list. `None` filters nothing; `Some(vec![])` (an empty
+/// value such as `guids=`) matches nothing. Values are compared as given: a state or type
+/// that does not exist simply matches nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageFilter {
+    pub guids: Option<Vec<String>>,
+    pub states: Option<Vec<String>>,
+    pub types: Option<Vec<String>>,
+    pub app_guids: Option<Vec<String>>,
+    pub space_guids: Option<Vec<String>>,
+    pub organization_guids: Option<Vec<String>>,
+    pub label_selector: Option<LabelSelector>,
+    pub created_ats: Option<TimeFilter>,
+    pub updated_ats: Option<TimeFilter>,
+}
+
+/// A validated package list request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageListQuery {
+    pub page: ListQuery,
+    pub order_by: Option<OrderBy>,
+    pub filter: PackageFilter,
+    /// `app_guid` (singular) on `/v3/packages`: the list is that app's, as if nested.
+    pub app_guid: Option<String>,
+    /// The filters and `order_by` as the client gave them, echoed in pagination links.
+    pub echo: Vec<(String, String)>,
 }
 
 /// Page numbers of a result, for the `pagination` object.

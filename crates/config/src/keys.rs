@@ -226,6 +226,24 @@ const TABLE: &[(&str, Kind, &str, &str)] = &[
         "most symlink entries a package's zip may have; more → FAILED",
     ),
     (
+        "packages.encryption_key",
+        Text,
+        "none",
+        "key material for Docker registry passwords (stored with AES-256-GCM), at least 32 characters; `packages` generates `data/encryption-key` when unset, `packages-api` then refuses passwords with 422",
+    ),
+    (
+        "resource_pool.minimum_size",
+        Integer,
+        "65536",
+        "smallest file the resource pool takes (inclusive) and matches (exclusive), bytes",
+    ),
+    (
+        "resource_pool.maximum_size",
+        Integer,
+        "536870912",
+        "largest file the resource pool takes (inclusive) and matches (exclusive), bytes",
+    ),
+    (
         "log.format",
         Text,
         "text",

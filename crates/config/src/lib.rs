@@ -293,6 +293,16 @@ fn check_combinations(settings: &Settings) -> Result<(), ConfigError> {
                 .to_owned(),
         });
     }
+    let pool = &settings.resource_pool;
+    if pool.minimum_size > pool.maximum_size {
+        return Err(ConfigError::Incomplete {
+            key: "resource_pool.minimum_size".to_owned(),
+            problem: format!(
+                "must not be larger than resource_pool.maximum_size ({} > {})",
+                pool.minimum_size, pool.maximum_size
+            ),
+        });
+    }
     Ok(())
 }
 

@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::value::{
-    MIN_JWT_SECRET_BYTES, MIN_PROXY_SECRET_BYTES, at_least, between, blobstore_kind, boolean,
-    database_url, log_format, optional, optional_url, queue_prefix, queue_url, redact_url,
-    required, secret, socket_addr,
+    MIN_ENCRYPTION_KEY_BYTES, MIN_JWT_SECRET_BYTES, MIN_PROXY_SECRET_BYTES, at_least, between,
+    blobstore_kind, boolean, database_url, log_format, optional, optional_url, queue_prefix,
+    queue_url, redact_url, required, secret, socket_addr,
 };
 
 /// Upper bound of `worker.concurrency`: it becomes the AMQP prefetch count, a `u16`.
@@ -36,6 +36,7 @@ pub struct Settings {
     pub auth: Auth,
     pub upload: Upload,
     pub packages: Packages,
+    pub resource_pool: ResourcePool,
     pub log: Log,
 }
 
@@ -197,7 +198,7 @@ pub struct Upload {
     pub max_body_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Packages {
     /// Largest total uncompressed size of a package's zip.
@@ -218,6 +219,22 @@ pub struct Packages {
     /// Most symlink entries a package's zip may have.
     #[serde(deserialize_with = "at_least::<0, _, _>")]
     pub max_zip_symlinks: u64,
+    /// Key material for Docker registry passwords; `None`: `packages` generates one,
+    /// `packages-api` refuses passwords.
+    #[serde(deserialize_with = "secret::<MIN_ENCRYPTION_KEY_BYTES, _>")]
+    pub encryption_key: Option<String>,
+}
+
+/// Which files the resource pool takes and matches, by size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcePool {
+    /// Smallest file the pool takes (inclusive) and matches (exclusive), bytes.
+    #[serde(deserialize_with = "at_least::<0, _, _>")]
+    pub minimum_size: u64,
+    /// Largest file the pool takes (inclusive) and matches (exclusive), bytes.
+    #[serde(deserialize_with = "at_least::<0, _, _>")]
+    pub maximum_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -295,6 +312,11 @@ impl Settings {
                 max_zip_entries: 250_000,
                 max_zip_name_bytes: 4096,
                 max_zip_symlinks: 10_000,
+                encryption_key: None,
+            },
+            resource_pool: ResourcePool {
+                minimum_size: 65_536,
+                maximum_size: 536_870_912,
             },
             log: Log {
                 format: LogFormat::Text,
@@ -359,6 +381,23 @@ impl fmt::Debug for Auth {
             .field("jwt_public_key", &self.jwt_public_key)
             .field("audience", &self.audience)
             .field("uaa_url", &self.uaa_url)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Packages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Packages")
+            .field("max_package_size", &self.max_package_size)
+            .field("max_valid_packages_stored", &self.max_valid_packages_stored)
+            .field("pending_timeout_secs", &self.pending_timeout_secs)
+            .field("max_zip_entries", &self.max_zip_entries)
+            .field("max_zip_name_bytes", &self.max_zip_name_bytes)
+            .field("max_zip_symlinks", &self.max_zip_symlinks)
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| REDACTED),
+            )
             .finish()
     }
 }

@@ -21,6 +21,10 @@ use crate::settings::{BlobstoreKind, LogFormat, QueueUrl};
 /// a short one can be found by brute force and then signs anyone's token.
 pub(crate) const MIN_JWT_SECRET_BYTES: usize = 32;
 
+/// Shortest `packages.encryption_key`: the AES-256 key is derived from it, so it should
+/// carry at least 256 bits of its own.
+pub(crate) const MIN_ENCRYPTION_KEY_BYTES: usize = 32;
+
 /// Shortest `upload.proxy_secret`: it stands between any client and a file on disk.
 pub(crate) const MIN_PROXY_SECRET_BYTES: usize = 16;
 

@@ -98,7 +98,7 @@ fn keys_list_documents_the_real_defaults() {
     // Setting every key to its documented default must change nothing.
     assert_eq!(load_from(None, concrete).unwrap(), Settings::defaults());
     let none = KEYS.iter().filter(|(_, d, _)| *d == "none").count();
-    assert_eq!(none, 9, "optional keys");
+    assert_eq!(none, 10, "optional keys");
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn keys_are_unique_and_in_contract_order() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), names.len());
-    assert_eq!(names.len(), 38);
+    assert_eq!(names.len(), 41);
     assert_eq!(names.first(), Some(&"server.bind"));
     assert_eq!(names.last(), Some(&"log.level"));
     let position = |k: &str| names.iter().position(|n| *n == k).unwrap();
@@ -139,6 +139,8 @@ fn sample(key: &str) -> &'static str {
         "log.level" => "debug",
         "auth.jwt_secret" => "a-secret-of-at-least-thirty-two-bytes",
         "upload.proxy_secret" => "a-proxy-secret-of-enough-bytes",
+        "packages.encryption_key" => "an-encryption-key-of-at-least-32-characters",
+        "resource_pool.maximum_size" => "1000000",
         "worker.concurrency"
         | "worker.max_attempts"
         | "worker.retry_base_ms"
@@ -152,11 +154,33 @@ fn sample(key: &str) -> &'static str {
         | "packages.max_zip_entries"
         | "packages.max_zip_name_bytes"
         | "packages.max_zip_symlinks"
+        | "resource_pool.minimum_size"
         | "server.body_idle_timeout_secs"
         | "server.max_connections"
         | "server.shutdown_timeout_secs" => "777",
         _ => "some-text",
     }
+}
+
+#[test]
+fn resource_pool_bounds_must_be_in_order_and_keys_long_enough() {
+    let err = from_env(&[
+        ("PACKAGES__RESOURCE_POOL__MINIMUM_SIZE", "2000"),
+        ("PACKAGES__RESOURCE_POOL__MAXIMUM_SIZE", "1000"),
+    ])
+    .unwrap_err();
+    assert_eq!(err.key(), Some("resource_pool.minimum_size"));
+    assert!(err.to_string().contains("2000 > 1000"), "{err}");
+    let err = from_env(&[("PACKAGES__PACKAGES__ENCRYPTION_KEY", "short")]).unwrap_err();
+    assert_eq!(err.key(), Some("packages.encryption_key"));
+    assert!(!err.to_string().contains("short"), "the key leaked: {err}");
+    // Equal bounds are allowed: the pool then takes files of one size and matches none.
+    let equal = from_env(&[
+        ("PACKAGES__RESOURCE_POOL__MINIMUM_SIZE", "1000"),
+        ("PACKAGES__RESOURCE_POOL__MAXIMUM_SIZE", "1000"),
+    ])
+    .unwrap();
+    assert_eq!(equal.resource_pool.minimum_size, 1000);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! through the outbox and its [`relay`].
 
 pub mod context;
+pub mod credentials;
 mod error;
 pub mod jobs;
 mod lookup;

@@ -18,7 +18,9 @@ use futures_util::TryStreamExt as _;
 use tokio::io::{AsyncWriteExt as _, BufWriter};
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key};
+use crate::{
+    BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key, validate_prefix,
+};
 
 /// Temporary files live inside the root so the final rename stays on one filesystem.
 const TMP_DIR: &str = ".tmp";
@@ -224,21 +226,14 @@ fn mtime_secs(meta: &std::fs::Metadata) -> i64 {
 /// Collects blobs whose key starts with `prefix`, walking only directories that can
 /// hold such keys.
 fn walk(root: &Path, prefix: &str) -> Result<Vec<BlobInfo>, BlobError> {
+    validate_prefix(prefix)?;
     // Start at the deepest directory named completely by the prefix.
     let start = match prefix.rfind('/') {
         Some(idx) => &prefix[..idx],
         None => "",
     };
-    if !start.is_empty() {
-        if validate_key(start).is_err() {
-            return Err(BlobError::InvalidKey {
-                key: prefix.to_string(),
-                reason: "not a valid list prefix",
-            });
-        }
-        if start == TMP_DIR || start.starts_with(".tmp/") {
-            return Ok(Vec::new());
-        }
+    if start == TMP_DIR || start.starts_with(".tmp/") {
+        return Ok(Vec::new());
     }
 
     let mut found = Vec::new();

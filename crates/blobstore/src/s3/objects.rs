@@ -8,7 +8,9 @@ use s3::error::S3Error;
 use super::errors::{map_error, optional, parse_timestamp};
 use super::{CONTENT_TYPE, PUT_URL_EXPIRY_SECS, S3Blobstore};
 use crate::error::http_error;
-use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key};
+use crate::{
+    BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key, validate_prefix,
+};
 
 /// Largest object S3 takes in one PUT; larger streams go through a multipart writer.
 const SINGLE_PUT_MAX: u64 = 5 << 30;
@@ -182,6 +184,7 @@ impl Blobstore for S3Blobstore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>, BlobError> {
+        validate_prefix(prefix)?;
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {

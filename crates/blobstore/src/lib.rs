@@ -60,7 +60,7 @@ pub trait Blobstore: Send + Sync + 'static {
 
     /// Stores exactly `size` bytes from `body` under `key`, streaming: one request where
     /// the store allows it (a presigned S3 PUT, nothing buffered), else a writer. Nothing
-    /// is visible under `key` unless all `size` bytes arrived.
+    /// is visible under `key` unless the body brought exactly `size` bytes.
     async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<(), BlobError>;
 
     /// Size of the blob, or `None` when there is none.

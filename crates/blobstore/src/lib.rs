@@ -60,7 +60,7 @@ pub trait Blobstore: Send + Sync + 'static {
 
     /// Stores exactly `size` bytes from `body` under `key`, streaming: one request where
     /// the store allows it (a presigned S3 PUT, nothing buffered), else a writer. Nothing
-    /// is visible under `key` unless all `size` bytes arrived.
+    /// is visible under `key` unless the body brought exactly `size` bytes.
     async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<(), BlobError>;
 
     /// Size of the blob, or `None` when there is none.
@@ -86,7 +86,9 @@ pub trait Blobstore: Send + Sync + 'static {
     /// configured expiry.
     async fn download(&self, key: &str) -> Result<Download, BlobError>;
 
-    /// Blobs whose keys start with `prefix`.
+    /// Blobs whose keys start with `prefix`, sorted by key (byte order). A prefix that no
+    /// valid key can start with, because a segment it names completely (before its last
+    /// `/`) is not valid in a key, such as `../`, is refused as [`BlobError::InvalidKey`].
     async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>, BlobError>;
 
     /// Cheap reachability check for readiness probes.
@@ -178,9 +180,22 @@ pub(crate) fn validate_key(key: &str) -> Result<(), BlobError> {
     Ok(())
 }
 
+/// Checks a list prefix the same way for every store: the segments it names completely
+/// (those before its last `/`) must be valid in a key.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<(), BlobError> {
+    let complete = prefix.rfind('/').map_or("", |idx| &prefix[..idx]);
+    if complete.is_empty() || validate_key(complete).is_ok() {
+        return Ok(());
+    }
+    Err(BlobError::InvalidKey {
+        key: prefix.to_string(),
+        reason: "not a valid list prefix",
+    })
+}
+
 #[cfg(test)]
 mod key_tests {
-    use super::{BlobError, validate_key};
+    use super::{BlobError, validate_key, validate_prefix};
 
     #[test]
     fn accepts_ordinary_keys() {
@@ -209,5 +224,25 @@ mod key_tests {
             validate_key(&"k".repeat(1025)),
             Err(BlobError::InvalidKey { .. })
         ));
+    }
+
+    #[test]
+    fn list_prefixes() {
+        for prefix in [
+            "",
+            "staging",
+            "staging/",
+            "staging/p1/u",
+            "a b/",
+            ".hidden/x",
+        ] {
+            assert!(validate_prefix(prefix).is_ok(), "{prefix:?}");
+        }
+        for prefix in ["../", "a//", "a/../b/", "./x", "a\\b/c", "/abs/x"] {
+            assert!(
+                matches!(validate_prefix(prefix), Err(BlobError::InvalidKey { .. })),
+                "{prefix:?}"
+            );
+        }
     }
 }

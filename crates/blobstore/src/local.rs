@@ -18,7 +18,9 @@ use futures_util::TryStreamExt as _;
 use tokio::io::{AsyncWriteExt as _, BufWriter};
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key};
+use crate::{
+    BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key, validate_prefix,
+};
 
 /// Temporary files live inside the root so the final rename stays on one filesystem.
 const TMP_DIR: &str = ".tmp";
@@ -224,21 +226,14 @@ fn mtime_secs(meta: &std::fs::Metadata) -> i64 {
 /// Collects blobs whose key starts with `prefix`, walking only directories that can
 /// hold such keys.
 fn walk(root: &Path, prefix: &str) -> Result<Vec<BlobInfo>, BlobError> {
+    validate_prefix(prefix)?;
     // Start at the deepest directory named completely by the prefix.
     let start = match prefix.rfind('/') {
         Some(idx) => &prefix[..idx],
         None => "",
     };
-    if !start.is_empty() {
-        if validate_key(start).is_err() {
-            return Err(BlobError::InvalidKey {
-                key: prefix.to_string(),
-                reason: "not a valid list prefix",
-            });
-        }
-        if start == TMP_DIR || start.starts_with(".tmp/") {
-            return Ok(Vec::new());
-        }
+    if start == TMP_DIR || start.starts_with(".tmp/") {
+        return Ok(Vec::new());
     }
 
     let mut found = Vec::new();
@@ -548,6 +543,9 @@ impl Drop for LocalWriter {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    //! What only the local store does: its temporary area, its directories, and how it
+    //! fails on disk. What every store promises is in `tests/contract.rs`.
+
     use super::*;
     use crate::Chain;
     use futures_util::StreamExt as _;
@@ -566,21 +564,6 @@ mod tests {
         let mut w = store.writer(key).await.unwrap();
         w.write(Bytes::copy_from_slice(data)).await.unwrap();
         assert_eq!(w.finish().await.unwrap(), data.len() as u64);
-    }
-
-    async fn collect(download: Download) -> (u64, Vec<u8>) {
-        match download {
-            Download::Stream { length, mut body } => {
-                let mut out = Vec::new();
-                while let Some(chunk) = body.next().await {
-                    let chunk = chunk.unwrap();
-                    assert!(chunk.len() <= DOWNLOAD_CHUNK);
-                    out.extend_from_slice(&chunk);
-                }
-                (length, out)
-            }
-            Download::Redirect { .. } => panic!("local store must stream"),
-        }
     }
 
     /// Temporary files of this store's session (its lock aside).
@@ -615,7 +598,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn chunked_write_round_trips() {
+    async fn finished_writer_leaves_no_temporary_file() {
         let (_dir, store) = store();
         // Not a multiple of the chunk or buffer size, to catch lost tails.
         let data = pattern(3 * WRITE_BUFFER + 12_345);
@@ -623,72 +606,31 @@ mod tests {
         for chunk in data.chunks(64 * 1024) {
             w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
         }
-        // Invisible until finished.
-        assert_eq!(store.size("gu/id/guid-1").await.unwrap(), None);
+        assert_eq!(tmp_entries(&store).len(), 1);
         assert_eq!(w.finish().await.unwrap(), data.len() as u64);
-
-        assert_eq!(
-            store.size("gu/id/guid-1").await.unwrap(),
-            Some(data.len() as u64)
-        );
-        let all = store
-            .read_range("gu/id/guid-1", 0, data.len() as u64)
-            .await
-            .unwrap();
-        assert_eq!(&all[..], &data[..]);
-        let mid = store.read_range("gu/id/guid-1", 1000, 5000).await.unwrap();
-        assert_eq!(&mid[..], &data[1000..6000]);
-        let (length, body) = collect(store.download("gu/id/guid-1").await.unwrap()).await;
-        assert_eq!(length, data.len() as u64);
-        assert_eq!(body, data);
         assert!(tmp_entries(&store).is_empty());
     }
 
     #[tokio::test]
-    async fn empty_blob() {
+    async fn downloads_stream_in_bounded_chunks() {
         let (_dir, store) = store();
-        put(&store, "empty", b"").await;
-        assert_eq!(store.size("empty").await.unwrap(), Some(0));
-        assert!(store.read_range("empty", 0, 10).await.unwrap().is_empty());
-        let (length, body) = collect(store.download("empty").await.unwrap()).await;
-        assert_eq!((length, body.len()), (0, 0));
+        let data = pattern(3 * DOWNLOAD_CHUNK + 7);
+        put(&store, "k", &data).await;
+        let Download::Stream { length, mut body } = store.download("k").await.unwrap() else {
+            panic!("local store must stream");
+        };
+        assert_eq!(length, data.len() as u64);
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.unwrap();
+            assert!(chunk.len() <= DOWNLOAD_CHUNK);
+            out.extend_from_slice(&chunk);
+        }
+        assert_eq!(out, data);
     }
 
     #[tokio::test]
-    async fn finish_replaces_existing_blob() {
-        let (_dir, store) = store();
-        put(&store, "a/b", b"old contents").await;
-        put(&store, "a/b", b"new").await;
-        assert_eq!(store.read_range("a/b", 0, 100).await.unwrap(), &b"new"[..]);
-    }
-
-    #[tokio::test]
-    async fn read_range_edges() {
-        let (_dir, store) = store();
-        put(&store, "k", b"0123456789").await;
-        assert_eq!(store.read_range("k", 8, 100).await.unwrap(), &b"89"[..]);
-        assert!(store.read_range("k", 10, 5).await.unwrap().is_empty());
-        assert!(store.read_range("k", 50, 5).await.unwrap().is_empty());
-        assert!(store.read_range("k", 3, 0).await.unwrap().is_empty());
-        assert!(
-            store
-                .read_range("k", u64::MAX, u64::MAX)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            store.read_range("k", 2, u64::MAX).await.unwrap(),
-            &b"23456789"[..]
-        );
-        let err = store.read_range("missing", 0, 1).await.unwrap_err();
-        assert!(err.is_not_found(), "{err}");
-        let err = store.read_range("k/below-a-file", 0, 1).await.unwrap_err();
-        assert!(err.is_not_found(), "{err}");
-    }
-
-    #[tokio::test]
-    async fn aborted_writer_leaves_nothing() {
+    async fn aborted_writer_leaves_no_temporary_file() {
         let (_dir, store) = store();
         let mut w = store.writer("x/y").await.unwrap();
         w.write(Bytes::from(pattern(3 * WRITE_BUFFER)))
@@ -696,13 +638,12 @@ mod tests {
             .unwrap();
         assert_eq!(tmp_entries(&store).len(), 1);
         w.abort().await.unwrap();
-        assert_eq!(store.size("x/y").await.unwrap(), None);
         assert!(tmp_entries(&store).is_empty());
         assert!(!store.root().join("x").exists());
     }
 
     #[tokio::test]
-    async fn dropped_writer_leaves_nothing() {
+    async fn dropped_writer_leaves_no_temporary_file() {
         let (_dir, store) = store();
         let mut w = store.writer("x/y").await.unwrap();
         w.write(Bytes::from(pattern(3 * WRITE_BUFFER)))
@@ -710,8 +651,8 @@ mod tests {
             .unwrap();
         assert_eq!(tmp_entries(&store).len(), 1);
         drop(w);
-        assert_eq!(store.size("x/y").await.unwrap(), None);
         assert!(tmp_entries(&store).is_empty());
+        assert!(!store.root().join("x").exists());
     }
 
     #[tokio::test]
@@ -726,53 +667,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn copy_rename_delete() {
+    async fn a_directory_is_not_a_blob() {
+        let (_dir, store) = store();
+        put(&store, "dir/inside", b"hello").await;
+        assert_eq!(store.size("dir").await.unwrap(), None);
+        for len in [10, 0] {
+            let err = store.read_range("dir", 0, len).await.unwrap_err();
+            assert!(err.is_not_found(), "{err}");
+        }
+        assert!(store.read("dir").await.err().unwrap().is_not_found());
+        assert!(store.download("dir").await.unwrap_err().is_not_found());
+        assert!(store.copy("dir", "x").await.unwrap_err().is_not_found());
+        assert!(store.rename("dir", "x").await.unwrap_err().is_not_found());
+        assert_eq!(store.size("x").await.unwrap(), None);
+        store.delete("dir").await.unwrap();
+        assert_eq!(store.size("dir/inside").await.unwrap(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn moves_and_deletes_remove_emptied_directories() {
         let (_dir, store) = store();
         put(&store, "src/a", b"hello").await;
-
-        store.copy("src/a", "dst/deep/b").await.unwrap();
-        assert_eq!(
-            store.read_range("dst/deep/b", 0, 10).await.unwrap(),
-            &b"hello"[..]
-        );
-        assert_eq!(store.size("src/a").await.unwrap(), Some(5));
-        // Copy overwrites.
         put(&store, "src/c", b"other").await;
+        store.copy("src/a", "dst/deep/b").await.unwrap();
         store.copy("src/c", "dst/deep/b").await.unwrap();
-        assert_eq!(
-            store.read_range("dst/deep/b", 0, 10).await.unwrap(),
-            &b"other"[..]
-        );
-        assert!(store.copy("nope", "x").await.unwrap_err().is_not_found());
-        assert!(store.copy("src", "x").await.unwrap_err().is_not_found());
+        assert!(tmp_entries(&store).is_empty());
 
         store.rename("src/a", "moved/here").await.unwrap();
-        assert_eq!(store.size("src/a").await.unwrap(), None);
-        assert_eq!(
-            store.read_range("moved/here", 0, 10).await.unwrap(),
-            &b"hello"[..]
-        );
-        // Rename overwrites.
         store.rename("src/c", "moved/here").await.unwrap();
-        assert_eq!(
-            store.read_range("moved/here", 0, 10).await.unwrap(),
-            &b"other"[..]
-        );
         // "src" held only a and c: both moved, so the directory is gone.
         assert!(!store.root().join("src").exists());
         assert!(store.rename("nope", "x").await.unwrap_err().is_not_found());
         assert!(!store.root().join("x").exists());
 
         store.delete("dst/deep/b").await.unwrap();
-        assert_eq!(store.size("dst/deep/b").await.unwrap(), None);
         assert!(!store.root().join("dst").exists());
         assert!(store.root().exists());
-        // Deleting again, or something never there, is fine.
-        store.delete("dst/deep/b").await.unwrap();
-        store.delete("never/was").await.unwrap();
-        // A directory is not a blob.
-        store.delete("moved").await.unwrap();
-        assert_eq!(store.size("moved/here").await.unwrap(), Some(5));
         assert!(tmp_entries(&store).is_empty());
     }
 
@@ -788,73 +718,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn list_by_prefix() {
-        let (_dir, store) = store();
-        put(&store, "staging/p1/u1", b"1").await;
-        put(&store, "staging/p1/u2", b"22").await;
-        put(&store, "staging/p2/u3", b"333").await;
-        put(&store, "gu/id/guid", b"4444").await;
-        put(&store, "stagingx", b"5").await;
-        // An unfinished writer must not show up.
-        let mut open = store.writer("staging/p1/u9").await.unwrap();
-        open.write(Bytes::from_static(b"pending")).await.unwrap();
-
-        let keys = |v: Vec<BlobInfo>| v.into_iter().map(|b| b.key).collect::<Vec<_>>();
-        assert_eq!(
-            keys(store.list("").await.unwrap()),
-            [
-                "gu/id/guid",
-                "staging/p1/u1",
-                "staging/p1/u2",
-                "staging/p2/u3",
-                "stagingx"
-            ]
-        );
-        assert_eq!(
-            keys(store.list("staging/").await.unwrap()),
-            ["staging/p1/u1", "staging/p1/u2", "staging/p2/u3"]
-        );
-        assert_eq!(
-            keys(store.list("staging").await.unwrap()),
-            [
-                "staging/p1/u1",
-                "staging/p1/u2",
-                "staging/p2/u3",
-                "stagingx"
-            ]
-        );
-        assert_eq!(
-            keys(store.list("staging/p1/u").await.unwrap()),
-            ["staging/p1/u1", "staging/p1/u2"]
-        );
-        assert!(store.list("nothing/here").await.unwrap().is_empty());
-        assert!(store.list(".tmp/").await.unwrap().is_empty());
-        assert!(store.list("../").await.is_err());
-
-        let infos = store.list("staging/p2/").await.unwrap();
-        assert_eq!(infos.len(), 1);
-        assert_eq!(infos[0].size, 3);
-        let now = std::time::SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        assert!((now - infos[0].last_modified).abs() < 60);
-        open.abort().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn bad_keys_are_refused() {
+    async fn the_temporary_area_is_out_of_reach() {
         let (dir, store) = store();
-        for key in [
-            "",
-            "/etc/passwd",
-            "../outside",
-            "a/../../outside",
-            "./a",
-            "a\\b",
-            ".tmp",
-            ".tmp/x",
-        ] {
+        put(&store, "a", b"a").await;
+        // A writer in progress has a file in the temporary area.
+        let mut open = store.writer("b").await.unwrap();
+        open.write(Bytes::from_static(b"pending")).await.unwrap();
+        for key in [".tmp", ".tmp/x"] {
             assert!(
                 matches!(store.writer(key).await, Err(BlobError::InvalidKey { .. })),
                 "{key:?}"
@@ -876,14 +746,25 @@ mod tests {
                 Err(BlobError::InvalidKey { .. })
             ));
         }
+        for prefix in [".tmp/", ".tmp", ".t", ""] {
+            let listed = store.list(prefix).await.unwrap();
+            assert!(
+                listed.iter().all(|b| b.key == "a"),
+                "{prefix:?}: {listed:?}"
+            );
+        }
+        // Nor can a key reach outside the root.
+        assert!(store.writer("../outside").await.is_err());
+        assert!(store.copy("a", "../../outside").await.is_err());
         assert!(!dir.path().join("outside").exists());
+        open.abort().await.unwrap();
     }
 
     #[tokio::test]
-    async fn check_and_kind() {
+    async fn check_fails_without_a_usable_root() {
         let (dir, store) = store();
         store.check().await.unwrap();
-        assert_eq!(store.kind(), "local");
+        // The probe file goes again.
         assert!(tmp_entries(&store).is_empty());
         std::fs::remove_dir_all(store.root()).unwrap();
         let err = store.check().await.unwrap_err();

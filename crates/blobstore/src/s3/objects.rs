@@ -2,16 +2,58 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use s3::error::S3Error;
 
 use super::errors::{map_error, optional, parse_timestamp};
 use super::{CONTENT_TYPE, PUT_URL_EXPIRY_SECS, S3Blobstore};
 use crate::error::http_error;
-use crate::{BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key};
+use crate::{
+    BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream, Download, validate_key, validate_prefix,
+};
 
 /// Largest object S3 takes in one PUT; larger streams go through a multipart writer.
 const SINGLE_PUT_MAX: u64 = 5 << 30;
+
+/// Passes `body` on, failing it unless it brings exactly `size` bytes. The HTTP client
+/// sends no more than the announced Content-Length and ignores the rest, so a longer body
+/// would store its first `size` bytes as if complete; the chunk that reaches `size` is
+/// held back until the body is known to end there, so a longer body never completes the
+/// upload.
+fn exactly(size: u64, body: ByteStream) -> ByteStream {
+    let wrong_length = move |actual| BlobError::Length {
+        expected: size,
+        actual,
+    };
+    Box::pin(futures_util::stream::unfold(
+        Some((body, 0u64)),
+        move |state| async move {
+            let (mut body, mut seen) = state?;
+            let chunk = match body.next().await {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => return Some((Err(e), None)),
+                None if seen == size => return None,
+                None => return Some((Err(wrong_length(seen)), None)),
+            };
+            seen += chunk.len() as u64;
+            if seen > size {
+                return Some((Err(wrong_length(seen)), None));
+            }
+            if seen < size {
+                return Some((Ok(chunk), Some((body, seen))));
+            }
+            // All bytes are here: the last ones go out only if nothing follows.
+            while let Some(next) = body.next().await {
+                match next {
+                    Ok(more) if more.is_empty() => {}
+                    Ok(more) => return Some((Err(wrong_length(seen + more.len() as u64)), None)),
+                    Err(e) => return Some((Err(e), None)),
+                }
+            }
+            Some((Ok(chunk), None))
+        },
+    ))
+}
 
 #[async_trait]
 impl Blobstore for S3Blobstore {
@@ -93,7 +135,7 @@ impl Blobstore for S3Blobstore {
             .put(url)
             .header(reqwest::header::CONTENT_LENGTH, size)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(reqwest::Body::wrap_stream(body))
+            .body(reqwest::Body::wrap_stream(exactly(size, body)))
             .send()
             .await
             .map_err(|e| http_error("S3 upload failed", None, e))?;
@@ -182,6 +224,7 @@ impl Blobstore for S3Blobstore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>, BlobError> {
+        validate_prefix(prefix)?;
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -242,6 +285,50 @@ mod tests {
 
     use super::*;
     use crate::s3::tests::{assert_no_credentials, dead_store};
+
+    /// What `exactly(size, …)` lets through of the given chunks: the bytes before the
+    /// first error, and that error.
+    async fn through(size: u64, chunks: &[&'static str]) -> (Vec<u8>, Option<BlobError>) {
+        let chunks: Vec<Result<Bytes, BlobError>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        let mut body = exactly(size, Box::pin(futures_util::stream::iter(chunks)));
+        let mut passed = Vec::new();
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) => passed.extend_from_slice(&chunk),
+                Err(e) => return (passed, Some(e)),
+            }
+        }
+        (passed, None)
+    }
+
+    #[tokio::test]
+    async fn streaming_put_body_must_have_the_announced_length() {
+        for chunks in [&["hello"][..], &["he", "", "llo"], &["hello", ""]] {
+            let (passed, error) = through(5, chunks).await;
+            assert_eq!(passed, b"hello", "{chunks:?}");
+            assert!(error.is_none(), "{chunks:?}: {error:?}");
+        }
+        assert!(matches!(through(0, &[]).await, (passed, None) if passed.is_empty()));
+        // Longer: the bytes that would complete the upload are never sent.
+        for (chunks, actual) in [(&["hello world"][..], 11), (&["hello", " world"], 11)] {
+            let (passed, error) = through(5, chunks).await;
+            assert!(passed.is_empty(), "{chunks:?}");
+            assert!(
+                matches!(error, Some(BlobError::Length { expected: 5, actual: a }) if a == actual),
+                "{chunks:?}: {error:?}"
+            );
+        }
+        let (passed, error) = through(5, &["he", "llo!"]).await;
+        assert_eq!(passed, b"he");
+        assert!(matches!(error, Some(BlobError::Length { actual: 6, .. })));
+        // Shorter.
+        let (passed, error) = through(5, &["hel"]).await;
+        assert_eq!(passed, b"hel");
+        assert!(matches!(error, Some(BlobError::Length { actual: 3, .. })));
+    }
 
     /// Streaming reads and writes use presigned URLs, whose signature must not reach the
     /// error; requests rust-s3 signs itself go the same way.

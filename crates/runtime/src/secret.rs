@@ -1,4 +1,5 @@
-//! The embedded default's HS256 secret, and minting tokens.
+//! The embedded default's generated secrets (the HS256 key, the encryption key for Docker
+//! passwords), and minting tokens.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,46 @@ fn secret_path() -> PathBuf {
     Path::new("data").join("jwt-secret")
 }
 
-fn read_generated_secret() -> Option<String> {
-    std::fs::read_to_string(secret_path())
+/// Where `packages` keeps the encryption key it generated when none was configured.
+fn encryption_key_path() -> PathBuf {
+    Path::new("data").join("encryption-key")
+}
+
+fn read_generated(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
+}
+
+fn read_generated_secret() -> Option<String> {
+    read_generated(&secret_path())
+}
+
+/// `packages` with no `packages.encryption_key` uses the one under `data/`, generating
+/// it (32 random bytes, hex) at the first start.
+pub fn ensure_embedded_encryption_key(settings: &mut Settings) -> Result<(), StartError> {
+    if settings.packages.encryption_key.is_some() {
+        return Ok(());
+    }
+    let path = encryption_key_path();
+    if let Some(key) = read_generated(&path) {
+        settings.packages.encryption_key = Some(key);
+        return Ok(());
+    }
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    write_private(&path, &key).map_err(|e| {
+        StartError::Setup(format!(
+            "cannot store a generated encryption key in {}: {e}",
+            path.display()
+        ))
+    })?;
+    settings.packages.encryption_key = Some(key);
+    println!(
+        "No packages.encryption_key is configured: generated one in {} (kept for later starts).",
+        path.display()
+    );
+    Ok(())
 }
 
 /// `packages` with no key configured uses the secret under `data/`, generating it at the

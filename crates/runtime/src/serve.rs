@@ -12,7 +12,8 @@ use packages_api::{ApiState, Readiness};
 use packages_auth::Verifier;
 use packages_blobstore::{Blobstore, Chain};
 use packages_config::Settings;
-use packages_service::{Policy, Services};
+use packages_service::credentials::CredentialKey;
+use packages_service::{Policy, ResourcePoolBounds, Services};
 use packages_telemetry::Metrics;
 use packages_worker::{Sweeper, Worker, WorkerSettings};
 use tokio::sync::watch;
@@ -37,6 +38,7 @@ pub(crate) async fn serve(binary: Binary, mut settings: Settings) -> Result<(), 
     let signals = Signals::new()?;
     if binary == Binary::Packages {
         secret::ensure_embedded_secret(&mut settings)?;
+        secret::ensure_embedded_encryption_key(&mut settings)?;
     }
     let db = backends::database(&settings).await?;
     let blobs = backends::blobstore(&settings).await?;
@@ -213,6 +215,15 @@ fn policy(settings: &Settings) -> Policy {
         max_zip_entries: settings.packages.max_zip_entries,
         max_zip_name_bytes: settings.packages.max_zip_name_bytes,
         max_zip_symlinks: settings.packages.max_zip_symlinks,
+        credential_key: settings
+            .packages
+            .encryption_key
+            .as_deref()
+            .map(CredentialKey::from_material),
+        resource_pool: ResourcePoolBounds {
+            minimum_size: settings.resource_pool.minimum_size,
+            maximum_size: settings.resource_pool.maximum_size,
+        },
     }
 }
 

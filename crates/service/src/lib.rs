@@ -22,6 +22,8 @@ use std::time::Duration;
 use packages_blobstore::Blobstore;
 use packages_domain::{ListQuery, PageWindow};
 use packages_storage::Database;
+
+use crate::credentials::CredentialKey;
 use tokio::sync::Notify;
 
 pub use error::{Resource, Result, ServiceError};
@@ -48,6 +50,30 @@ pub struct Policy {
     pub max_zip_name_bytes: usize,
     /// Most symlink entries (`packages.max_zip_symlinks`).
     pub max_zip_symlinks: u64,
+    /// Seals Docker registry passwords (`packages.encryption_key`); `None`: passwords are
+    /// refused.
+    pub credential_key: Option<CredentialKey>,
+    /// Which files the resource pool takes and matches (`resource_pool.*`).
+    pub resource_pool: ResourcePoolBounds,
+}
+
+/// Sizes of the files the resource pool takes (inclusive) and matches (exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourcePoolBounds {
+    pub minimum_size: u64,
+    pub maximum_size: u64,
+}
+
+impl ResourcePoolBounds {
+    /// Whether the worker adds a file of this size to the pool.
+    pub fn takes(&self, size: u64) -> bool {
+        (self.minimum_size..=self.maximum_size).contains(&size)
+    }
+
+    /// Whether a fingerprint of this size may match (strict, as Cloud Controller matches).
+    pub fn matches(&self, size: u64) -> bool {
+        self.minimum_size < size && size < self.maximum_size
+    }
 }
 
 impl Default for Policy {
@@ -61,6 +87,11 @@ impl Default for Policy {
             max_zip_entries: 250_000,
             max_zip_name_bytes: 4096,
             max_zip_symlinks: 10_000,
+            credential_key: None,
+            resource_pool: ResourcePoolBounds {
+                minimum_size: 65_536,
+                maximum_size: 536_870_912,
+            },
         }
     }
 }

@@ -598,3 +598,76 @@ async fn zip_with_symlink_inside_is_ready() {
     ]);
     assert_eq!(svc.upload_and_wait(&ctx.app, zip).await["state"], "READY");
 }
+
+#[tokio::test]
+async fn download_of_a_ready_package_whose_bits_are_missing_is_an_unknown_error() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let p = svc.upload_and_wait(&ctx.app, zips::small_app("lost")).await;
+    assert_eq!(p["state"], "READY", "{p}");
+    let guid = p["guid"].as_str().unwrap();
+    let key = packages_tests::blob_key(guid);
+    // The bits vanish behind the service's back.
+    match &svc.s3 {
+        None => std::fs::remove_file(svc.blob_root().join(&key)).unwrap(),
+        Some(settings) => {
+            use packages_blobstore::Blobstore;
+            let store = packages_blobstore::S3Blobstore::connect(settings.clone()).unwrap();
+            store.delete(&key).await.unwrap();
+        }
+    }
+    assert!(!svc.bits_exist(guid).await);
+    assert_eq!(svc.package(guid).await["state"], "READY");
+
+    // Both backends answer 500: the local store cannot open the file, and on S3 the
+    // service checks the blob exists before signing a URL, rather than sending the client
+    // to a presigned URL that would only give S3's 404.
+    let r = svc
+        .get(&format!("/v3/packages/{guid}/download"), &admin)
+        .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.header("location").is_none());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json;charset=utf-8")
+    );
+    assert_eq!(
+        r.json(),
+        json!({
+            "error_code": "UnknownError",
+            "description": "An unknown error occurred.",
+            "code": 10001,
+            "errors": [{"detail": "An unknown error occurred.", "title": "UnknownError", "code": 10001}],
+        })
+    );
+    assert_eq!(r.body.last(), Some(&b'\n'));
+    assert!(!r.text().contains(&key), "no detail leaks to the client");
+}
+
+#[tokio::test]
+async fn download_redirect_carries_content_length_zero() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let zip = zips::small_app("sized");
+    let p = svc.upload_and_wait(&ctx.app, zip.clone()).await;
+    let guid = p["guid"].as_str().unwrap();
+    let r = svc
+        .get(&format!("/v3/packages/{guid}/download"), &svc.admin())
+        .await;
+    match svc.mode {
+        // The embedded default streams local bits: there is no redirect to check.
+        Mode::Embedded => {
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("content-type"), Some("application/zip"));
+            assert_eq!(r.body.as_ref(), zip.as_slice());
+        }
+        // The stack redirects to S3, as in the seed: an empty body, `Content-Length: 0`.
+        Mode::Stack => {
+            assert_eq!(r.status, 302);
+            assert_eq!(r.header("content-length"), Some("0"));
+            assert!(r.body.is_empty());
+            assert!(r.header("location").is_some());
+        }
+    }
+}

@@ -439,3 +439,114 @@ async fn wait_succeeded(svc: &Service, kind: &str, count: f64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_copy_whose_source_is_deleted_before_its_job_runs_fails() {
+    let mut svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let other_app = svc.create_app(&ctx.space, "other").await;
+    let source = svc
+        .upload_and_wait(&ctx.app, zips::small_app("short-lived"))
+        .await;
+    assert_eq!(source["state"], "READY");
+    let source_guid = source["guid"].as_str().unwrap().to_owned();
+
+    // Jobs are held from here on.
+    restart_job_runner(&mut svc, &[STALL]).await;
+    let r = svc
+        .post(
+            &format!("/v3/apps/{other_app}/packages?source_package_guid={source_guid}"),
+            &admin,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["state"], "COPYING");
+    let copy = r.json()["guid"].as_str().unwrap().to_owned();
+    assert_eq!(svc.job_kinds(&copy), ["copy_bits"]);
+    assert_eq!(
+        svc.delete(&format!("/v3/packages/{source_guid}"), &admin)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(svc.package(&copy).await["state"], "COPYING");
+
+    // Jobs run again: the copy finds no source.
+    restart_job_runner(&mut svc, &[]).await;
+    let p = svc.wait_final_for(&copy, Duration::from_secs(60)).await;
+    assert_eq!(p["state"], "FAILED", "{p}");
+    assert_eq!(
+        p["data"]["error"],
+        "failed to copy - source package does not exist"
+    );
+    assert_eq!(p["data"]["hash"]["value"], Value::Null);
+    assert!(!svc.bits_exist(&copy).await);
+    svc.wait_until(Duration::from_secs(30), || svc.job_kinds(&copy).is_empty())
+        .await;
+}
+
+#[tokio::test]
+async fn stuck_copies_are_redriven_then_finished() {
+    // Attempts to spare: the package must be re-driven, not failed, while it is held.
+    let mut svc = Service::start_with(
+        Options::default()
+            .with("packages.pending_timeout_secs", 1)
+            .with("worker.max_attempts", 50),
+    )
+    .await;
+    let ctx = svc.ctx().await;
+    let other_app = svc.create_app(&ctx.space, "other").await;
+    let zip = zips::small_app("copy me when you can");
+    let source = svc.upload_and_wait(&ctx.app, zip.clone()).await;
+    assert_eq!(source["state"], "READY");
+    let source_guid = source["guid"].as_str().unwrap();
+
+    // The copy job hangs in its runner, and the package stays COPYING past the timeout.
+    restart_job_runner(&mut svc, &[STALL]).await;
+    let r = svc
+        .post(
+            &format!("/v3/apps/{other_app}/packages?source_package_guid={source_guid}"),
+            &svc.admin(),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let copy = r.json()["guid"].as_str().unwrap().to_owned();
+    // The sweep (in the process that runs jobs) publishes its job again.
+    svc.wait_until(Duration::from_secs(60), || {
+        format!("{}{}", svc.api_log(), svc.worker_logs())
+            .lines()
+            .any(|l| l.contains(&copy) && l.contains("package stuck pending; job published again"))
+    })
+    .await;
+    assert_eq!(svc.package(&copy).await["state"], "COPYING");
+
+    // A runner that does not hang finishes it.
+    restart_job_runner(&mut svc, &[]).await;
+    let p = svc.wait_final_for(&copy, Duration::from_secs(60)).await;
+    assert_eq!(p["state"], "READY", "{p}");
+    assert_eq!(p["data"]["hash"], source["data"]["hash"]);
+    assert_eq!(p["data"]["error"], Value::Null);
+    let (_, bytes) = svc.download(&copy, &svc.admin()).await;
+    assert_eq!(bytes.as_deref(), Some(zip.as_slice()));
+}
+
+const STALL: (&str, &str) = ("FAILPOINTS", "worker-job-stall=return");
+
+/// Replaces whatever runs jobs (embedded: the process; stack: its one worker) with one
+/// started with `env`: with [`STALL`] jobs are taken and held, without it they run, and
+/// what was held is run again.
+async fn restart_job_runner(svc: &mut Service, env: &[(&str, &str)]) {
+    match svc.mode {
+        Mode::Embedded => {
+            svc.kill_api();
+            svc.start_api(env).await;
+        }
+        Mode::Stack => {
+            svc.kill_worker(0);
+            svc.start_worker_with(env).await;
+        }
+    }
+}

@@ -598,3 +598,227 @@ async fn zip_with_symlink_inside_is_ready() {
     ]);
     assert_eq!(svc.upload_and_wait(&ctx.app, zip).await["state"], "READY");
 }
+
+#[tokio::test]
+async fn download_of_a_ready_package_whose_bits_are_missing_is_an_unknown_error() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let p = svc.upload_and_wait(&ctx.app, zips::small_app("lost")).await;
+    assert_eq!(p["state"], "READY", "{p}");
+    let guid = p["guid"].as_str().unwrap();
+    let key = packages_tests::blob_key(guid);
+    // The bits vanish behind the service's back.
+    match &svc.s3 {
+        None => std::fs::remove_file(svc.blob_root().join(&key)).unwrap(),
+        Some(settings) => {
+            use packages_blobstore::Blobstore;
+            let store = packages_blobstore::S3Blobstore::connect(settings.clone()).unwrap();
+            store.delete(&key).await.unwrap();
+        }
+    }
+    assert!(!svc.bits_exist(guid).await);
+    assert_eq!(svc.package(guid).await["state"], "READY");
+
+    // Both backends answer 500: the local store cannot open the file, and on S3 the
+    // service checks the blob exists before signing a URL, rather than sending the client
+    // to a presigned URL that would only give S3's 404.
+    let r = svc
+        .get(&format!("/v3/packages/{guid}/download"), &admin)
+        .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.header("location").is_none());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json;charset=utf-8")
+    );
+    assert_eq!(
+        r.json(),
+        json!({
+            "error_code": "UnknownError",
+            "description": "An unknown error occurred.",
+            "code": 10001,
+            "errors": [{"detail": "An unknown error occurred.", "title": "UnknownError", "code": 10001}],
+        })
+    );
+    assert_eq!(r.body.last(), Some(&b'\n'));
+    assert!(!r.text().contains(&key), "no detail leaks to the client");
+}
+
+#[tokio::test]
+async fn download_redirect_carries_content_length_zero() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let zip = zips::small_app("sized");
+    let p = svc.upload_and_wait(&ctx.app, zip.clone()).await;
+    let guid = p["guid"].as_str().unwrap();
+    let r = svc
+        .get(&format!("/v3/packages/{guid}/download"), &svc.admin())
+        .await;
+    match svc.mode {
+        // The embedded default streams local bits: there is no redirect to check.
+        Mode::Embedded => {
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("content-type"), Some("application/zip"));
+            assert_eq!(r.body.as_ref(), zip.as_slice());
+        }
+        // The stack redirects to S3, as in the seed: an empty body, `Content-Length: 0`.
+        Mode::Stack => {
+            assert_eq!(r.status, 302);
+            assert_eq!(r.header("content-length"), Some("0"));
+            assert!(r.body.is_empty());
+            assert!(r.header("location").is_some());
+        }
+    }
+}
+
+#[tokio::test]
+async fn copy_source_may_come_as_a_form_field() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let other_app = svc.create_app(&ctx.space, "worker").await;
+    let zip = zips::small_app("copied from a form");
+    let source = svc.upload_and_wait(&ctx.app, zip.clone()).await;
+    let source_guid = source["guid"].as_str().unwrap();
+
+    // No query string: the source is only in the urlencoded body.
+    let r = svc
+        .post_raw(
+            &format!("/v3/apps/{other_app}/packages"),
+            &admin,
+            "application/x-www-form-urlencoded",
+            format!("source_package_guid={source_guid}").into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let copy = r.json();
+    assert_eq!(copy["state"], "COPYING");
+    assert_eq!(copy["type"], "bits");
+    assert_ne!(copy["guid"], source["guid"]);
+    assert_eq!(
+        copy["relationships"]["app"]["data"]["guid"],
+        other_app.as_str()
+    );
+    let done = svc.wait_final(copy["guid"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "READY", "{done}");
+    assert_eq!(done["data"]["hash"], source["data"]["hash"]);
+    let (_, bytes) = svc.download(copy["guid"].as_str().unwrap(), &admin).await;
+    assert_eq!(bytes.as_deref(), Some(zip.as_slice()));
+}
+
+#[tokio::test]
+async fn x_request_id_is_used_without_x_vcap_request_id() {
+    let svc = Service::start().await;
+    let admin = svc.admin();
+    let r = svc
+        .send(
+            svc.http
+                .get(format!("{}/v3/packages", svc.base))
+                .bearer_auth(&admin)
+                .header("X-Request-ID", "trace 42/a.b"),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let id = r.header("x-vcap-request-id").unwrap();
+    let (incoming, fresh) = id.split_once("::").unwrap();
+    assert_eq!(incoming, "trace42ab");
+    assert!(uuid::Uuid::parse_str(fresh).is_ok(), "{id}");
+
+    // With both, X-VCAP-Request-ID wins.
+    let r = svc
+        .send(
+            svc.http
+                .get(format!("{}/v3/packages", svc.base))
+                .bearer_auth(&admin)
+                .header("X-Request-ID", "plain")
+                .header("X-VCAP-Request-ID", "vcap"),
+        )
+        .await;
+    assert!(
+        r.header("x-vcap-request-id").unwrap().starts_with("vcap::"),
+        "{:?}",
+        r.header("x-vcap-request-id")
+    );
+}
+
+#[tokio::test]
+async fn errors_and_no_content_answers_are_json_typed() {
+    const JSON: &str = "application/json;charset=utf-8";
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let reader = svc.token("reader", &["cloud_controller.read"]);
+    let guid = svc.new_package(&ctx.app).await;
+    let errors = [
+        svc.get_anonymous("/v3/packages").await,
+        svc.get("/v3/packages", "not-a-token").await,
+        svc.delete(&format!("/v3/packages/{guid}"), &reader).await,
+        svc.get("/v3/packages/nope", &admin).await,
+        svc.get_anonymous("/v3/nothing-here").await,
+        svc.get("/v3/packages?foo=1", &admin).await,
+        svc.post(
+            &format!("/v3/apps/{}/packages", ctx.app),
+            &admin,
+            &json!({"type": "zip"}),
+        )
+        .await,
+        svc.get(&format!("/v3/packages/{guid}/download"), &admin)
+            .await,
+    ];
+    let statuses: Vec<u16> = errors.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [401, 401, 403, 404, 404, 400, 422, 422]);
+    for r in &errors {
+        assert_eq!(
+            r.header("content-type"),
+            Some(JSON),
+            "{}: {}",
+            r.status,
+            r.text()
+        );
+        assert!(r.json()["error_code"].is_string());
+    }
+
+    let r = svc.delete(&format!("/v3/packages/{guid}"), &admin).await;
+    assert_eq!(r.status, 204);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("content-type"), Some(JSON));
+}
+
+#[tokio::test]
+async fn deleting_a_docker_package_records_no_bits_job() {
+    // Jobs stall, so any job the deletes record stays on record.
+    let svc = Service::start_with(packages_tests::Options {
+        worker_env: vec![("FAILPOINTS".into(), "worker-job-stall=return".into())],
+        ..packages_tests::Options::default()
+    })
+    .await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let docker = svc
+        .post(
+            &format!("/v3/apps/{}/packages", ctx.app),
+            &admin,
+            &json!({"type": "docker", "url": "docker://nginx"}),
+        )
+        .await
+        .json();
+    let guid = docker["guid"].as_str().unwrap();
+    let r = svc.delete(&format!("/v3/packages/{guid}"), &admin).await;
+    assert_eq!(r.status, 204);
+    assert!(r.body.is_empty());
+    svc.get(&format!("/v3/packages/{guid}"), &admin)
+        .await
+        .assert_error(404, 10010, "ResourceNotFound", "Package not found");
+    assert_eq!(svc.job_kinds(guid), Vec::<String>::new());
+
+    // A bits package, deleted the same way, does record the deletion of its bits.
+    let bits = svc.new_package(&ctx.app).await;
+    assert_eq!(
+        svc.delete(&format!("/v3/packages/{bits}"), &admin)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(svc.job_kinds(&bits), ["delete_bits"]);
+}

@@ -402,3 +402,97 @@ async fn upload_is_checked_in_cloud_controller_order() {
         .await;
     assert_eq!(r.status, 422);
 }
+
+#[tokio::test]
+async fn uploads_to_failed_or_expired_packages_are_refused() {
+    const ALREADY: &str =
+        "Bits may be uploaded only once. Create a new package to upload different bits.";
+    let svc =
+        Service::start_with(Options::default().with("packages.max_valid_packages_stored", 1)).await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+
+    // FAILED: not a zip. A failed package cannot be retried.
+    let failed = svc
+        .upload_and_wait(&ctx.app, b"not a zip at all".to_vec())
+        .await;
+    assert_eq!(failed["state"], "FAILED", "{failed}");
+    let failed_guid = failed["guid"].as_str().unwrap();
+    svc.upload(failed_guid, &admin, zips::small_app("retry"))
+        .await
+        .assert_error(400, 150004, "PackageBitsAlreadyUploaded", ALREADY);
+    let after = svc.package(failed_guid).await;
+    assert_eq!(after["state"], "FAILED");
+    assert_eq!(after["data"]["error"], failed["data"]["error"]);
+
+    // EXPIRED: a newer READY package of the same app pushes the older one out.
+    let older = svc.upload_and_wait(&ctx.app, zips::small_app("one")).await;
+    assert_eq!(older["state"], "READY", "{older}");
+    let older_guid = older["guid"].as_str().unwrap();
+    let newer = svc.upload_and_wait(&ctx.app, zips::small_app("two")).await;
+    assert_eq!(newer["state"], "READY", "{newer}");
+    let started = std::time::Instant::now();
+    while svc.package(older_guid).await["state"] != "EXPIRED" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the older package did not expire\n{}",
+            svc.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    svc.upload(older_guid, &admin, zips::small_app("again"))
+        .await
+        .assert_error(400, 150004, "PackageBitsAlreadyUploaded", ALREADY);
+    let after = svc.package(older_guid).await;
+    assert_eq!(after["state"], "EXPIRED");
+    assert_eq!(after["data"]["hash"]["value"], serde_json::Value::Null);
+    // Refused before a byte was stored.
+    assert_nothing_staged(&svc).await;
+}
+
+#[tokio::test]
+async fn a_space_auditor_uploading_to_a_docker_package_is_not_authorized() {
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let docker = svc
+        .post(
+            &format!("/v3/apps/{}/packages", ctx.app),
+            &svc.admin(),
+            &serde_json::json!({"type": "docker", "url": "docker://nginx"}),
+        )
+        .await
+        .json();
+    let guid = docker["guid"].as_str().unwrap();
+    let auditor = uuid::Uuid::new_v4().to_string();
+    svc.grant(&auditor, "space_auditor", &ctx.space).await;
+    let developer = uuid::Uuid::new_v4().to_string();
+    svc.grant(&developer, "space_developer", &ctx.space).await;
+
+    // The write role is checked before the package type.
+    svc.upload(
+        guid,
+        &svc.token(&auditor, packages_tests::READ_WRITE),
+        zips::small_app("x"),
+    )
+    .await
+    .assert_error(
+        403,
+        10003,
+        "NotAuthorized",
+        "You are not authorized to perform the requested action",
+    );
+    // Someone who may write gets as far as the type check.
+    svc.upload(
+        guid,
+        &svc.token(&developer, packages_tests::READ_WRITE),
+        zips::small_app("x"),
+    )
+    .await
+    .assert_error(
+        422,
+        10008,
+        "UnprocessableEntity",
+        "Package type must be bits.",
+    );
+    assert_eq!(svc.package(guid).await["state"], "READY");
+}

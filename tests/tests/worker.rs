@@ -342,3 +342,214 @@ async fn metrics_carry_the_contract_names() {
     );
     assert!(!metrics.contains(guid), "raw paths never become labels");
 }
+
+#[tokio::test]
+async fn expiry_is_per_app_skips_failed_packages_and_follows_copies() {
+    let svc =
+        Service::start_with(Options::default().with("packages.max_valid_packages_stored", 2)).await;
+    let ctx = svc.ctx().await;
+    let other_app = svc.create_app(&ctx.space, "other").await;
+    let upload = |app: String, zip: Vec<u8>| {
+        let svc = &svc;
+        async move {
+            let p = svc.upload_and_wait(&app, zip).await;
+            p["guid"].as_str().unwrap().to_owned()
+        }
+    };
+    let state = |guid: String| {
+        let svc = &svc;
+        async move { svc.package(&guid).await["state"].clone() }
+    };
+
+    // The other app is at its limit.
+    let b1 = upload(other_app.clone(), zips::small_app("b1")).await;
+    let b2 = upload(other_app.clone(), zips::small_app("b2")).await;
+    // This app: READY, FAILED, READY.
+    let a1 = upload(ctx.app.clone(), zips::small_app("a1")).await;
+    let failed = upload(ctx.app.clone(), b"not a zip".to_vec()).await;
+    assert_eq!(state(failed.clone()).await, "FAILED");
+    let a2 = upload(ctx.app.clone(), zips::small_app("a2")).await;
+    // Each successful upload's job (expiration included) has ended.
+    wait_succeeded(&svc, "process_upload", 4.0).await;
+    // Two READY packages: the FAILED one in between does not count, nothing expires.
+    for guid in [&a1, &a2, &b1, &b2] {
+        assert_eq!(state(guid.clone()).await, "READY", "{guid}");
+    }
+
+    let a3 = upload(ctx.app.clone(), zips::small_app("a3")).await;
+    wait_state(&svc, &a1, "EXPIRED").await;
+    wait_succeeded(&svc, "process_upload", 5.0).await;
+    for guid in [&a2, &a3, &b1, &b2] {
+        assert_eq!(state(guid.clone()).await, "READY", "{guid}");
+    }
+    // Older than both kept packages, and still not expired.
+    assert_eq!(state(failed.clone()).await, "FAILED");
+
+    // A copy that becomes READY expires the oldest of its own (target) app.
+    let r = svc
+        .post(
+            &format!("/v3/apps/{other_app}/packages?source_package_guid={a3}"),
+            &svc.admin(),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let copy = r.json()["guid"].as_str().unwrap().to_owned();
+    assert_eq!(svc.wait_final(&copy).await["state"], "READY");
+    wait_state(&svc, &b1, "EXPIRED").await;
+    wait_succeeded(&svc, "copy_bits", 1.0).await;
+    for guid in [&b2, &copy, &a2, &a3] {
+        assert_eq!(state(guid.clone()).await, "READY", "{guid}");
+    }
+    assert_eq!(state(failed).await, "FAILED");
+}
+
+async fn wait_state(svc: &Service, guid: &str, state: &str) {
+    let started = Instant::now();
+    loop {
+        let p = svc.package(guid).await;
+        if p["state"] == state {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{guid} is {} rather than {state}\n{}",
+            p["state"],
+            svc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `count` jobs of `kind` have succeeded (everything they do, expiry
+/// included, is done).
+async fn wait_succeeded(svc: &Service, kind: &str, count: f64) {
+    let started = Instant::now();
+    loop {
+        let done = metric(
+            &svc.metrics().await,
+            "jobs_total",
+            &[("kind", kind), ("outcome", "succeeded")],
+        );
+        if done >= count {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{done} {kind} jobs succeeded, not {count}\n{}",
+            svc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_copy_whose_source_is_deleted_before_its_job_runs_fails() {
+    let mut svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let other_app = svc.create_app(&ctx.space, "other").await;
+    let source = svc
+        .upload_and_wait(&ctx.app, zips::small_app("short-lived"))
+        .await;
+    assert_eq!(source["state"], "READY");
+    let source_guid = source["guid"].as_str().unwrap().to_owned();
+
+    // Jobs are held from here on.
+    restart_job_runner(&mut svc, &[STALL]).await;
+    let r = svc
+        .post(
+            &format!("/v3/apps/{other_app}/packages?source_package_guid={source_guid}"),
+            &admin,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["state"], "COPYING");
+    let copy = r.json()["guid"].as_str().unwrap().to_owned();
+    assert_eq!(svc.job_kinds(&copy), ["copy_bits"]);
+    assert_eq!(
+        svc.delete(&format!("/v3/packages/{source_guid}"), &admin)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(svc.package(&copy).await["state"], "COPYING");
+
+    // Jobs run again: the copy finds no source.
+    restart_job_runner(&mut svc, &[]).await;
+    let p = svc.wait_final_for(&copy, Duration::from_secs(60)).await;
+    assert_eq!(p["state"], "FAILED", "{p}");
+    assert_eq!(
+        p["data"]["error"],
+        "failed to copy - source package does not exist"
+    );
+    assert_eq!(p["data"]["hash"]["value"], Value::Null);
+    assert!(!svc.bits_exist(&copy).await);
+    svc.wait_until(Duration::from_secs(30), || svc.job_kinds(&copy).is_empty())
+        .await;
+}
+
+#[tokio::test]
+async fn stuck_copies_are_redriven_then_finished() {
+    // Attempts to spare: the package must be re-driven, not failed, while it is held.
+    let mut svc = Service::start_with(
+        Options::default()
+            .with("packages.pending_timeout_secs", 1)
+            .with("worker.max_attempts", 50),
+    )
+    .await;
+    let ctx = svc.ctx().await;
+    let other_app = svc.create_app(&ctx.space, "other").await;
+    let zip = zips::small_app("copy me when you can");
+    let source = svc.upload_and_wait(&ctx.app, zip.clone()).await;
+    assert_eq!(source["state"], "READY");
+    let source_guid = source["guid"].as_str().unwrap();
+
+    // The copy job hangs in its runner, and the package stays COPYING past the timeout.
+    restart_job_runner(&mut svc, &[STALL]).await;
+    let r = svc
+        .post(
+            &format!("/v3/apps/{other_app}/packages?source_package_guid={source_guid}"),
+            &svc.admin(),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let copy = r.json()["guid"].as_str().unwrap().to_owned();
+    // The sweep (in the process that runs jobs) publishes its job again.
+    svc.wait_until(Duration::from_secs(60), || {
+        format!("{}{}", svc.api_log(), svc.worker_logs())
+            .lines()
+            .any(|l| l.contains(&copy) && l.contains("package stuck pending; job published again"))
+    })
+    .await;
+    assert_eq!(svc.package(&copy).await["state"], "COPYING");
+
+    // A runner that does not hang finishes it.
+    restart_job_runner(&mut svc, &[]).await;
+    let p = svc.wait_final_for(&copy, Duration::from_secs(60)).await;
+    assert_eq!(p["state"], "READY", "{p}");
+    assert_eq!(p["data"]["hash"], source["data"]["hash"]);
+    assert_eq!(p["data"]["error"], Value::Null);
+    let (_, bytes) = svc.download(&copy, &svc.admin()).await;
+    assert_eq!(bytes.as_deref(), Some(zip.as_slice()));
+}
+
+const STALL: (&str, &str) = ("FAILPOINTS", "worker-job-stall=return");
+
+/// Replaces whatever runs jobs (embedded: the process; stack: its one worker) with one
+/// started with `env`: with [`STALL`] jobs are taken and held, without it they run, and
+/// what was held is run again.
+async fn restart_job_runner(svc: &mut Service, env: &[(&str, &str)]) {
+    match svc.mode {
+        Mode::Embedded => {
+            svc.kill_api();
+            svc.start_api(env).await;
+        }
+        Mode::Stack => {
+            svc.kill_worker(0);
+            svc.start_worker_with(env).await;
+        }
+    }
+}

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod context;
 pub mod failure;
+pub mod ga;
 pub mod ids;
 pub mod list;
 pub mod metadata;

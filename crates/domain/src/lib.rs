@@ -13,6 +13,7 @@ pub mod list;
 pub mod metadata;
 pub mod package;
 pub mod request_id;
+pub mod resources;
 pub mod selector;
 pub mod time;
 pub mod upload;

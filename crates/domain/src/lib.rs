@@ -7,11 +7,13 @@
 pub mod access;
 pub mod context;
 pub mod failure;
+pub mod ga;
 pub mod ids;
 pub mod list;
 pub mod metadata;
 pub mod package;
 pub mod request_id;
+pub mod resources;
 pub mod selector;
 pub mod time;
 pub mod upload;
@@ -19,16 +21,18 @@ pub mod validation;
 
 pub use access::{Access, Principal, RoleType, Scope};
 pub use failure::FailureReason;
+pub use ga::{CreateRequest, DockerData, UpdateRequest};
 pub use ids::{AppGuid, BlobKey, OrgGuid, PackageGuid, SpaceGuid};
 pub use list::{
-    ListQuery, OrderBy, OrderField, PackageFilter, PackageListQuery, PageWindow, Relation,
-    TimeFilter,
+    DropletListQuery, ListQuery, ListRoute, OrderBy, OrderField, PackageFilter, PackageListQuery,
+    PageWindow, Relation, TimeFilter, link_query,
 };
 pub use metadata::{Metadata, MetadataKey, MetadataLimit, MetadataUpdate};
 pub use package::{
     JobKind, NewPackage, Outcome, Package, PackageState, PackageType, STAGING_PREFIX, Transition,
     blob_key, parse_staging_key, staging_key,
 };
+pub use resources::{CheckedResource, Fingerprint, ResourceMatch, UnsafeResource};
 pub use selector::{LabelSelector, Requirement};
 pub use time::Timestamp;
 pub use validation::Invalid;

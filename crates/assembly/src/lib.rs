@@ -160,9 +160,8 @@ impl AssembleError {
 /// Writes to `out` the package made of `uploaded`'s entries (if any) and `resources`'
 /// bytes from `pool`: see the crate documentation for its layout and checks.
 ///
-/// Path collisions are found before anything is written. `out` is not flushed beyond this
-/// function's own buffering being emptied into it; on error, what was written must be
-/// discarded.
+/// Path collisions are found before anything is written. On success `out` has been
+/// flushed (closing it is the caller's); on error, what was written must be discarded.
 pub fn assemble(
     uploaded: Option<&dyn ReadAt>,
     resources: &[Resource],

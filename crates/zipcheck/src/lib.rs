@@ -269,6 +269,30 @@ pub fn check<R: ReadAt + ?Sized>(archive: &R, limits: &Limits) -> Result<Checked
     })
 }
 
+/// Where an archive's central directory lies, according to its end records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CentralDirectory {
+    /// Offset of the first central directory header; entry data lies before it.
+    pub offset: u64,
+    /// Offset just past the last central directory header.
+    pub end: u64,
+    /// Number of headers the end records claim.
+    pub entries: u64,
+}
+
+/// Finds the central directory exactly as [`check`] does (same end record search, same
+/// Zip64 handling), so a caller that walks the directory itself, to copy the entries,
+/// walks the one that was checked rather than another end record's.
+pub fn central_directory<R: ReadAt + ?Sized>(archive: &R) -> Result<CentralDirectory, CheckError> {
+    let mut src = Source::new(archive)?;
+    let dir = directory::locate(&mut src)?;
+    Ok(CentralDirectory {
+        offset: dir.offset,
+        end: dir.end,
+        entries: dir.entries,
+    })
+}
+
 fn check_name(name: &[u8]) -> Result<(), CheckError> {
     if name.is_empty() {
         return Err(not_a_zip("an entry has an empty name"));

@@ -1,10 +1,18 @@
-//! The job message, version 1. Schema: `proto/job-message.v1.schema.json`.
+//! The job message, versions 1 and 2. Schemas: `proto/job-message.v1.schema.json` and
+//! `proto/job-message.v2.schema.json`.
+//!
+//! Version 2 adds an upload's resources (GA's resource matching): a version-1 worker would
+//! take such an upload for a plain one and misread it, so those messages, and only those,
+//! are version 2. Every other message stays version 1, so workers of the previous release
+//! keep taking them during a rolling deploy.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The only version this build understands; anything else is dead-lettered unread.
-pub const JOB_MESSAGE_VERSION: u32 = 1;
+/// The newest version this build writes and reads.
+pub const JOB_MESSAGE_VERSION: u32 = 2;
+/// Every version this build reads; anything else is dead-lettered unread.
+pub const JOB_MESSAGE_VERSIONS: [u32; 2] = [1, 2];
 
 pub use packages_domain::JobKind;
 use packages_domain::{BlobKey, PackageGuid};
@@ -16,6 +24,34 @@ pub struct ProcessUpload {
     pub staging_key: BlobKey,
     /// Bytes the API stored; the worker checks it read as many.
     pub size: u64,
+    /// Version 2: the fingerprints of files to take from the resource pool, stored as a
+    /// JSON array at this key; the worker assembles the package from them and the bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources_key: Option<BlobKey>,
+    /// Version 2: whether `staging_key` holds uploaded bits (`false`: the upload named
+    /// resources only, and nothing is stored there).
+    #[serde(default = "uploaded_bits", skip_serializing_if = "is_true")]
+    pub bits: bool,
+}
+
+impl ProcessUpload {
+    /// A plain upload: bits, no resources.
+    pub fn bits(staging_key: BlobKey, size: u64) -> ProcessUpload {
+        ProcessUpload {
+            staging_key,
+            size,
+            resources_key: None,
+            bits: true,
+        }
+    }
+}
+
+fn uploaded_bits() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Copy the bits of `source_package_guid` to the message's package.
@@ -39,6 +75,16 @@ pub enum JobPayload {
 }
 
 impl JobPayload {
+    /// The oldest version that carries this payload.
+    pub fn version(&self) -> u32 {
+        match self {
+            JobPayload::ProcessUpload(upload) if upload.resources_key.is_some() || !upload.bits => {
+                2
+            }
+            _ => 1,
+        }
+    }
+
     pub fn kind(&self) -> JobKind {
         match self {
             JobPayload::ProcessUpload(_) => JobKind::ProcessUpload,
@@ -64,9 +110,7 @@ pub struct JobMessage {
 pub enum DecodeError {
     #[error("job message is not valid JSON: {0}")]
     Malformed(String),
-    #[error(
-        "job message version {0} is not supported (this worker reads version {JOB_MESSAGE_VERSION})"
-    )]
+    #[error("job message version {0} is not supported (this worker reads versions 1 and 2)")]
     UnsupportedVersion(u64),
 }
 
@@ -78,7 +122,7 @@ impl JobMessage {
         payload: JobPayload,
     ) -> Self {
         JobMessage {
-            version: JOB_MESSAGE_VERSION,
+            version: payload.version(),
             job_id,
             package_guid,
             request_id,
@@ -104,10 +148,24 @@ impl JobMessage {
         }
         let versioned: Versioned =
             serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        if versioned.version != u64::from(JOB_MESSAGE_VERSION) {
+        if !JOB_MESSAGE_VERSIONS
+            .iter()
+            .any(|&known| u64::from(known) == versioned.version)
+        {
             return Err(DecodeError::UnsupportedVersion(versioned.version));
         }
-        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))
+        let message: JobMessage =
+            serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        // A version-1 message with version-2 fields would be misread by older workers:
+        // it was not written by this code.
+        if message.version < message.payload.version() {
+            return Err(DecodeError::Malformed(format!(
+                "version {} cannot carry this payload (version {} needed)",
+                message.version,
+                message.payload.version()
+            )));
+        }
+        Ok(message)
     }
 }
 
@@ -120,25 +178,40 @@ mod tests {
 
     use super::*;
 
-    const SCHEMA_PATH: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../proto/job-message.v1.schema.json"
-    );
+    fn schema(version: u32) -> Value {
+        let path = format!(
+            "{}/../../proto/job-message.v{version}.schema.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
 
     fn samples() -> Vec<JobMessage> {
         let job_id = Uuid::parse_str("6f1c1f3e-8a59-4d5e-9a4b-2c1d0e9f8a7b").unwrap();
         let message =
             |payload| JobMessage::new(job_id, "pkg-guid".into(), "req-1::abc".to_owned(), payload);
         vec![
-            message(JobPayload::ProcessUpload(ProcessUpload {
-                staging_key: "staging/pkg-guid/upload".into(),
-                size: 1_234_567,
-            })),
+            message(JobPayload::ProcessUpload(ProcessUpload::bits(
+                "staging/pkg-guid/upload".into(),
+                1_234_567,
+            ))),
             message(JobPayload::CopyBits(CopyBits {
                 source_package_guid: "src-guid".into(),
             })),
             message(JobPayload::DeleteBits(DeleteBits {
                 blob_key: "packages/pkg-guid".into(),
+            })),
+            message(JobPayload::ProcessUpload(ProcessUpload {
+                staging_key: "staging/pkg-guid/upload".into(),
+                size: 4096,
+                resources_key: Some("staging/pkg-guid/upload.resources".into()),
+                bits: true,
+            })),
+            message(JobPayload::ProcessUpload(ProcessUpload {
+                staging_key: "staging/pkg-guid/upload".into(),
+                size: 0,
+                resources_key: Some("staging/pkg-guid/upload.resources".into()),
+                bits: false,
             })),
         ]
     }
@@ -171,14 +244,32 @@ mod tests {
             vec![
                 JobKind::ProcessUpload,
                 JobKind::CopyBits,
-                JobKind::DeleteBits
+                JobKind::DeleteBits,
+                JobKind::ProcessUpload,
+                JobKind::ProcessUpload,
             ]
+        );
+        let versions: Vec<u32> = samples.iter().map(|m| m.version).collect();
+        assert_eq!(
+            versions,
+            [1, 1, 1, 2, 2],
+            "only uploads with resources are v2"
         );
         for message in samples {
             let decoded = JobMessage::decode(&message.encode()).unwrap();
             assert_eq!(decoded, message);
-            assert_eq!(decoded.version, JOB_MESSAGE_VERSION);
         }
+    }
+
+    #[test]
+    fn version_one_cannot_carry_resources() {
+        let mut value: Value = serde_json::from_slice(&samples()[3].encode()).unwrap();
+        value["version"] = Value::from(1);
+        let body = serde_json::to_vec(&value).unwrap();
+        assert!(matches!(
+            JobMessage::decode(&body),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -200,11 +291,11 @@ mod tests {
 
     #[test]
     fn other_versions_are_refused_unread() {
-        // Version 2 may change anything else; it must not be parsed as version 1.
-        let body = br#"{"version":2,"whatever":"new shape"}"#;
+        // Version 3 may change anything else; it must not be parsed as an older one.
+        let body = br#"{"version":3,"whatever":"new shape"}"#;
         assert!(matches!(
             JobMessage::decode(body),
-            Err(DecodeError::UnsupportedVersion(2))
+            Err(DecodeError::UnsupportedVersion(3))
         ));
         let mut value: Value = serde_json::from_slice(&samples()[0].encode()).unwrap();
         value["version"] = Value::from(0);
@@ -279,9 +370,21 @@ mod tests {
     }
 
     #[test]
-    fn serialized_messages_match_the_schema() {
-        let text = std::fs::read_to_string(SCHEMA_PATH).unwrap();
-        let schema: Value = serde_json::from_str(&text).unwrap();
+    fn serialized_messages_match_the_schema_of_their_version() {
+        for message in samples() {
+            check_against_schema(&schema(message.version), &message);
+        }
+        // Version 2 only adds optional fields to process_upload.
+        let (v1, v2) = (schema(1), schema(2));
+        assert_eq!(v1["$defs"]["copy_bits"], v2["$defs"]["copy_bits"]);
+        assert_eq!(v1["$defs"]["delete_bits"], v2["$defs"]["delete_bits"]);
+        assert_eq!(
+            v1["$defs"]["process_upload"]["required"],
+            v2["$defs"]["process_upload"]["required"]
+        );
+    }
+
+    fn check_against_schema(schema: &Value, message: &JobMessage) {
         assert_eq!(
             schema["$schema"],
             "https://json-schema.org/draft/2020-12/schema"
@@ -289,7 +392,7 @@ mod tests {
         assert_eq!(schema["additionalProperties"], Value::Bool(false));
         assert_eq!(
             schema["properties"]["version"]["const"],
-            Value::from(JOB_MESSAGE_VERSION)
+            Value::from(message.version)
         );
 
         let required = strings(&schema["required"]);
@@ -321,31 +424,29 @@ mod tests {
             all_kinds
         );
 
-        for message in samples() {
-            let value: Value = serde_json::from_slice(&message.encode()).unwrap();
-            assert_eq!(keys(&value), required);
-            let kind = value["kind"].as_str().unwrap();
-            assert_eq!(kind, message.kind().as_str());
-            let args_schema = args_schema_of[kind];
-            assert_eq!(args_schema["additionalProperties"], Value::Bool(false));
-            assert_eq!(
-                keys(&value["args"]),
-                strings(&args_schema["required"]),
-                "{kind}"
-            );
-            assert_eq!(
-                keys(&value["args"]),
-                keys(&args_schema["properties"]),
-                "{kind}"
-            );
-            for (field, field_schema) in args_schema["properties"].as_object().unwrap() {
-                let matches_type = match field_schema["type"].as_str().unwrap() {
-                    "string" => value["args"][field].is_string(),
-                    "integer" => value["args"][field].is_u64(),
-                    other => panic!("unexpected type {other}"),
-                };
-                assert!(matches_type, "{kind}.{field}");
-            }
+        let value: Value = serde_json::from_slice(&message.encode()).unwrap();
+        assert_eq!(keys(&value), required);
+        let kind = value["kind"].as_str().unwrap();
+        assert_eq!(kind, message.kind().as_str());
+        let args_schema = args_schema_of[kind];
+        assert_eq!(args_schema["additionalProperties"], Value::Bool(false));
+        let args = keys(&value["args"]);
+        assert!(
+            strings(&args_schema["required"]).is_subset(&args),
+            "{kind}: required"
+        );
+        assert!(
+            args.is_subset(&keys(&args_schema["properties"])),
+            "{kind}: no field outside the schema"
+        );
+        for field in &args {
+            let matches_type = match args_schema["properties"][field]["type"].as_str().unwrap() {
+                "string" => value["args"][field].is_string(),
+                "integer" => value["args"][field].is_u64(),
+                "boolean" => value["args"][field].is_boolean(),
+                other => panic!("unexpected type {other}"),
+            };
+            assert!(matches_type, "{kind}.{field}");
         }
     }
 }

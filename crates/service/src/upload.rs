@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use packages_domain::resources::Fingerprint;
 use packages_domain::upload::BITS_PATH_INVALID;
 use packages_domain::validation::Invalid;
 use packages_domain::{
-    Package, PackageGuid, PackageState, PackageType, Principal, new_guid, staging_key,
+    BlobKey, Package, PackageGuid, PackageState, PackageType, Principal, new_guid, staging_key,
 };
 use packages_jobs::ProcessUpload;
 use packages_storage::packages;
@@ -19,6 +20,9 @@ use packages_storage::packages;
 use crate::lookup::{require_write_role, require_write_scope};
 use crate::packages::NOT_BITS;
 use crate::{Resource, Result, ServiceError, Services, jobs};
+
+/// Ends the staging name of an upload's fingerprints, next to its bits.
+pub const RESOURCES_SUFFIX: &str = ".resources";
 
 /// How long an upload's claim on its package lasts without renewal: the claim of an API
 /// process that died lapses after this, so the package can take another upload.
@@ -161,7 +165,7 @@ impl Services {
             }
         }
         writer.finish().await?;
-        Ok(ProcessUpload { staging_key, size })
+        Ok(ProcessUpload::bits(staging_key, size))
     }
 
     /// Streams a proxy-stored file opened by [`Services::open_bits_path`].
@@ -175,18 +179,57 @@ impl Services {
         self.ingest(ticket, stream).await
     }
 
+    /// Stores an upload's `resources` fingerprints (GA) in the staging area, as JSON, for
+    /// the worker that assembles the package.
+    pub async fn stage_resources(
+        &self,
+        ticket: &UploadTicket,
+        resources: &[Fingerprint],
+    ) -> Result<BlobKey> {
+        let key = staging_key(
+            &ticket.package_guid,
+            &format!("{}{RESOURCES_SUFFIX}", new_guid()),
+        );
+        let json = serde_json::to_vec(resources).map_err(|e| {
+            ServiceError::UploadInterrupted(format!("cannot store the resources: {e}"))
+        })?;
+        let size = json.len() as u64;
+        let body = futures_util::stream::once(async move { Ok(Bytes::from(json)) });
+        self.blobs.put_stream(&key, size, Box::pin(body)).await?;
+        Ok(key)
+    }
+
     /// Accepts a stored upload: AWAITING_UPLOAD → PROCESSING_UPLOAD with its job, in one
-    /// transaction. Of several concurrent uploads exactly one gets here first; the others
-    /// get `BitsAlreadyUploaded` and their staged bits are removed.
+    /// transaction. `bits` and `resources` are what [`Services::ingest`] and
+    /// [`Services::stage_resources`] stored (at least one of them). Of several concurrent
+    /// uploads exactly one gets here first; the others get `BitsAlreadyUploaded` and what
+    /// they staged is removed.
     pub async fn accept_upload(
         &self,
         ticket: &UploadTicket,
-        staged: ProcessUpload,
+        bits: Option<ProcessUpload>,
+        resources: Option<BlobKey>,
         request_id: &str,
     ) -> Result<Package> {
         let guid = ticket.package_guid.clone();
         let claim = ticket.claim.clone();
-        let staging_key = staged.staging_key.clone();
+        let staged = match bits {
+            Some(bits) => ProcessUpload {
+                resources_key: resources,
+                ..bits
+            },
+            None => ProcessUpload {
+                // Names the attempt; nothing is stored there.
+                staging_key: staging_key(&guid, &new_guid()),
+                size: 0,
+                resources_key: resources,
+                bits: false,
+            },
+        };
+        let staged_keys: Vec<BlobKey> = std::iter::once(staged.staging_key.clone())
+            .filter(|_| staged.bits)
+            .chain(staged.resources_key.clone())
+            .collect();
         let job = jobs::process_upload(&guid, request_id, staged);
         let outcome = self
             .db
@@ -204,7 +247,7 @@ impl Services {
                 Ok(package)
             }
             Ok((accepted, package)) => {
-                self.discard_staged(&staging_key).await;
+                self.discard_all(&staged_keys).await;
                 match (accepted, package) {
                     (_, None) => Err(ServiceError::NotFound(Resource::Package)),
                     _ => Err(ServiceError::BitsAlreadyUploaded),
@@ -212,9 +255,15 @@ impl Services {
             }
             Err(e) => {
                 // Not recorded: the staged bits would never be picked up.
-                self.discard_staged(&staging_key).await;
+                self.discard_all(&staged_keys).await;
                 Err(e.into())
             }
+        }
+    }
+
+    async fn discard_all(&self, keys: &[BlobKey]) {
+        for key in keys {
+            self.discard_staged(key).await;
         }
     }
 

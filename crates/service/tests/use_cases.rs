@@ -125,7 +125,10 @@ async fn a_package_takes_one_upload_at_a_time() {
     let second = svc.prepare_upload(&admin(), &p.guid).await.unwrap();
     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(tiny_zip()))]);
     let staged = svc.ingest(&second, body).await.unwrap();
-    let accepted = svc.accept_upload(&second, staged, "r").await.unwrap();
+    let accepted = svc
+        .accept_upload(&second, Some(staged), None, "r")
+        .await
+        .unwrap();
     assert_eq!(accepted.state, PackageState::ProcessingUpload);
     assert_eq!(rig.job_kinds(&p.guid).await, ["process_upload"]);
     // Accepted: no further upload, claimed or not.

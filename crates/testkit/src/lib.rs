@@ -132,10 +132,7 @@ impl Rig {
         let mut writer = self.blobs.writer(&staging_key).await.unwrap();
         writer.write(zip.to_vec().into()).await.unwrap();
         writer.finish().await.unwrap();
-        let payload = ProcessUpload {
-            staging_key,
-            size: zip.len() as u64,
-        };
+        let payload = ProcessUpload::bits(staging_key, zip.len() as u64);
         let row = packages_service::jobs::process_upload(&guid, "req-1", payload);
         let message = JobMessage::decode(row.body.as_bytes()).unwrap();
         let g = guid.clone();

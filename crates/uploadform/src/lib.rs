@@ -1,7 +1,8 @@
-//! The multipart upload form: one `bits` file part, streamed to a sink, and small text
-//! parts (`resources`, or unknown ones to report). Everything but the bits is bounded:
-//! at most [`MAX_PARTS`] parts and [`MAX_FIELDS_BYTES`] bytes of them all together, so a
-//! client cannot make the service read gigabytes of junk before it answers 422.
+//! The multipart upload form: one `bits` file part, streamed to a sink, GA's `resources`
+//! part (the fingerprints of files left to the resource pool), and unknown parts to
+//! report. Everything but the bits is bounded: at most [`MAX_PARTS`] parts,
+//! [`MAX_RESOURCES_BYTES`] of `resources` and [`MAX_FIELDS_BYTES`] of the other parts, so
+//! a client cannot make the service read gigabytes of junk before it answers.
 //!
 //! Free of the service's backends, so that it can be fuzzed on its own.
 
@@ -13,13 +14,16 @@ use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap};
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream, StreamExt};
+use packages_domain::resources::Fingerprint;
 use packages_domain::upload::{self, MultipartSummary};
 use packages_domain::validation::Invalid;
 
 /// Most parts a form may have (clients send one or two).
 pub const MAX_PARTS: usize = 64;
-/// Most bytes of all the parts other than `bits` together (`resources` lists included).
+/// Most bytes of all the parts other than `bits` and `resources` together.
 pub const MAX_FIELDS_BYTES: usize = 1 << 20;
+/// Most bytes of `resources` (GA's limit): about 50,000 fingerprints.
+pub const MAX_RESOURCES_BYTES: usize = 8 << 20;
 
 /// Where the `bits` part goes.
 pub trait BitsSink {
@@ -45,6 +49,16 @@ pub enum FormError<E> {
     Unreadable(String),
     /// Storing the bits failed, or they were too large.
     Sink(E),
+    /// The `resources` part is longer than [`MAX_RESOURCES_BYTES`] (413).
+    ResourcesTooLarge { limit: usize },
+}
+
+/// A form that passed: the staged bits, if it had any, and the fingerprints of the files
+/// to take from the resource pool (empty when none). At least one of the two is there.
+#[derive(Debug)]
+pub struct Upload<Staged> {
+    pub bits: Option<Staged>,
+    pub resources: Vec<Fingerprint>,
 }
 
 /// Reads the form in `body` (its boundary from `headers`) part by part; the bits go to
@@ -53,7 +67,7 @@ pub async fn read<S, B>(
     headers: &HeaderMap,
     body: B,
     sink: &mut S,
-) -> Result<S::Staged, FormError<S::Error>>
+) -> Result<Upload<S::Staged>, FormError<S::Error>>
 where
     S: BitsSink,
     B: Stream<Item = Result<Bytes, PayloadError>> + 'static,
@@ -76,12 +90,10 @@ where
             "the multipart form could not be parsed".to_owned(),
         )),
     };
-    let outcome = outcome.and_then(|()| upload::multipart(&summary).map_err(FormError::Invalid));
+    let outcome =
+        outcome.and_then(|()| upload::multipart_resources(&summary).map_err(FormError::Invalid));
     match (outcome, staged) {
-        (Ok(()), Some(staged)) => Ok(staged),
-        (Ok(()), None) => Err(FormError::Invalid(Invalid::one(
-            upload::BITS_OR_RESOURCES_REQUIRED,
-        ))),
+        (Ok(resources), bits) => Ok(Upload { bits, resources }),
         (Err(e), staged) => {
             if let Some(staged) = staged {
                 sink.discard(staged).await;
@@ -99,6 +111,7 @@ async fn read_parts<S: BitsSink>(
 ) -> Result<(), FormError<S::Error>> {
     let mut parts = 0usize;
     let mut field_bytes = 0usize;
+    let mut resources_bytes = 0usize;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(|e| FormError::Unreadable(e.to_string()))?;
         parts += 1;
@@ -114,9 +127,11 @@ async fn read_parts<S: BitsSink>(
                 *staged = Some(sink.ingest(&mut field).await.map_err(FormError::Sink)?);
             }
             "resources" => {
-                let value = read_text(&mut field, &mut field_bytes)
+                let value = read_text(&mut field, &mut resources_bytes, MAX_RESOURCES_BYTES)
                     .await?
-                    .ok_or_else(|| FormError::Invalid(Invalid::one(upload::RESOURCES_NOT_JSON)))?;
+                    .ok_or(FormError::ResourcesTooLarge {
+                        limit: MAX_RESOURCES_BYTES,
+                    })?;
                 summary.resources = Some(value);
             }
             other => {
@@ -125,7 +140,10 @@ async fn read_parts<S: BitsSink>(
                 }
                 // Unknown parts are refused anyway; past the budget there is no point in
                 // reading further.
-                if read_text(&mut field, &mut field_bytes).await?.is_none() {
+                if read_text(&mut field, &mut field_bytes, MAX_FIELDS_BYTES)
+                    .await?
+                    .is_none()
+                {
                     return upload::multipart(summary).map_err(FormError::Invalid);
                 }
             }
@@ -174,14 +192,18 @@ where
     }))
 }
 
-/// Reads a text part within what is left of the fields' budget; `None` when it does not
-/// fit (the rest of the part is left unread).
-async fn read_text<E>(field: &mut Field, used: &mut usize) -> Result<Option<String>, FormError<E>> {
+/// Reads a text part within what is left of its budget; `None` when it does not fit (the
+/// rest of the part is left unread).
+async fn read_text<E>(
+    field: &mut Field,
+    used: &mut usize,
+    budget: usize,
+) -> Result<Option<String>, FormError<E>> {
     let mut value = Vec::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(|e| FormError::Unreadable(e.to_string()))?;
         *used = used.saturating_add(chunk.len());
-        if *used > MAX_FIELDS_BYTES {
+        if *used > budget {
             return Ok(None);
         }
         value.extend_from_slice(&chunk);
@@ -227,13 +249,23 @@ mod tests {
         headers
     }
 
-    async fn read_all(body: Vec<u8>, sink: &mut Counting) -> Result<usize, FormError<String>> {
+    async fn read_form(
+        body: Vec<u8>,
+        sink: &mut Counting,
+    ) -> Result<Upload<usize>, FormError<String>> {
         let stream = futures_util::stream::iter(
             body.chunks(1000)
                 .map(|c| Ok(Bytes::copy_from_slice(c)))
                 .collect::<Vec<_>>(),
         );
         read(&headers(), stream, sink).await
+    }
+
+    /// The size of the bits of a form that must have them.
+    async fn read_all(body: Vec<u8>, sink: &mut Counting) -> Result<usize, FormError<String>> {
+        read_form(body, sink)
+            .await
+            .map(|upload| upload.bits.expect("bits"))
     }
 
     fn part(name: &str, file: bool, data: &[u8]) -> Vec<u8> {
@@ -346,15 +378,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn text_parts_share_one_budget() {
-        let half = vec![b' '; MAX_FIELDS_BYTES / 2 + 1];
+    async fn resources_parts_share_one_budget() {
+        let half = vec![b' '; MAX_RESOURCES_BYTES / 2 + 1];
         let body = form(&[
-            part("resources", false, &half),
-            part("resources", false, &half),
             part("bits", true, b"zip"),
+            part("resources", false, &half),
+            part("resources", false, &half),
         ]);
         let mut sink = Counting::default();
         match read_all(body, &mut sink).await {
+            Err(FormError::ResourcesTooLarge { limit }) => assert_eq!(limit, MAX_RESOURCES_BYTES),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sink.discarded, 1, "the staged bits are thrown away");
+    }
+
+    #[tokio::test]
+    async fn resources_alone_are_an_upload_and_bits_are_optional() {
+        let list = br#"[{"checksum": {"value": "a9993e364706816aba3e25717850c26c9cd0d89d"}, "size_in_bytes": 3, "path": "abc.txt", "mode": "644"}]"#;
+        let upload = read_form(
+            form(&[part("resources", false, list)]),
+            &mut Counting::default(),
+        )
+        .await
+        .unwrap();
+        assert!(upload.bits.is_none());
+        assert_eq!(upload.resources.len(), 1);
+        let upload = read_form(
+            form(&[part("bits", true, b"zip"), part("resources", false, list)]),
+            &mut Counting::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((upload.bits, upload.resources.len()), (Some(3), 1));
+        for nothing in [
+            form(&[part("resources", false, b"[]")]),
+            form(&[part("resources", false, b" [ ] ")]),
+        ] {
+            match read_form(nothing, &mut Counting::default()).await {
+                Err(FormError::Invalid(invalid)) => {
+                    assert_eq!(invalid.to_string(), upload::BITS_OR_RESOURCES_REQUIRED);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        match read_form(
+            form(&[part("resources", false, b"{}")]),
+            &mut Counting::default(),
+        )
+        .await
+        {
             Err(FormError::Invalid(invalid)) => {
                 assert_eq!(invalid.to_string(), upload::RESOURCES_NOT_JSON);
             }

@@ -95,14 +95,13 @@ async fn receive(
             ticket: &ticket,
         };
         let result = match form::read(req.headers(), body, &mut sink).await {
-            Ok(staged) => {
-                services
-                    .accept_upload(&ticket, staged, &request_id(req))
-                    .await
-            }
+            Ok(upload) => accept(services, &ticket, upload, &request_id(req)).await,
             Err(FormError::Sink(e)) => Err(e),
             Err(FormError::Invalid(invalid)) => Err(ServiceError::Invalid(invalid)),
             Err(FormError::Unreadable(text)) => Err(ServiceError::UploadInterrupted(text)),
+            Err(FormError::ResourcesTooLarge { limit }) => Err(ServiceError::TooLarge {
+                limit: limit as u64,
+            }),
         };
         if result.is_err() {
             services.release_upload(&ticket).await;
@@ -120,7 +119,7 @@ async fn receive(
     let accepted = match services.ingest_file(&ticket, &file).await {
         Ok(staged) => {
             services
-                .accept_upload(&ticket, staged, &request_id(req))
+                .accept_upload(&ticket, Some(staged), None, &request_id(req))
                 .await
         }
         Err(e) => Err(e),
@@ -136,6 +135,31 @@ async fn receive(
     // path that was named goes, never what a link would point to.
     file.remove().await;
     Ok(package)
+}
+
+/// Accepts a multipart upload: its fingerprints, if any, are staged next to its bits.
+async fn accept(
+    services: &packages_service::Services,
+    ticket: &packages_service::upload::UploadTicket,
+    upload: form::Upload<packages_jobs::ProcessUpload>,
+    request_id: &str,
+) -> Result<packages_domain::Package, ServiceError> {
+    let resources = if upload.resources.is_empty() {
+        None
+    } else {
+        match services.stage_resources(ticket, &upload.resources).await {
+            Ok(key) => Some(key),
+            Err(e) => {
+                if let Some(bits) = &upload.bits {
+                    services.discard_staged(&bits.staging_key).await;
+                }
+                return Err(e);
+            }
+        }
+    };
+    services
+        .accept_upload(ticket, upload.bits, resources, request_id)
+        .await
 }
 
 /// The proxy form is small: read it whole, mapping failures to the service's terms.

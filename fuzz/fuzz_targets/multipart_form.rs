@@ -50,7 +50,8 @@ fuzz_target!(|input: &[u8]| {
             .collect::<Vec<_>>(),
     );
     let outcome = futures_executor::block_on(read(&headers, stream, &mut Counting));
-    if let Ok(bits) = outcome {
-        assert!(bits <= body.len());
+    if let Ok(upload) = outcome {
+        assert!(upload.bits.unwrap_or(0) <= body.len());
+        assert!(upload.bits.is_some() || !upload.resources.is_empty());
     }
 });

@@ -565,6 +565,9 @@ fn migrations_go_down_and_up_again() {
             "spaces",
             "roles",
             "organizations",
+            "package_labels",
+            "package_annotations",
+            "resource_pool",
         ] {
             assert!(
                 c.batch_execute(&format!("SELECT 1 FROM {table}")).is_err(),

@@ -44,6 +44,8 @@ impl Services {
             state: PackageState::initial(request.package_type),
             url: request.url,
             created_at: Timestamp::now(),
+            docker_username: None,
+            docker_password: None,
         };
         Ok(self
             .db
@@ -75,6 +77,9 @@ impl Services {
             state: PackageState::initial_for_copy(source.package_type),
             url: source.url.clone(),
             created_at: Timestamp::now(),
+            // A copy starts without the source's registry credentials (spec 4).
+            docker_username: None,
+            docker_password: None,
         };
         let job = (source.package_type == PackageType::Bits)
             .then(|| jobs::copy_bits(&new.guid, request_id, &source.guid));

@@ -16,6 +16,9 @@ use std::time::Duration;
 
 pub use connection::{AnyConnection, DatabaseUrl, migrate, revert_all, write_transaction};
 
+/// The backend of [`AnyConnection`], for boxed queries and expressions.
+pub(crate) type Db = <AnyConnection as diesel::Connection>::Backend;
+
 pub type Pool = r2d2::Pool<connection::Manager>;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! Packages: creation, lookups, lists, and every state change as one conditional update.
 
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 pub use packages_domain::Outcome;
 use packages_domain::{
     ListQuery, NewPackage, Package, PackageGuid, PackageState, PackageType, Timestamp, Transition,
@@ -10,7 +11,7 @@ use crate::context::{Visibility, visible_space_guids};
 use crate::jobs::{self, NewJob};
 use crate::rows::PackageRow;
 use crate::schema::{apps, packages};
-use crate::{AnyConnection, StorageError, write_transaction};
+use crate::{AnyConnection, Db, StorageError, write_transaction};
 
 pub fn insert(conn: &mut AnyConnection, new: &NewPackage) -> Result<Package, StorageError> {
     insert_row(conn, new)?;
@@ -30,6 +31,8 @@ fn insert_row(conn: &mut AnyConnection, new: &NewPackage) -> Result<(), StorageE
             packages::created_at.eq(new.created_at.seconds()),
             packages::updated_at.eq(None::<i64>),
             packages::pending_since.eq(pending_since),
+            packages::docker_username.eq(&new.docker_username),
+            packages::docker_password.eq(&new.docker_password),
         ))
         .execute(conn)?;
     Ok(())
@@ -307,6 +310,62 @@ pub fn delete(
         }
         Ok(true)
     })
+}
+
+/// The registry credentials a PATCH sets; `None` fields are left out of the `SET`.
+#[derive(AsChangeset)]
+#[diesel(table_name = packages)]
+struct DockerCredentials<'a> {
+    docker_username: Option<&'a str>,
+    docker_password: Option<&'a str>,
+    updated_at: Option<i64>,
+}
+
+/// Sets a docker package's registry `username` and/or `sealed_password` (already sealed
+/// by the service; stored as given). `None` leaves a value as it is: credentials cannot be
+/// cleared (spec 5 step 7). `updated_at` moves only when a stored value changes; a password
+/// sealed afresh (new nonce) always differs from the stored one. One conditional update,
+/// so the check holds under concurrent PATCHes. Returns whether the package changed: false
+/// when nothing differed, or no docker package has that guid.
+pub fn set_docker_credentials(
+    conn: &mut AnyConnection,
+    guid: &str,
+    username: Option<&str>,
+    sealed_password: Option<&str>,
+) -> Result<bool, StorageError> {
+    if username.is_none() && sealed_password.is_none() {
+        return Ok(false);
+    }
+    type Condition<'a> = Box<dyn BoxableExpression<packages::table, Db, SqlType = Bool> + 'a>;
+    let username_differs: Condition = match username {
+        Some(u) => Box::new(
+            packages::docker_username
+                .is_null()
+                .or(packages::docker_username.ne(u).assume_not_null()),
+        ),
+        None => Box::new(false.into_sql::<Bool>()),
+    };
+    let password_differs: Condition = match sealed_password {
+        Some(p) => Box::new(
+            packages::docker_password
+                .is_null()
+                .or(packages::docker_password.ne(p).assume_not_null()),
+        ),
+        None => Box::new(false.into_sql::<Bool>()),
+    };
+    let updated = diesel::update(
+        packages::table
+            .filter(packages::guid.eq(guid))
+            .filter(packages::package_type.eq(PackageType::Docker.as_str()))
+            .filter(username_differs.or(password_differs)),
+    )
+    .set(&DockerCredentials {
+        docker_username: username,
+        docker_password: sealed_password,
+        updated_at: Some(Timestamp::now().seconds()),
+    })
+    .execute(conn)?;
+    Ok(updated == 1)
 }
 
 /// Expires the app's READY packages beyond the `keep` newest: they become EXPIRED, lose

@@ -111,6 +111,8 @@ fn new_bits(app: &str) -> NewPackage {
         state: PackageState::AwaitingUpload,
         url: None,
         created_at: Timestamp::now(),
+        docker_username: None,
+        docker_password: None,
     }
 }
 
@@ -578,5 +580,88 @@ fn migrations_go_down_and_up_again() {
         let (_, _, app) = seed(c);
         let p = packages::insert(c, &new_bits(&app)).unwrap();
         assert!(upload(c, &p.guid, "after the round trip"));
+    });
+}
+
+#[test]
+fn docker_credentials_move_updated_at_only_when_they_change() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let mut new = new_bits(&app);
+        new.package_type = PackageType::Docker;
+        new.state = PackageState::Ready;
+        new.url = Some("registry/image:1".into());
+        new.docker_username = Some("deployer".into());
+        new.docker_password = Some("sealed-1".into());
+        let created = packages::insert(c, &new).unwrap();
+        assert_eq!(created.docker_username.as_deref(), Some("deployer"));
+        assert_eq!(created.docker_password.as_deref(), Some("sealed-1"));
+        assert_eq!(created.updated_at, None);
+
+        let set = |c: &mut AnyConnection, user: Option<&str>, password: Option<&str>| {
+            packages::set_docker_credentials(c, &created.guid, user, password).unwrap()
+        };
+        let stamp = |c: &mut AnyConnection, seconds: i64| {
+            diesel::sql_query(format!(
+                "UPDATE packages SET updated_at = {seconds} WHERE guid = '{}'",
+                created.guid
+            ))
+            .execute(c)
+            .unwrap();
+        };
+        let now = |c: &mut AnyConnection| packages::find(c, &created.guid).unwrap().unwrap();
+
+        // Nothing given, or what is stored already: nothing changes.
+        assert!(!set(c, None, None));
+        assert!(!set(c, Some("deployer"), None));
+        assert!(!set(c, None, Some("sealed-1")));
+        assert!(!set(c, Some("deployer"), Some("sealed-1")));
+        assert_eq!(now(c).updated_at, None);
+
+        // A new username alone: the password stays.
+        assert!(set(c, Some("other"), None));
+        let p = now(c);
+        assert_eq!(
+            (p.docker_username.as_deref(), p.docker_password.as_deref()),
+            (Some("other"), Some("sealed-1"))
+        );
+        assert!(p.updated_at.is_some());
+
+        // A password sealed afresh, with the same username.
+        stamp(c, 5);
+        assert!(set(c, Some("other"), Some("sealed-2")));
+        let p = now(c);
+        assert_eq!(
+            (p.docker_username.as_deref(), p.docker_password.as_deref()),
+            (Some("other"), Some("sealed-2"))
+        );
+        assert_ne!(p.updated_at, Some(Timestamp(5)));
+        stamp(c, 5);
+        assert!(!set(c, Some("other"), Some("sealed-2")));
+        assert_eq!(now(c).updated_at, Some(Timestamp(5)));
+
+        // Credentials stored where there were none.
+        let mut bare = new.clone();
+        bare.guid = packages_domain::new_guid().into();
+        bare.docker_username = None;
+        bare.docker_password = None;
+        let bare = packages::insert(c, &bare).unwrap();
+        assert!(packages::set_docker_credentials(c, &bare.guid, None, Some("sealed")).unwrap());
+        let p = packages::find(c, &bare.guid).unwrap().unwrap();
+        assert_eq!(
+            (p.docker_username, p.docker_password.as_deref()),
+            (None, Some("sealed"))
+        );
+
+        // A bits package never holds credentials.
+        let bits = packages::insert(c, &new_bits(&app)).unwrap();
+        assert!(!packages::set_docker_credentials(c, &bits.guid, Some("u"), Some("p")).unwrap());
+        let p = packages::find(c, &bits.guid).unwrap().unwrap();
+        assert_eq!(
+            (p.docker_username, p.docker_password, p.updated_at),
+            (None, None, None)
+        );
+        assert!(!packages::set_docker_credentials(c, "unknown", Some("u"), None).unwrap());
     });
 }

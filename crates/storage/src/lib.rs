@@ -5,9 +5,22 @@
 //! runs them on the blocking thread pool. State changes that must be exclusive are single
 //! conditional updates (see `packages-domain`'s `Transition`), atomic on both backends.
 
+/// Runs `$body` with `$c` bound to the concrete connection inside an [`AnyConnection`],
+/// for SQL both backends speak but diesel's multi-backend does not express (`ON
+/// CONFLICT`, `UNION ALL`). The query is still typed diesel, checked for each backend.
+macro_rules! on_each_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::AnyConnection::Postgresql($c) => $body,
+            $crate::AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
 pub mod connection;
 pub mod context;
 pub mod jobs;
+pub mod metadata;
 pub mod packages;
 mod rows;
 mod schema;

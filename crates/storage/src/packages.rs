@@ -9,6 +9,7 @@ use packages_domain::{
 
 use crate::context::{Visibility, visible_space_guids};
 use crate::jobs::{self, NewJob};
+use crate::metadata;
 use crate::rows::PackageRow;
 use crate::schema::{apps, packages};
 use crate::{AnyConnection, Db, StorageError, write_transaction};
@@ -302,6 +303,9 @@ pub fn delete(
         let Some(package) = find(conn, guid)? else {
             return Ok(false);
         };
+        // The foreign keys would cascade too; removing them here first keeps the package's
+        // labels and annotations from outliving it whatever the connection's settings.
+        metadata::delete(conn, guid)?;
         diesel::delete(packages::table.filter(packages::guid.eq(guid))).execute(conn)?;
         if package.package_type == PackageType::Bits {
             jobs::replace_with(conn, guid, &delete_job(&package))?;

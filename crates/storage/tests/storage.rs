@@ -8,13 +8,13 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
 use packages_domain::{
-    AppGuid, JobKind, ListQuery, NewPackage, OrgGuid, PackageState, PackageType, RoleType,
-    SpaceGuid, Timestamp, Transition,
+    AppGuid, JobKind, ListQuery, Metadata, MetadataKey, NewPackage, OrgGuid, PackageState,
+    PackageType, RoleType, SpaceGuid, Timestamp, Transition,
 };
 use packages_storage::context::{self, Visibility};
 use packages_storage::jobs::{self, NewJob};
 use packages_storage::packages::{self, Outcome};
-use packages_storage::{AnyConnection, Database};
+use packages_storage::{AnyConnection, Database, StorageError, metadata, write_transaction};
 
 /// A database that removes itself.
 struct TestDb {
@@ -557,7 +557,8 @@ fn migrations_go_down_and_up_again() {
     both(|db| {
         let c = &mut conn(db);
         let (_, _, app) = seed(c);
-        packages::insert(c, &new_bits(&app)).unwrap();
+        let p = packages::insert(c, &new_bits(&app)).unwrap();
+        metadata::save(c, &p.guid, &metadata(&[("env", "prod")], &[("note", "n")])).unwrap();
         packages_storage::revert_all(c).unwrap();
         // Every table is gone with its rows.
         for table in [
@@ -580,6 +581,108 @@ fn migrations_go_down_and_up_again() {
         let (_, _, app) = seed(c);
         let p = packages::insert(c, &new_bits(&app)).unwrap();
         assert!(upload(c, &p.guid, "after the round trip"));
+    });
+}
+
+// GA: metadata, filtered lists, docker credentials, the resource pool index.
+
+fn key(text: &str) -> MetadataKey {
+    match text.split_once('/') {
+        Some((prefix, name)) => MetadataKey {
+            prefix: Some(prefix.into()),
+            name: name.into(),
+        },
+        None => MetadataKey {
+            prefix: None,
+            name: text.into(),
+        },
+    }
+}
+
+fn metadata(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Metadata {
+    let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (key(k), v.to_string())).collect();
+    Metadata {
+        labels: map(labels),
+        annotations: map(annotations),
+    }
+}
+
+/// Rows of `table`, to see what deletes leave behind.
+fn count_rows(c: &mut AnyConnection, table: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+        .get_result::<Count>(c)
+        .unwrap()
+        .n
+}
+
+#[test]
+fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let a = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        let b = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        let none = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        // The same name with and without a prefix are two keys.
+        let first = metadata(
+            &[
+                ("env", "prod"),
+                ("example.com/env", "staging"),
+                ("tier", ""),
+            ],
+            &[("note", "a long note"), ("example.com/owner", "team a")],
+        );
+        write_transaction(c, |c| metadata::save(c, &a, &first)).unwrap();
+        metadata::save(c, &b, &metadata(&[("env", "dev")], &[])).unwrap();
+        assert_eq!(metadata::load(c, &a).unwrap(), first);
+
+        // Merged: one key changed, one gone, one new; the others stay as they were.
+        let second = metadata(
+            &[
+                ("env", "staging"),
+                ("example.com/env", "staging"),
+                ("new", "1"),
+            ],
+            &[("example.com/owner", "team a")],
+        );
+        metadata::save(c, &a, &second).unwrap();
+        assert_eq!(metadata::load(c, &a).unwrap(), second);
+        // Keys and values are case-sensitive.
+        let cased = metadata(&[("env", "dev"), ("Env", "Dev")], &[]);
+        metadata::save(c, &b, &cased).unwrap();
+        assert_eq!(metadata::load(c, &b).unwrap(), cased);
+
+        // A page's metadata in one call, in the page's order, empty where none.
+        let page = metadata::load_many(c, &[&none, &b, &a, "unknown"]).unwrap();
+        assert_eq!(
+            page,
+            vec![
+                Metadata::default(),
+                cased.clone(),
+                second,
+                Metadata::default()
+            ]
+        );
+        assert!(metadata::load_many(c, &[]).unwrap().is_empty());
+
+        // Metadata of a package that does not exist is refused.
+        assert!(matches!(
+            metadata::save(c, "unknown", &cased),
+            Err(StorageError::MissingParent(_))
+        ));
+
+        assert!(packages::delete(c, &a, |p| job(&p.guid, "delete_bits")).unwrap());
+        assert_eq!(metadata::load(c, &a).unwrap(), Metadata::default());
+        assert_eq!(count_rows(c, "package_labels"), 2, "b's labels stay");
+        assert_eq!(count_rows(c, "package_annotations"), 0);
+        // Deleting the app (or its space or organization) cascades to its packages' metadata.
+        assert!(context::delete_app(c, &app, &|p| job(&p.guid, "delete_bits")).unwrap());
+        assert_eq!(count_rows(c, "package_labels"), 0);
     });
 }
 

@@ -3,8 +3,8 @@
 use packages_blobstore::{BlobError, Download};
 use packages_domain::validation::{self, Invalid};
 use packages_domain::{
-    AppGuid, NewPackage, Package, PackageGuid, PackageState, PackageType, Principal, Timestamp,
-    new_guid,
+    AppGuid, NewPackage, Package, PackageFilter, PackageGuid, PackageState, PackageType, Principal,
+    Timestamp, new_guid,
 };
 use packages_storage::context::Visibility;
 use packages_storage::packages;
@@ -116,7 +116,16 @@ impl Services {
         let visibility = visibility(principal);
         let (resources, total) = self
             .db
-            .run(move |conn| packages::list(conn, &visibility, app.as_deref(), &query))
+            .run(move |conn| {
+                packages::list(
+                    conn,
+                    &visibility,
+                    app.as_deref(),
+                    &PackageFilter::default(),
+                    None,
+                    &query,
+                )
+            })
             .await?;
         Ok(Page::new(resources, total, query))
     }

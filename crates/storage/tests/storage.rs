@@ -8,8 +8,9 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
 use packages_domain::{
-    AppGuid, JobKind, ListQuery, Metadata, MetadataKey, NewPackage, OrgGuid, PackageState,
-    PackageType, RoleType, SpaceGuid, Timestamp, Transition,
+    AppGuid, JobKind, LabelSelector, ListQuery, Metadata, MetadataKey, NewPackage, OrderBy,
+    OrderField, OrgGuid, PackageFilter, PackageGuid, PackageState, PackageType, Relation,
+    Requirement, RoleType, SpaceGuid, TimeFilter, Timestamp, Transition,
 };
 use packages_storage::context::{self, Visibility};
 use packages_storage::jobs::{self, NewJob};
@@ -328,11 +329,24 @@ fn lists_respect_roles_and_pages() {
             page: 1,
             per_page: 2,
         };
-        let (all, total) = packages::list(c, &Visibility::All, None, &query).unwrap();
+        let (all, total) = packages::list(
+            c,
+            &Visibility::All,
+            None,
+            &PackageFilter::default(),
+            None,
+            &query,
+        )
+        .unwrap();
         assert_eq!((all.len(), total), (2, 4));
 
         let user = Visibility::User("dev".into());
-        assert_eq!(packages::list(c, &user, None, &query).unwrap().1, 0);
+        assert_eq!(
+            packages::list(c, &user, None, &PackageFilter::default(), None, &query)
+                .unwrap()
+                .1,
+            0
+        );
         let now = Timestamp::now();
         context::insert_role(
             c,
@@ -346,7 +360,8 @@ fn lists_respect_roles_and_pages() {
             },
         )
         .unwrap();
-        let (page1, total) = packages::list(c, &user, None, &query).unwrap();
+        let (page1, total) =
+            packages::list(c, &user, None, &PackageFilter::default(), None, &query).unwrap();
         assert_eq!(total, 3);
         assert_eq!(
             page1.iter().map(|p| p.guid.clone()).collect::<Vec<_>>(),
@@ -356,6 +371,8 @@ fn lists_respect_roles_and_pages() {
             c,
             &user,
             None,
+            &PackageFilter::default(),
+            None,
             &ListQuery {
                 page: 2,
                 per_page: 2,
@@ -364,9 +381,16 @@ fn lists_respect_roles_and_pages() {
         .unwrap();
         assert_eq!(page2[0].guid, mine[2]);
         assert_eq!(
-            packages::list(c, &user, Some(&other_app), &query)
-                .unwrap()
-                .1,
+            packages::list(
+                c,
+                &user,
+                Some(&other_app),
+                &PackageFilter::default(),
+                None,
+                &query
+            )
+            .unwrap()
+            .1,
             0
         );
 
@@ -384,9 +408,16 @@ fn lists_respect_roles_and_pages() {
         )
         .unwrap();
         assert_eq!(
-            packages::list(c, &Visibility::User("mgr".into()), None, &query)
-                .unwrap()
-                .1,
+            packages::list(
+                c,
+                &Visibility::User("mgr".into()),
+                None,
+                &PackageFilter::default(),
+                None,
+                &query
+            )
+            .unwrap()
+            .1,
             3
         );
         let m = context::membership(c, "mgr", &space).unwrap().unwrap();
@@ -620,6 +651,34 @@ fn count_rows(c: &mut AnyConnection, table: &str) -> i64 {
         .n
 }
 
+/// The GUIDs an admin's list returns, in order, on one page.
+fn listed(
+    c: &mut AnyConnection,
+    filter: &PackageFilter,
+    order_by: Option<OrderBy>,
+) -> Vec<PackageGuid> {
+    let (page, total) = packages::list(
+        c,
+        &Visibility::All,
+        None,
+        filter,
+        order_by,
+        &ListQuery {
+            page: 1,
+            per_page: 5000,
+        },
+    )
+    .unwrap();
+    assert_eq!(page.len() as u64, total, "the count uses the same filters");
+    page.into_iter().map(|p| p.guid).collect()
+}
+
+fn with_labels(c: &mut AnyConnection, app: &str, labels: &[(&str, &str)]) -> PackageGuid {
+    let p = packages::insert(c, &new_bits(app)).unwrap();
+    metadata::save(c, &p.guid, &metadata(labels, &[])).unwrap();
+    p.guid
+}
+
 #[test]
 fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
     both(|db| {
@@ -683,6 +742,445 @@ fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
         // Deleting the app (or its space or organization) cascades to its packages' metadata.
         assert!(context::delete_app(c, &app, &|p| job(&p.guid, "delete_bits")).unwrap());
         assert_eq!(count_rows(c, "package_labels"), 0);
+    });
+}
+
+#[test]
+fn label_selectors_filter_in_sql() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let a = with_labels(c, &app, &[("env", "prod"), ("tier", "web")]);
+        let b = with_labels(c, &app, &[("env", "staging")]);
+        let none = with_labels(c, &app, &[]);
+        let prefixed = with_labels(c, &app, &[("example.com/env", "prod")]);
+        // An annotation is not a label.
+        metadata::save(c, &none, &metadata(&[], &[("env", "prod")])).unwrap();
+
+        let select = |c: &mut AnyConnection, requirements: Vec<Requirement>| {
+            let filter = PackageFilter {
+                label_selector: Some(LabelSelector(requirements)),
+                ..PackageFilter::default()
+            };
+            listed(c, &filter, None)
+        };
+        let values = |vs: &[&str]| vs.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        let equal = |k: &str, v: &str| Requirement::Equal {
+            key: key(k),
+            value: v.into(),
+        };
+        assert_eq!(select(c, vec![equal("env", "prod")]), vec![a.clone()]);
+        assert_eq!(
+            select(c, vec![equal("example.com/env", "prod")]),
+            vec![prefixed.clone()]
+        );
+        assert_eq!(
+            select(c, vec![equal("env", "Prod")]),
+            Vec::<PackageGuid>::new()
+        );
+        assert_eq!(
+            select(
+                c,
+                vec![Requirement::NotEqual {
+                    key: key("env"),
+                    value: "prod".into()
+                }]
+            ),
+            vec![b.clone(), none.clone(), prefixed.clone()]
+        );
+        assert_eq!(
+            select(
+                c,
+                vec![Requirement::In {
+                    key: key("env"),
+                    values: values(&["prod", "staging"])
+                }]
+            ),
+            vec![a.clone(), b.clone()]
+        );
+        assert_eq!(
+            select(
+                c,
+                vec![Requirement::NotIn {
+                    key: key("env"),
+                    values: values(&["prod", "qa"])
+                }]
+            ),
+            vec![b.clone(), none.clone(), prefixed.clone()]
+        );
+        assert_eq!(
+            select(c, vec![Requirement::Exists { key: key("env") }]),
+            vec![a.clone(), b.clone()]
+        );
+        assert_eq!(
+            select(c, vec![Requirement::NotExists { key: key("env") }]),
+            vec![none.clone(), prefixed.clone()]
+        );
+        // Requirements combine with AND.
+        assert_eq!(
+            select(
+                c,
+                vec![
+                    Requirement::Exists { key: key("env") },
+                    Requirement::NotExists { key: key("tier") }
+                ]
+            ),
+            vec![b.clone()]
+        );
+        assert_eq!(
+            select(c, vec![equal("env", "prod"), equal("tier", "db")]),
+            Vec::<PackageGuid>::new()
+        );
+    });
+}
+
+#[test]
+fn list_filters_narrow_what_the_caller_sees() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (org, space, app) = seed(c);
+        let now = Timestamp::now();
+        let org2 = Organization {
+            guid: packages_domain::new_guid().into(),
+            name: "o2".into(),
+            suspended: false,
+            created_at: now,
+            updated_at: now,
+        };
+        context::insert_org(c, &org2).unwrap();
+        let space2 = Space {
+            guid: packages_domain::new_guid().into(),
+            name: "s2".into(),
+            organization_guid: org2.guid.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        context::insert_space(c, &space2).unwrap();
+        let app2 = App {
+            guid: packages_domain::new_guid().into(),
+            name: "a2".into(),
+            space_guid: space2.guid.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        context::insert_app(c, &app2).unwrap();
+        let (org2, app2) = (org2.guid, app2.guid);
+
+        let bits = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        let mut docker = new_bits(&app);
+        docker.package_type = PackageType::Docker;
+        docker.state = PackageState::Ready;
+        docker.url = Some("registry/image:1".into());
+        let docker = packages::insert(c, &docker).unwrap().guid;
+        let elsewhere = packages::insert(c, &new_bits(&app2)).unwrap().guid;
+
+        let some = |vs: &[&str]| Some(vs.iter().map(|v| v.to_string()).collect::<Vec<_>>());
+        let all = listed(c, &PackageFilter::default(), None);
+        assert_eq!(all, vec![bits.clone(), docker.clone(), elsewhere.clone()]);
+        let cases: Vec<(PackageFilter, Vec<PackageGuid>)> = vec![
+            (
+                PackageFilter {
+                    guids: some(&[&bits, &elsewhere, "unknown"]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone(), elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    guids: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            (
+                PackageFilter {
+                    states: some(&["READY"]),
+                    ..PackageFilter::default()
+                },
+                vec![docker.clone()],
+            ),
+            (
+                PackageFilter {
+                    states: some(&["ready", "AWAITING_UPLOAD"]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone(), elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    states: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            (
+                PackageFilter {
+                    types: some(&["docker"]),
+                    ..PackageFilter::default()
+                },
+                vec![docker.clone()],
+            ),
+            (
+                PackageFilter {
+                    types: some(&["bits", "zip"]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone(), elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    app_guids: some(&[&app2]),
+                    ..PackageFilter::default()
+                },
+                vec![elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    app_guids: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            (
+                PackageFilter {
+                    space_guids: some(&[&space]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone(), docker.clone()],
+            ),
+            (
+                PackageFilter {
+                    space_guids: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            (
+                PackageFilter {
+                    organization_guids: some(&[&org2, "unknown"]),
+                    ..PackageFilter::default()
+                },
+                vec![elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    organization_guids: some(&[&org, &org2]),
+                    ..PackageFilter::default()
+                },
+                all.clone(),
+            ),
+            (
+                PackageFilter {
+                    organization_guids: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            // Filters combine with AND.
+            (
+                PackageFilter {
+                    types: some(&["bits"]),
+                    space_guids: some(&[&space]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone()],
+            ),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(listed(c, &filter, None), expected, "{filter:?}");
+        }
+
+        // Visibility first: a filter never widens it.
+        let by_guid = PackageFilter {
+            guids: some(&[&bits, &elsewhere]),
+            ..PackageFilter::default()
+        };
+        let page = ListQuery::default();
+        let nobody = Visibility::User("nobody".into());
+        assert_eq!(
+            packages::list(c, &nobody, None, &by_guid, None, &page)
+                .unwrap()
+                .1,
+            0
+        );
+        context::insert_role(
+            c,
+            &Role {
+                guid: packages_domain::new_guid(),
+                role_type: RoleType::SpaceDeveloper,
+                user_guid: "dev".into(),
+                target: RoleTarget::Space(space.clone()),
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .unwrap();
+        let dev = Visibility::User("dev".into());
+        let (seen, total) = packages::list(c, &dev, None, &by_guid, None, &page).unwrap();
+        assert_eq!((seen.len(), total), (1, 1));
+        assert_eq!(seen[0].guid, bits);
+        // The app narrowing of a nested list holds as well.
+        let (seen, total) =
+            packages::list(c, &Visibility::All, Some(&app2), &by_guid, None, &page).unwrap();
+        assert_eq!((seen.len(), total), (1, 1));
+        assert_eq!(seen[0].guid, elsewhere);
+        // The count is of every match, the page a slice of them.
+        let (seen, total) = packages::list(
+            c,
+            &Visibility::All,
+            None,
+            &PackageFilter {
+                types: some(&["bits"]),
+                ..PackageFilter::default()
+            },
+            None,
+            &ListQuery {
+                page: 2,
+                per_page: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(
+            seen.into_iter().map(|p| p.guid).collect::<Vec<_>>(),
+            vec![elsewhere]
+        );
+    });
+}
+
+#[test]
+fn time_filters_and_ordering_count_a_null_updated_at_as_created_at() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        // (created_at, updated_at): changed at 1000, 3000, 2000, 1500 and 1500.
+        let times = [
+            (1000, None),
+            (1000, Some(3000)),
+            (2000, None),
+            (2000, Some(1500)),
+            (500, Some(1500)),
+        ];
+        let mut p = Vec::new();
+        for (created, updated) in times {
+            let mut new = new_bits(&app);
+            new.created_at = Timestamp(created);
+            let guid = packages::insert(c, &new).unwrap().guid;
+            if let Some(updated) = updated {
+                c.batch_execute(&format!(
+                    "UPDATE packages SET updated_at = {updated} WHERE guid = '{guid}'"
+                ))
+                .unwrap();
+            }
+            p.push(guid);
+        }
+        let pick = |indexes: &[usize]| indexes.iter().map(|&i| p[i].clone()).collect::<Vec<_>>();
+        // Ties broken by guid in the order's direction.
+        let by_guid = |mut guids: Vec<PackageGuid>| {
+            guids.sort();
+            guids
+        };
+
+        let created = |f: TimeFilter| PackageFilter {
+            created_ats: Some(f),
+            ..PackageFilter::default()
+        };
+        let updated = |f: TimeFilter| PackageFilter {
+            updated_ats: Some(f),
+            ..PackageFilter::default()
+        };
+        let at = |relation, seconds| TimeFilter::Compare(vec![(relation, Timestamp(seconds))]);
+        let cases: Vec<(PackageFilter, Vec<PackageGuid>)> = vec![
+            (
+                created(TimeFilter::Within(vec![Timestamp(1000)])),
+                pick(&[0, 1]),
+            ),
+            (
+                created(TimeFilter::Within(vec![Timestamp(500), Timestamp(2000)])),
+                pick(&[2, 3, 4]),
+            ),
+            (created(TimeFilter::Within(vec![Timestamp(1001)])), vec![]),
+            (created(at(Relation::Lt, 1000)), pick(&[4])),
+            (created(at(Relation::Lte, 1000)), pick(&[0, 1, 4])),
+            (created(at(Relation::Gt, 1000)), pick(&[2, 3])),
+            (created(at(Relation::Gte, 1000)), pick(&[0, 1, 2, 3])),
+            // Several operators combine with AND.
+            (
+                created(TimeFilter::Compare(vec![
+                    (Relation::Gt, Timestamp(500)),
+                    (Relation::Lt, Timestamp(2000)),
+                ])),
+                pick(&[0, 1]),
+            ),
+            (
+                updated(TimeFilter::Within(vec![Timestamp(1000)])),
+                pick(&[0]),
+            ),
+            (
+                updated(TimeFilter::Within(vec![Timestamp(2000)])),
+                pick(&[2]),
+            ),
+            (
+                updated(TimeFilter::Within(vec![Timestamp(1500)])),
+                pick(&[3, 4]),
+            ),
+            (updated(at(Relation::Lt, 2000)), pick(&[0, 3, 4])),
+            (updated(at(Relation::Lte, 2000)), pick(&[0, 2, 3, 4])),
+            (updated(at(Relation::Gt, 1500)), pick(&[1, 2])),
+            (updated(at(Relation::Gte, 3000)), pick(&[1])),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(listed(c, &filter, None), expected, "{filter:?}");
+        }
+
+        let order = |field, descending| Some(OrderBy { field, descending });
+        let all = PackageFilter::default();
+        // Default: creation order (ascending id), whatever the timestamps.
+        assert_eq!(listed(c, &all, None), p);
+        let mut created_asc = pick(&[4]);
+        created_asc.extend(by_guid(pick(&[0, 1])));
+        created_asc.extend(by_guid(pick(&[2, 3])));
+        assert_eq!(
+            listed(c, &all, order(OrderField::CreatedAt, false)),
+            created_asc
+        );
+        let mut created_desc = created_asc.clone();
+        created_desc.reverse();
+        assert_eq!(
+            listed(c, &all, order(OrderField::CreatedAt, true)),
+            created_desc
+        );
+        let mut updated_asc = pick(&[0]);
+        updated_asc.extend(by_guid(pick(&[3, 4])));
+        updated_asc.extend(pick(&[2, 1]));
+        assert_eq!(
+            listed(c, &all, order(OrderField::UpdatedAt, false)),
+            updated_asc
+        );
+        let mut updated_desc = updated_asc.clone();
+        updated_desc.reverse();
+        assert_eq!(
+            listed(c, &all, order(OrderField::UpdatedAt, true)),
+            updated_desc
+        );
+        // Ordered pages slice the same order.
+        let (second, total) = packages::list(
+            c,
+            &Visibility::All,
+            None,
+            &all,
+            order(OrderField::UpdatedAt, true),
+            &ListQuery {
+                page: 2,
+                per_page: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(total, 5);
+        assert_eq!(
+            second.into_iter().map(|p| p.guid).collect::<Vec<_>>(),
+            updated_desc[2..4].to_vec()
+        );
     });
 }
 

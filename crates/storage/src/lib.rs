@@ -1,5 +1,6 @@
-//! Persistence: organizations, spaces, roles, apps, packages and the job outbox, in
-//! PostgreSQL or SQLite through one diesel code path.
+//! Persistence: organizations, spaces, roles, apps, packages with their labels and
+//! annotations, the job outbox and the resource pool's index, in PostgreSQL or SQLite
+//! through one diesel code path.
 //!
 //! Every function takes `&mut AnyConnection` and is plain synchronous diesel; [`Database`]
 //! runs them on the blocking thread pool. State changes that must be exclusive are single
@@ -22,6 +23,7 @@ pub mod context;
 pub mod jobs;
 pub mod metadata;
 pub mod packages;
+pub mod resource_pool;
 mod rows;
 mod schema;
 

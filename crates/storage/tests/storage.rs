@@ -15,7 +15,9 @@ use packages_domain::{
 use packages_storage::context::{self, Visibility};
 use packages_storage::jobs::{self, NewJob};
 use packages_storage::packages::{self, Outcome};
-use packages_storage::{AnyConnection, Database, StorageError, metadata, write_transaction};
+use packages_storage::{
+    AnyConnection, Database, StorageError, metadata, resource_pool, write_transaction,
+};
 
 /// A database that removes itself.
 struct TestDb {
@@ -590,6 +592,7 @@ fn migrations_go_down_and_up_again() {
         let (_, _, app) = seed(c);
         let p = packages::insert(c, &new_bits(&app)).unwrap();
         metadata::save(c, &p.guid, &metadata(&[("env", "prod")], &[("note", "n")])).unwrap();
+        resource_pool::insert(c, &"a".repeat(40), 1).unwrap();
         packages_storage::revert_all(c).unwrap();
         // Every table is gone with its rows.
         for table in [
@@ -1264,5 +1267,93 @@ fn docker_credentials_move_updated_at_only_when_they_change() {
             (None, None, None)
         );
         assert!(!packages::set_docker_credentials(c, "unknown", Some("u"), None).unwrap());
+    });
+}
+
+#[test]
+fn the_resource_pool_index_matches_sha1_and_size() {
+    both(|db| {
+        let c = &mut conn(db);
+        let abc = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        let big = "002d760bea1be268e27077412e11a320d0f164d3";
+        assert!(resource_pool::insert(c, abc, 3).unwrap());
+        // Idempotent, whatever the case of the hex.
+        assert!(!resource_pool::insert(c, abc, 3).unwrap());
+        assert!(!resource_pool::insert(c, &abc.to_uppercase(), 3).unwrap());
+        assert!(resource_pool::insert(c, &big.to_uppercase(), 102_400).unwrap());
+        assert_eq!(count_rows(c, "resource_pool"), 2);
+        // Inside a transaction, a duplicate leaves the transaction usable.
+        write_transaction(c, |c| {
+            assert!(!resource_pool::insert(c, abc, 3)?);
+            assert!(resource_pool::insert(c, &"c".repeat(40), 1)?);
+            Ok::<_, StorageError>(())
+        })
+        .unwrap();
+
+        let unknown = "f".repeat(40);
+        let wanted: Vec<(&str, u64)> = vec![
+            (big, 102_400),
+            (abc, 4),
+            (&unknown, 3),
+            ("A9993E364706816ABA3E25717850C26C9CD0D89D", 3),
+            (abc, 3),
+            (abc, u64::MAX),
+        ];
+        assert_eq!(
+            resource_pool::contains_each(c, &wanted).unwrap(),
+            vec![true, false, false, true, true, false]
+        );
+        assert!(resource_pool::contains_each(c, &[]).unwrap().is_empty());
+        assert!(resource_pool::insert(c, abc, u64::MAX).is_err());
+
+        // A full request (5000 entries) is answered at once.
+        let many: Vec<String> = (0..5000).map(|i| format!("{i:040x}")).collect();
+        for sha1 in many.iter().step_by(1000) {
+            resource_pool::insert(c, sha1, 7).unwrap();
+        }
+        let request: Vec<(&str, u64)> = many.iter().map(|s| (s.as_str(), 7)).collect();
+        let found = resource_pool::contains_each(c, &request).unwrap();
+        assert_eq!(found.len(), 5000);
+        assert_eq!(
+            found
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| **f)
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>(),
+            vec![0, 1000, 2000, 3000, 4000]
+        );
+
+        assert!(resource_pool::remove(c, &abc.to_uppercase()).unwrap());
+        assert!(!resource_pool::remove(c, abc).unwrap());
+        assert_eq!(
+            resource_pool::contains_each(c, &[(abc, 3)]).unwrap(),
+            vec![false]
+        );
+    });
+}
+
+#[test]
+fn concurrent_pool_inserts_leave_one_entry() {
+    both(|db| {
+        let sha1 = "d".repeat(40);
+        let barrier = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (db, barrier, sha1) = (db.clone(), barrier.clone(), sha1.clone());
+                std::thread::spawn(move || {
+                    let mut c = db.pool().get().unwrap();
+                    barrier.wait();
+                    resource_pool::insert(&mut c, &sha1, 10).unwrap()
+                })
+            })
+            .collect();
+        let added = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|a| *a)
+            .count();
+        assert_eq!(added, 1);
+        assert_eq!(count_rows(&mut conn(db), "resource_pool"), 1);
     });
 }

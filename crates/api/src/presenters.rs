@@ -255,6 +255,8 @@ mod tests {
             url: None,
             created_at: Timestamp(1_444_757_503),
             updated_at: Some(Timestamp(1_444_757_503)),
+            docker_username: None,
+            docker_password: None,
         }
     }
 

@@ -139,6 +139,10 @@ pub struct Package {
     pub created_at: Timestamp,
     /// `None` until the package first changes (Cloud Controller's E2015 behaviour).
     pub updated_at: Option<Timestamp>,
+    /// Registry user of a docker package.
+    pub docker_username: Option<String>,
+    /// Registry password of a docker package, sealed by the service; never shown.
+    pub docker_password: Option<String>,
 }
 
 impl Package {
@@ -157,6 +161,10 @@ pub struct NewPackage {
     pub state: PackageState,
     pub url: Option<String>,
     pub created_at: Timestamp,
+    /// Registry user of a docker package.
+    pub docker_username: Option<String>,
+    /// Registry password of a docker package, already sealed by the service.
+    pub docker_password: Option<String>,
 }
 
 /// Blobstore key of a package's bits, partitioned as Cloud Controller does:

@@ -3,8 +3,8 @@
 use packages_blobstore::{BlobError, Download};
 use packages_domain::validation::{self, Invalid};
 use packages_domain::{
-    AppGuid, NewPackage, Package, PackageGuid, PackageState, PackageType, Principal, Timestamp,
-    new_guid,
+    AppGuid, NewPackage, Package, PackageFilter, PackageGuid, PackageState, PackageType, Principal,
+    Timestamp, new_guid,
 };
 use packages_storage::context::Visibility;
 use packages_storage::packages;
@@ -44,6 +44,8 @@ impl Services {
             state: PackageState::initial(request.package_type),
             url: request.url,
             created_at: Timestamp::now(),
+            docker_username: None,
+            docker_password: None,
         };
         Ok(self
             .db
@@ -75,6 +77,9 @@ impl Services {
             state: PackageState::initial_for_copy(source.package_type),
             url: source.url.clone(),
             created_at: Timestamp::now(),
+            // A copy starts without the source's registry credentials (spec 4).
+            docker_username: None,
+            docker_password: None,
         };
         let job = (source.package_type == PackageType::Bits)
             .then(|| jobs::copy_bits(&new.guid, request_id, &source.guid));
@@ -111,7 +116,16 @@ impl Services {
         let visibility = visibility(principal);
         let (resources, total) = self
             .db
-            .run(move |conn| packages::list(conn, &visibility, app.as_deref(), &query))
+            .run(move |conn| {
+                packages::list(
+                    conn,
+                    &visibility,
+                    app.as_deref(),
+                    &PackageFilter::default(),
+                    None,
+                    &query,
+                )
+            })
             .await?;
         Ok(Page::new(resources, total, query))
     }

@@ -1,20 +1,38 @@
-//! Persistence: organizations, spaces, roles, apps, packages and the job outbox, in
-//! PostgreSQL or SQLite through one diesel code path.
+//! Persistence: organizations, spaces, roles, apps, packages with their labels and
+//! annotations, the job outbox and the resource pool's index, in PostgreSQL or SQLite
+//! through one diesel code path.
 //!
 //! Every function takes `&mut AnyConnection` and is plain synchronous diesel; [`Database`]
 //! runs them on the blocking thread pool. State changes that must be exclusive are single
 //! conditional updates (see `packages-domain`'s `Transition`), atomic on both backends.
 
+/// Runs `$body` with `$c` bound to the concrete connection inside an [`AnyConnection`],
+/// for SQL both backends speak but diesel's multi-backend does not express (`ON
+/// CONFLICT`, `UNION ALL`). The query is still typed diesel, checked for each backend.
+macro_rules! on_each_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::AnyConnection::Postgresql($c) => $body,
+            $crate::AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
 pub mod connection;
 pub mod context;
 pub mod jobs;
+pub mod metadata;
 pub mod packages;
+pub mod resource_pool;
 mod rows;
 mod schema;
 
 use std::time::Duration;
 
 pub use connection::{AnyConnection, DatabaseUrl, migrate, revert_all, write_transaction};
+
+/// The backend of [`AnyConnection`], for boxed queries and expressions.
+pub(crate) type Db = <AnyConnection as diesel::Connection>::Backend;
 
 pub type Pool = r2d2::Pool<connection::Manager>;
 

@@ -1,16 +1,68 @@
 //! Packages: creation, lookups, lists, and every state change as one conditional update.
 
+use diesel::dsl::{exists, not};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Nullable};
 pub use packages_domain::Outcome;
 use packages_domain::{
-    ListQuery, NewPackage, Package, PackageGuid, PackageState, PackageType, Timestamp, Transition,
+    LabelSelector, ListQuery, NewPackage, OrderBy, OrderField, Package, PackageFilter, PackageGuid,
+    PackageState, PackageType, Relation, Requirement, TimeFilter, Timestamp, Transition,
 };
 
 use crate::context::{Visibility, visible_space_guids};
 use crate::jobs::{self, NewJob};
+use crate::metadata::{self, stored_prefix};
 use crate::rows::PackageRow;
-use crate::schema::{apps, packages};
-use crate::{AnyConnection, StorageError, write_transaction};
+use crate::schema::{apps, package_labels, packages, spaces};
+use crate::{AnyConnection, Db, StorageError, write_transaction};
+
+diesel::define_sql_function! {
+    /// SQL's `COALESCE` for a nullable time and a fallback.
+    fn coalesce(value: Nullable<BigInt>, otherwise: BigInt) -> BigInt;
+}
+
+/// When a package last changed for filters and ordering: a package never updated counts
+/// as updated at its creation (spec 7.5). Written exactly as the index
+/// `packages_updated_at` is, so both backends can use it.
+fn changed_at() -> coalesce<packages::updated_at, packages::created_at> {
+    coalesce(packages::updated_at, packages::created_at)
+}
+
+/// Narrows `$q` by a `created_ats`/`updated_ats` filter on `$time` (whole seconds, as
+/// stored): a macro, as the two columns are different expression types.
+macro_rules! with_times {
+    ($q:expr, $time:expr, $filter:expr) => {{
+        let mut q = $q;
+        match $filter {
+            TimeFilter::Within(seconds) => {
+                let seconds: Vec<i64> = seconds.iter().map(|t| t.seconds()).collect();
+                q = q.filter($time.eq_any(seconds));
+            }
+            TimeFilter::Compare(comparisons) => {
+                for (relation, at) in comparisons {
+                    let at = at.seconds();
+                    q = match relation {
+                        Relation::Lt => q.filter($time.lt(at)),
+                        Relation::Lte => q.filter($time.le(at)),
+                        Relation::Gt => q.filter($time.gt(at)),
+                        Relation::Gte => q.filter($time.ge(at)),
+                    };
+                }
+            }
+        }
+        q
+    }};
+}
+
+/// The label rows of the package in the outer query with `$key`, for `EXISTS` subqueries.
+macro_rules! labels_with_key {
+    ($key:expr) => {
+        package_labels::table
+            .filter(package_labels::package_guid.eq(packages::guid))
+            .filter(package_labels::key_prefix.eq(stored_prefix($key)))
+            .filter(package_labels::key_name.eq($key.name.as_str()))
+    };
+}
 
 pub fn insert(conn: &mut AnyConnection, new: &NewPackage) -> Result<Package, StorageError> {
     insert_row(conn, new)?;
@@ -30,6 +82,8 @@ fn insert_row(conn: &mut AnyConnection, new: &NewPackage) -> Result<(), StorageE
             packages::created_at.eq(new.created_at.seconds()),
             packages::updated_at.eq(None::<i64>),
             packages::pending_since.eq(pending_since),
+            packages::docker_username.eq(&new.docker_username),
+            packages::docker_password.eq(&new.docker_password),
         ))
         .execute(conn)?;
     Ok(())
@@ -77,40 +131,47 @@ pub fn find_with_space(
         .transpose()
 }
 
-/// A page of packages in creation order, with the total count. `app_guid` narrows the
-/// list to one app; `visibility` to what the caller may read (E2015 ignores organization
-/// suspension here).
+/// A page of packages and the total count of packages that pass the same filters.
+/// `app_guid` narrows the list to one app; `visibility` to what the caller may read (E2015
+/// ignores organization suspension here); `filter` narrows further (spec 7.2, 7.4, 7.5),
+/// all in SQL. Ordered by `order_by`, ties broken by guid in the same direction, or in
+/// creation order when not given.
 pub fn list(
     conn: &mut AnyConnection,
     visibility: &Visibility,
     app_guid: Option<&str>,
-    query: &ListQuery,
+    filter: &PackageFilter,
+    order_by: Option<OrderBy>,
+    page: &ListQuery,
 ) -> Result<(Vec<Package>, u64), StorageError> {
     let visible = match visibility {
         Visibility::All => None,
         Visibility::User(user) => Some(visible_space_guids(conn, user)?),
     };
-    let filtered = || {
-        let mut q = packages::table.into_boxed();
-        if let Some(app) = app_guid {
-            q = q.filter(packages::app_guid.eq(app.to_owned()));
-        }
-        if let Some(spaces) = &visible {
-            q = q.filter(
-                packages::app_guid.eq_any(
-                    apps::table
-                        .filter(apps::space_guid.eq_any(spaces.clone()))
-                        .select(apps::guid),
-                ),
-            );
-        }
-        q
-    };
+    let filtered = || filtered(visible.as_deref(), app_guid, filter);
     let total: i64 = filtered().count().get_result(conn)?;
-    let rows: Vec<PackageRow> = filtered()
-        .order(packages::id.asc())
-        .limit(query.limit())
-        .offset(query.offset())
+    let ordered = match order_by {
+        None => filtered().order(packages::id.asc()),
+        Some(OrderBy {
+            field: OrderField::CreatedAt,
+            descending: false,
+        }) => filtered().order((packages::created_at.asc(), packages::guid.asc())),
+        Some(OrderBy {
+            field: OrderField::CreatedAt,
+            descending: true,
+        }) => filtered().order((packages::created_at.desc(), packages::guid.desc())),
+        Some(OrderBy {
+            field: OrderField::UpdatedAt,
+            descending: false,
+        }) => filtered().order((changed_at().asc(), packages::guid.asc())),
+        Some(OrderBy {
+            field: OrderField::UpdatedAt,
+            descending: true,
+        }) => filtered().order((changed_at().desc(), packages::guid.desc())),
+    };
+    let rows: Vec<PackageRow> = ordered
+        .limit(page.limit())
+        .offset(page.offset())
         .select(PackageRow::as_select())
         .load(conn)?;
     let packages = rows
@@ -118,6 +179,101 @@ pub fn list(
         .map(Package::try_from)
         .collect::<Result<_, _>>()?;
     Ok((packages, u64::try_from(total).unwrap_or(0)))
+}
+
+/// The packages `list` counts and pages through. Every filter is a condition of this one
+/// query, so the count and the page agree and no page is narrowed after loading.
+fn filtered<'a>(
+    visible_spaces: Option<&'a [String]>,
+    app_guid: Option<&'a str>,
+    filter: &'a PackageFilter,
+) -> packages::BoxedQuery<'a, Db> {
+    let mut q = packages::table.into_boxed();
+    if let Some(app) = app_guid {
+        q = q.filter(packages::app_guid.eq(app));
+    }
+    if let Some(spaces) = visible_spaces {
+        q = q.filter(packages::app_guid.eq_any(apps_in_spaces(spaces)));
+    }
+    // An empty list (`guids=`) makes `IN ()` false: it matches nothing, as it should.
+    if let Some(guids) = &filter.guids {
+        q = q.filter(packages::guid.eq_any(guids));
+    }
+    if let Some(states) = &filter.states {
+        q = q.filter(packages::state.eq_any(states));
+    }
+    if let Some(types) = &filter.types {
+        q = q.filter(packages::package_type.eq_any(types));
+    }
+    if let Some(app_guids) = &filter.app_guids {
+        q = q.filter(packages::app_guid.eq_any(app_guids));
+    }
+    if let Some(space_guids) = &filter.space_guids {
+        q = q.filter(packages::app_guid.eq_any(apps_in_spaces(space_guids)));
+    }
+    if let Some(org_guids) = &filter.organization_guids {
+        q = q.filter(
+            packages::app_guid.eq_any(
+                apps::table
+                    .filter(
+                        apps::space_guid.eq_any(
+                            spaces::table
+                                .filter(spaces::organization_guid.eq_any(org_guids))
+                                .select(spaces::guid),
+                        ),
+                    )
+                    .select(apps::guid),
+            ),
+        );
+    }
+    if let Some(LabelSelector(requirements)) = &filter.label_selector {
+        for requirement in requirements {
+            q = with_requirement(q, requirement);
+        }
+    }
+    if let Some(times) = &filter.created_ats {
+        q = with_times!(q, packages::created_at, times);
+    }
+    if let Some(times) = &filter.updated_ats {
+        q = with_times!(q, changed_at(), times);
+    }
+    q
+}
+
+fn apps_in_spaces(
+    space_guids: &[String],
+) -> diesel::dsl::Select<
+    diesel::dsl::Filter<apps::table, diesel::dsl::EqAny<apps::space_guid, &[String]>>,
+    apps::guid,
+> {
+    apps::table
+        .filter(apps::space_guid.eq_any(space_guids))
+        .select(apps::guid)
+}
+
+/// Narrows `q` to the packages meeting one selector requirement. A package has at most one
+/// value per key, so "lacks the key or has another value" is "has no row with the key and
+/// that value": `NOT EXISTS`.
+fn with_requirement<'a>(
+    q: packages::BoxedQuery<'a, Db>,
+    requirement: &'a Requirement,
+) -> packages::BoxedQuery<'a, Db> {
+    match requirement {
+        Requirement::Equal { key, value } => q.filter(exists(
+            labels_with_key!(key).filter(package_labels::value.eq(value.as_str())),
+        )),
+        Requirement::NotEqual { key, value } => q.filter(not(exists(
+            labels_with_key!(key).filter(package_labels::value.eq(value.as_str())),
+        ))),
+        Requirement::In { key, values } => q.filter(exists(
+            labels_with_key!(key).filter(package_labels::value.eq_any(values)),
+        )),
+        Requirement::NotIn { key, values } => q.filter(not(exists(
+            labels_with_key!(key).filter(package_labels::value.eq_any(values)),
+        ))),
+        Requirement::Exists { key } => q.filter(exists(labels_with_key!(key))),
+        Requirement::NotExists { key } => q.filter(not(exists(labels_with_key!(key)))),
+    }
 }
 
 /// Applies `transition` if the package is in one of its `from` states; returns whether it
@@ -299,6 +455,9 @@ pub fn delete(
         let Some(package) = find(conn, guid)? else {
             return Ok(false);
         };
+        // The foreign keys would cascade too; removing them here first keeps the package's
+        // labels and annotations from outliving it whatever the connection's settings.
+        metadata::delete(conn, guid)?;
         diesel::delete(packages::table.filter(packages::guid.eq(guid))).execute(conn)?;
         if package.package_type == PackageType::Bits {
             jobs::replace_with(conn, guid, &delete_job(&package))?;
@@ -307,6 +466,62 @@ pub fn delete(
         }
         Ok(true)
     })
+}
+
+/// The registry credentials a PATCH sets; `None` fields are left out of the `SET`.
+#[derive(AsChangeset)]
+#[diesel(table_name = packages)]
+struct DockerCredentials<'a> {
+    docker_username: Option<&'a str>,
+    docker_password: Option<&'a str>,
+    updated_at: Option<i64>,
+}
+
+/// Sets a docker package's registry `username` and/or `sealed_password` (already sealed
+/// by the service; stored as given). `None` leaves a value as it is: credentials cannot be
+/// cleared (spec 5 step 7). `updated_at` moves only when a stored value changes; a password
+/// sealed afresh (new nonce) always differs from the stored one. One conditional update,
+/// so the check holds under concurrent PATCHes. Returns whether the package changed: false
+/// when nothing differed, or no docker package has that guid.
+pub fn set_docker_credentials(
+    conn: &mut AnyConnection,
+    guid: &str,
+    username: Option<&str>,
+    sealed_password: Option<&str>,
+) -> Result<bool, StorageError> {
+    if username.is_none() && sealed_password.is_none() {
+        return Ok(false);
+    }
+    type Condition<'a> = Box<dyn BoxableExpression<packages::table, Db, SqlType = Bool> + 'a>;
+    let username_differs: Condition = match username {
+        Some(u) => Box::new(
+            packages::docker_username
+                .is_null()
+                .or(packages::docker_username.ne(u).assume_not_null()),
+        ),
+        None => Box::new(false.into_sql::<Bool>()),
+    };
+    let password_differs: Condition = match sealed_password {
+        Some(p) => Box::new(
+            packages::docker_password
+                .is_null()
+                .or(packages::docker_password.ne(p).assume_not_null()),
+        ),
+        None => Box::new(false.into_sql::<Bool>()),
+    };
+    let updated = diesel::update(
+        packages::table
+            .filter(packages::guid.eq(guid))
+            .filter(packages::package_type.eq(PackageType::Docker.as_str()))
+            .filter(username_differs.or(password_differs)),
+    )
+    .set(&DockerCredentials {
+        docker_username: username,
+        docker_password: sealed_password,
+        updated_at: Some(Timestamp::now().seconds()),
+    })
+    .execute(conn)?;
+    Ok(updated == 1)
 }
 
 /// Expires the app's READY packages beyond the `keep` newest: they become EXPIRED, lose

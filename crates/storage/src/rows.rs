@@ -20,6 +20,8 @@ pub(crate) struct PackageRow {
     pub url: Option<String>,
     pub created_at: i64,
     pub updated_at: Option<i64>,
+    pub docker_username: Option<String>,
+    pub docker_password: Option<String>,
 }
 
 impl TryFrom<PackageRow> for Package {
@@ -42,6 +44,8 @@ impl TryFrom<PackageRow> for Package {
             url: row.url,
             created_at: Timestamp(row.created_at),
             updated_at: row.updated_at.map(Timestamp),
+            docker_username: row.docker_username,
+            docker_password: row.docker_password,
         })
     }
 }

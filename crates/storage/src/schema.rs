@@ -65,6 +65,33 @@ diesel::table! {
         pending_since -> Nullable<BigInt>,
         upload_claim -> Nullable<Text>,
         upload_claimed_until -> Nullable<BigInt>,
+        docker_username -> Nullable<Text>,
+        docker_password -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    package_labels (package_guid, key_prefix, key_name) {
+        package_guid -> Text,
+        key_prefix -> Text,
+        key_name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    package_annotations (package_guid, key_prefix, key_name) {
+        package_guid -> Text,
+        key_prefix -> Text,
+        key_name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    resource_pool (sha1) {
+        sha1 -> Text,
+        size -> BigInt,
     }
 }
 
@@ -83,4 +110,14 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(organizations, spaces, roles, apps, packages, jobs);
+diesel::allow_tables_to_appear_in_same_query!(
+    organizations,
+    spaces,
+    roles,
+    apps,
+    packages,
+    jobs,
+    package_labels,
+    package_annotations,
+    resource_pool,
+);

@@ -8,13 +8,16 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
 use packages_domain::{
-    AppGuid, JobKind, ListQuery, NewPackage, OrgGuid, PackageState, PackageType, RoleType,
-    SpaceGuid, Timestamp, Transition,
+    AppGuid, JobKind, LabelSelector, ListQuery, Metadata, MetadataKey, NewPackage, OrderBy,
+    OrderField, OrgGuid, PackageFilter, PackageGuid, PackageState, PackageType, Relation,
+    Requirement, RoleType, SpaceGuid, TimeFilter, Timestamp, Transition,
 };
 use packages_storage::context::{self, Visibility};
 use packages_storage::jobs::{self, NewJob};
 use packages_storage::packages::{self, Outcome};
-use packages_storage::{AnyConnection, Database};
+use packages_storage::{
+    AnyConnection, Database, StorageError, metadata, resource_pool, write_transaction,
+};
 
 /// A database that removes itself.
 struct TestDb {
@@ -111,6 +114,8 @@ fn new_bits(app: &str) -> NewPackage {
         state: PackageState::AwaitingUpload,
         url: None,
         created_at: Timestamp::now(),
+        docker_username: None,
+        docker_password: None,
     }
 }
 
@@ -326,11 +331,24 @@ fn lists_respect_roles_and_pages() {
             page: 1,
             per_page: 2,
         };
-        let (all, total) = packages::list(c, &Visibility::All, None, &query).unwrap();
+        let (all, total) = packages::list(
+            c,
+            &Visibility::All,
+            None,
+            &PackageFilter::default(),
+            None,
+            &query,
+        )
+        .unwrap();
         assert_eq!((all.len(), total), (2, 4));
 
         let user = Visibility::User("dev".into());
-        assert_eq!(packages::list(c, &user, None, &query).unwrap().1, 0);
+        assert_eq!(
+            packages::list(c, &user, None, &PackageFilter::default(), None, &query)
+                .unwrap()
+                .1,
+            0
+        );
         let now = Timestamp::now();
         context::insert_role(
             c,
@@ -344,7 +362,8 @@ fn lists_respect_roles_and_pages() {
             },
         )
         .unwrap();
-        let (page1, total) = packages::list(c, &user, None, &query).unwrap();
+        let (page1, total) =
+            packages::list(c, &user, None, &PackageFilter::default(), None, &query).unwrap();
         assert_eq!(total, 3);
         assert_eq!(
             page1.iter().map(|p| p.guid.clone()).collect::<Vec<_>>(),
@@ -354,6 +373,8 @@ fn lists_respect_roles_and_pages() {
             c,
             &user,
             None,
+            &PackageFilter::default(),
+            None,
             &ListQuery {
                 page: 2,
                 per_page: 2,
@@ -362,9 +383,16 @@ fn lists_respect_roles_and_pages() {
         .unwrap();
         assert_eq!(page2[0].guid, mine[2]);
         assert_eq!(
-            packages::list(c, &user, Some(&other_app), &query)
-                .unwrap()
-                .1,
+            packages::list(
+                c,
+                &user,
+                Some(&other_app),
+                &PackageFilter::default(),
+                None,
+                &query
+            )
+            .unwrap()
+            .1,
             0
         );
 
@@ -382,9 +410,16 @@ fn lists_respect_roles_and_pages() {
         )
         .unwrap();
         assert_eq!(
-            packages::list(c, &Visibility::User("mgr".into()), None, &query)
-                .unwrap()
-                .1,
+            packages::list(
+                c,
+                &Visibility::User("mgr".into()),
+                None,
+                &PackageFilter::default(),
+                None,
+                &query
+            )
+            .unwrap()
+            .1,
             3
         );
         let m = context::membership(c, "mgr", &space).unwrap().unwrap();
@@ -555,7 +590,9 @@ fn migrations_go_down_and_up_again() {
     both(|db| {
         let c = &mut conn(db);
         let (_, _, app) = seed(c);
-        packages::insert(c, &new_bits(&app)).unwrap();
+        let p = packages::insert(c, &new_bits(&app)).unwrap();
+        metadata::save(c, &p.guid, &metadata(&[("env", "prod")], &[("note", "n")])).unwrap();
+        resource_pool::insert(c, &"a".repeat(40), 1).unwrap();
         packages_storage::revert_all(c).unwrap();
         // Every table is gone with its rows.
         for table in [
@@ -565,6 +602,9 @@ fn migrations_go_down_and_up_again() {
             "spaces",
             "roles",
             "organizations",
+            "package_labels",
+            "package_annotations",
+            "resource_pool",
         ] {
             assert!(
                 c.batch_execute(&format!("SELECT 1 FROM {table}")).is_err(),
@@ -575,5 +615,745 @@ fn migrations_go_down_and_up_again() {
         let (_, _, app) = seed(c);
         let p = packages::insert(c, &new_bits(&app)).unwrap();
         assert!(upload(c, &p.guid, "after the round trip"));
+    });
+}
+
+// GA: metadata, filtered lists, docker credentials, the resource pool index.
+
+fn key(text: &str) -> MetadataKey {
+    match text.split_once('/') {
+        Some((prefix, name)) => MetadataKey {
+            prefix: Some(prefix.into()),
+            name: name.into(),
+        },
+        None => MetadataKey {
+            prefix: None,
+            name: text.into(),
+        },
+    }
+}
+
+fn metadata(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Metadata {
+    let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (key(k), v.to_string())).collect();
+    Metadata {
+        labels: map(labels),
+        annotations: map(annotations),
+    }
+}
+
+/// Rows of `table`, to see what deletes leave behind.
+fn count_rows(c: &mut AnyConnection, table: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+        .get_result::<Count>(c)
+        .unwrap()
+        .n
+}
+
+/// The GUIDs an admin's list returns, in order, on one page.
+fn listed(
+    c: &mut AnyConnection,
+    filter: &PackageFilter,
+    order_by: Option<OrderBy>,
+) -> Vec<PackageGuid> {
+    let (page, total) = packages::list(
+        c,
+        &Visibility::All,
+        None,
+        filter,
+        order_by,
+        &ListQuery {
+            page: 1,
+            per_page: 5000,
+        },
+    )
+    .unwrap();
+    assert_eq!(page.len() as u64, total, "the count uses the same filters");
+    page.into_iter().map(|p| p.guid).collect()
+}
+
+fn with_labels(c: &mut AnyConnection, app: &str, labels: &[(&str, &str)]) -> PackageGuid {
+    let p = packages::insert(c, &new_bits(app)).unwrap();
+    metadata::save(c, &p.guid, &metadata(labels, &[])).unwrap();
+    p.guid
+}
+
+#[test]
+fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let a = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        let b = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        let none = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        // The same name with and without a prefix are two keys.
+        let first = metadata(
+            &[
+                ("env", "prod"),
+                ("example.com/env", "staging"),
+                ("tier", ""),
+            ],
+            &[("note", "a long note"), ("example.com/owner", "team a")],
+        );
+        write_transaction(c, |c| metadata::save(c, &a, &first)).unwrap();
+        metadata::save(c, &b, &metadata(&[("env", "dev")], &[])).unwrap();
+        assert_eq!(metadata::load(c, &a).unwrap(), first);
+
+        // Merged: one key changed, one gone, one new; the others stay as they were.
+        let second = metadata(
+            &[
+                ("env", "staging"),
+                ("example.com/env", "staging"),
+                ("new", "1"),
+            ],
+            &[("example.com/owner", "team a")],
+        );
+        metadata::save(c, &a, &second).unwrap();
+        assert_eq!(metadata::load(c, &a).unwrap(), second);
+        // Keys and values are case-sensitive.
+        let cased = metadata(&[("env", "dev"), ("Env", "Dev")], &[]);
+        metadata::save(c, &b, &cased).unwrap();
+        assert_eq!(metadata::load(c, &b).unwrap(), cased);
+
+        // A page's metadata in one call, in the page's order, empty where none.
+        let page = metadata::load_many(c, &[&none, &b, &a, "unknown"]).unwrap();
+        assert_eq!(
+            page,
+            vec![
+                Metadata::default(),
+                cased.clone(),
+                second,
+                Metadata::default()
+            ]
+        );
+        assert!(metadata::load_many(c, &[]).unwrap().is_empty());
+
+        // Metadata of a package that does not exist is refused.
+        assert!(matches!(
+            metadata::save(c, "unknown", &cased),
+            Err(StorageError::MissingParent(_))
+        ));
+
+        assert!(packages::delete(c, &a, |p| job(&p.guid, "delete_bits")).unwrap());
+        assert_eq!(metadata::load(c, &a).unwrap(), Metadata::default());
+        assert_eq!(count_rows(c, "package_labels"), 2, "b's labels stay");
+        assert_eq!(count_rows(c, "package_annotations"), 0);
+        // Deleting the app (or its space or organization) cascades to its packages' metadata.
+        assert!(context::delete_app(c, &app, &|p| job(&p.guid, "delete_bits")).unwrap());
+        assert_eq!(count_rows(c, "package_labels"), 0);
+    });
+}
+
+#[test]
+fn label_selectors_filter_in_sql() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let a = with_labels(c, &app, &[("env", "prod"), ("tier", "web")]);
+        let b = with_labels(c, &app, &[("env", "staging")]);
+        let none = with_labels(c, &app, &[]);
+        let prefixed = with_labels(c, &app, &[("example.com/env", "prod")]);
+        // An annotation is not a label.
+        metadata::save(c, &none, &metadata(&[], &[("env", "prod")])).unwrap();
+
+        let select = |c: &mut AnyConnection, requirements: Vec<Requirement>| {
+            let filter = PackageFilter {
+                label_selector: Some(LabelSelector(requirements)),
+                ..PackageFilter::default()
+            };
+            listed(c, &filter, None)
+        };
+        let values = |vs: &[&str]| vs.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        let equal = |k: &str, v: &str| Requirement::Equal {
+            key: key(k),
+            value: v.into(),
+        };
+        assert_eq!(select(c, vec![equal("env", "prod")]), vec![a.clone()]);
+        assert_eq!(
+            select(c, vec![equal("example.com/env", "prod")]),
+            vec![prefixed.clone()]
+        );
+        assert_eq!(
+            select(c, vec![equal("env", "Prod")]),
+            Vec::<PackageGuid>::new()
+        );
+        assert_eq!(
+            select(
+                c,
+                vec![Requirement::NotEqual {
+                    key: key("env"),
+                    value: "prod".into()
+                }]
+            ),
+            vec![b.clone(), none.clone(), prefixed.clone()]
+        );
+        assert_eq!(
+            select(
+                c,
+                vec![Requirement::In {
+                    key: key("env"),
+                    values: values(&["prod", "staging"])
+                }]
+            ),
+            vec![a.clone(), b.clone()]
+        );
+        assert_eq!(
+            select(
+                c,
+                vec![Requirement::NotIn {
+                    key: key("env"),
+                    values: values(&["prod", "qa"])
+                }]
+            ),
+            vec![b.clone(), none.clone(), prefixed.clone()]
+        );
+        assert_eq!(
+            select(c, vec![Requirement::Exists { key: key("env") }]),
+            vec![a.clone(), b.clone()]
+        );
+        assert_eq!(
+            select(c, vec![Requirement::NotExists { key: key("env") }]),
+            vec![none.clone(), prefixed.clone()]
+        );
+        // Requirements combine with AND.
+        assert_eq!(
+            select(
+                c,
+                vec![
+                    Requirement::Exists { key: key("env") },
+                    Requirement::NotExists { key: key("tier") }
+                ]
+            ),
+            vec![b.clone()]
+        );
+        assert_eq!(
+            select(c, vec![equal("env", "prod"), equal("tier", "db")]),
+            Vec::<PackageGuid>::new()
+        );
+    });
+}
+
+#[test]
+fn list_filters_narrow_what_the_caller_sees() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (org, space, app) = seed(c);
+        let now = Timestamp::now();
+        let org2 = Organization {
+            guid: packages_domain::new_guid().into(),
+            name: "o2".into(),
+            suspended: false,
+            created_at: now,
+            updated_at: now,
+        };
+        context::insert_org(c, &org2).unwrap();
+        let space2 = Space {
+            guid: packages_domain::new_guid().into(),
+            name: "s2".into(),
+            organization_guid: org2.guid.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        context::insert_space(c, &space2).unwrap();
+        let app2 = App {
+            guid: packages_domain::new_guid().into(),
+            name: "a2".into(),
+            space_guid: space2.guid.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        context::insert_app(c, &app2).unwrap();
+        let (org2, app2) = (org2.guid, app2.guid);
+
+        let bits = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        let mut docker = new_bits(&app);
+        docker.package_type = PackageType::Docker;
+        docker.state = PackageState::Ready;
+        docker.url = Some("registry/image:1".into());
+        let docker = packages::insert(c, &docker).unwrap().guid;
+        let elsewhere = packages::insert(c, &new_bits(&app2)).unwrap().guid;
+
+        let some = |vs: &[&str]| Some(vs.iter().map(|v| v.to_string()).collect::<Vec<_>>());
+        let all = listed(c, &PackageFilter::default(), None);
+        assert_eq!(all, vec![bits.clone(), docker.clone(), elsewhere.clone()]);
+        let cases: Vec<(PackageFilter, Vec<PackageGuid>)> = vec![
+            (
+                PackageFilter {
+                    guids: some(&[&bits, &elsewhere, "unknown"]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone(), elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    guids: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            (
+                PackageFilter {
+                    states: some(&["READY"]),
+                    ..PackageFilter::default()
+                },
+                vec![docker.clone()],
+            ),
+            (
+                PackageFilter {
+                    states: some(&["ready", "AWAITING_UPLOAD"]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone(), elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    states: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            (
+                PackageFilter {
+                    types: some(&["docker"]),
+                    ..PackageFilter::default()
+                },
+                vec![docker.clone()],
+            ),
+            (
+                PackageFilter {
+                    types: some(&["bits", "zip"]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone(), elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    app_guids: some(&[&app2]),
+                    ..PackageFilter::default()
+                },
+                vec![elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    app_guids: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            (
+                PackageFilter {
+                    space_guids: some(&[&space]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone(), docker.clone()],
+            ),
+            (
+                PackageFilter {
+                    space_guids: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            (
+                PackageFilter {
+                    organization_guids: some(&[&org2, "unknown"]),
+                    ..PackageFilter::default()
+                },
+                vec![elsewhere.clone()],
+            ),
+            (
+                PackageFilter {
+                    organization_guids: some(&[&org, &org2]),
+                    ..PackageFilter::default()
+                },
+                all.clone(),
+            ),
+            (
+                PackageFilter {
+                    organization_guids: some(&[]),
+                    ..PackageFilter::default()
+                },
+                vec![],
+            ),
+            // Filters combine with AND.
+            (
+                PackageFilter {
+                    types: some(&["bits"]),
+                    space_guids: some(&[&space]),
+                    ..PackageFilter::default()
+                },
+                vec![bits.clone()],
+            ),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(listed(c, &filter, None), expected, "{filter:?}");
+        }
+
+        // Visibility first: a filter never widens it.
+        let by_guid = PackageFilter {
+            guids: some(&[&bits, &elsewhere]),
+            ..PackageFilter::default()
+        };
+        let page = ListQuery::default();
+        let nobody = Visibility::User("nobody".into());
+        assert_eq!(
+            packages::list(c, &nobody, None, &by_guid, None, &page)
+                .unwrap()
+                .1,
+            0
+        );
+        context::insert_role(
+            c,
+            &Role {
+                guid: packages_domain::new_guid(),
+                role_type: RoleType::SpaceDeveloper,
+                user_guid: "dev".into(),
+                target: RoleTarget::Space(space.clone()),
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .unwrap();
+        let dev = Visibility::User("dev".into());
+        let (seen, total) = packages::list(c, &dev, None, &by_guid, None, &page).unwrap();
+        assert_eq!((seen.len(), total), (1, 1));
+        assert_eq!(seen[0].guid, bits);
+        // The app narrowing of a nested list holds as well.
+        let (seen, total) =
+            packages::list(c, &Visibility::All, Some(&app2), &by_guid, None, &page).unwrap();
+        assert_eq!((seen.len(), total), (1, 1));
+        assert_eq!(seen[0].guid, elsewhere);
+        // The count is of every match, the page a slice of them.
+        let (seen, total) = packages::list(
+            c,
+            &Visibility::All,
+            None,
+            &PackageFilter {
+                types: some(&["bits"]),
+                ..PackageFilter::default()
+            },
+            None,
+            &ListQuery {
+                page: 2,
+                per_page: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(
+            seen.into_iter().map(|p| p.guid).collect::<Vec<_>>(),
+            vec![elsewhere]
+        );
+    });
+}
+
+#[test]
+fn time_filters_and_ordering_count_a_null_updated_at_as_created_at() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        // (created_at, updated_at): changed at 1000, 3000, 2000, 1500 and 1500.
+        let times = [
+            (1000, None),
+            (1000, Some(3000)),
+            (2000, None),
+            (2000, Some(1500)),
+            (500, Some(1500)),
+        ];
+        let mut p = Vec::new();
+        for (created, updated) in times {
+            let mut new = new_bits(&app);
+            new.created_at = Timestamp(created);
+            let guid = packages::insert(c, &new).unwrap().guid;
+            if let Some(updated) = updated {
+                c.batch_execute(&format!(
+                    "UPDATE packages SET updated_at = {updated} WHERE guid = '{guid}'"
+                ))
+                .unwrap();
+            }
+            p.push(guid);
+        }
+        let pick = |indexes: &[usize]| indexes.iter().map(|&i| p[i].clone()).collect::<Vec<_>>();
+        // Ties broken by guid in the order's direction.
+        let by_guid = |mut guids: Vec<PackageGuid>| {
+            guids.sort();
+            guids
+        };
+
+        let created = |f: TimeFilter| PackageFilter {
+            created_ats: Some(f),
+            ..PackageFilter::default()
+        };
+        let updated = |f: TimeFilter| PackageFilter {
+            updated_ats: Some(f),
+            ..PackageFilter::default()
+        };
+        let at = |relation, seconds| TimeFilter::Compare(vec![(relation, Timestamp(seconds))]);
+        let cases: Vec<(PackageFilter, Vec<PackageGuid>)> = vec![
+            (
+                created(TimeFilter::Within(vec![Timestamp(1000)])),
+                pick(&[0, 1]),
+            ),
+            (
+                created(TimeFilter::Within(vec![Timestamp(500), Timestamp(2000)])),
+                pick(&[2, 3, 4]),
+            ),
+            (created(TimeFilter::Within(vec![Timestamp(1001)])), vec![]),
+            (created(at(Relation::Lt, 1000)), pick(&[4])),
+            (created(at(Relation::Lte, 1000)), pick(&[0, 1, 4])),
+            (created(at(Relation::Gt, 1000)), pick(&[2, 3])),
+            (created(at(Relation::Gte, 1000)), pick(&[0, 1, 2, 3])),
+            // Several operators combine with AND.
+            (
+                created(TimeFilter::Compare(vec![
+                    (Relation::Gt, Timestamp(500)),
+                    (Relation::Lt, Timestamp(2000)),
+                ])),
+                pick(&[0, 1]),
+            ),
+            (
+                updated(TimeFilter::Within(vec![Timestamp(1000)])),
+                pick(&[0]),
+            ),
+            (
+                updated(TimeFilter::Within(vec![Timestamp(2000)])),
+                pick(&[2]),
+            ),
+            (
+                updated(TimeFilter::Within(vec![Timestamp(1500)])),
+                pick(&[3, 4]),
+            ),
+            (updated(at(Relation::Lt, 2000)), pick(&[0, 3, 4])),
+            (updated(at(Relation::Lte, 2000)), pick(&[0, 2, 3, 4])),
+            (updated(at(Relation::Gt, 1500)), pick(&[1, 2])),
+            (updated(at(Relation::Gte, 3000)), pick(&[1])),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(listed(c, &filter, None), expected, "{filter:?}");
+        }
+
+        let order = |field, descending| Some(OrderBy { field, descending });
+        let all = PackageFilter::default();
+        // Default: creation order (ascending id), whatever the timestamps.
+        assert_eq!(listed(c, &all, None), p);
+        let mut created_asc = pick(&[4]);
+        created_asc.extend(by_guid(pick(&[0, 1])));
+        created_asc.extend(by_guid(pick(&[2, 3])));
+        assert_eq!(
+            listed(c, &all, order(OrderField::CreatedAt, false)),
+            created_asc
+        );
+        let mut created_desc = created_asc.clone();
+        created_desc.reverse();
+        assert_eq!(
+            listed(c, &all, order(OrderField::CreatedAt, true)),
+            created_desc
+        );
+        let mut updated_asc = pick(&[0]);
+        updated_asc.extend(by_guid(pick(&[3, 4])));
+        updated_asc.extend(pick(&[2, 1]));
+        assert_eq!(
+            listed(c, &all, order(OrderField::UpdatedAt, false)),
+            updated_asc
+        );
+        let mut updated_desc = updated_asc.clone();
+        updated_desc.reverse();
+        assert_eq!(
+            listed(c, &all, order(OrderField::UpdatedAt, true)),
+            updated_desc
+        );
+        // Ordered pages slice the same order.
+        let (second, total) = packages::list(
+            c,
+            &Visibility::All,
+            None,
+            &all,
+            order(OrderField::UpdatedAt, true),
+            &ListQuery {
+                page: 2,
+                per_page: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(total, 5);
+        assert_eq!(
+            second.into_iter().map(|p| p.guid).collect::<Vec<_>>(),
+            updated_desc[2..4].to_vec()
+        );
+    });
+}
+
+#[test]
+fn docker_credentials_move_updated_at_only_when_they_change() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let mut new = new_bits(&app);
+        new.package_type = PackageType::Docker;
+        new.state = PackageState::Ready;
+        new.url = Some("registry/image:1".into());
+        new.docker_username = Some("deployer".into());
+        new.docker_password = Some("sealed-1".into());
+        let created = packages::insert(c, &new).unwrap();
+        assert_eq!(created.docker_username.as_deref(), Some("deployer"));
+        assert_eq!(created.docker_password.as_deref(), Some("sealed-1"));
+        assert_eq!(created.updated_at, None);
+
+        let set = |c: &mut AnyConnection, user: Option<&str>, password: Option<&str>| {
+            packages::set_docker_credentials(c, &created.guid, user, password).unwrap()
+        };
+        let stamp = |c: &mut AnyConnection, seconds: i64| {
+            diesel::sql_query(format!(
+                "UPDATE packages SET updated_at = {seconds} WHERE guid = '{}'",
+                created.guid
+            ))
+            .execute(c)
+            .unwrap();
+        };
+        let now = |c: &mut AnyConnection| packages::find(c, &created.guid).unwrap().unwrap();
+
+        // Nothing given, or what is stored already: nothing changes.
+        assert!(!set(c, None, None));
+        assert!(!set(c, Some("deployer"), None));
+        assert!(!set(c, None, Some("sealed-1")));
+        assert!(!set(c, Some("deployer"), Some("sealed-1")));
+        assert_eq!(now(c).updated_at, None);
+
+        // A new username alone: the password stays.
+        assert!(set(c, Some("other"), None));
+        let p = now(c);
+        assert_eq!(
+            (p.docker_username.as_deref(), p.docker_password.as_deref()),
+            (Some("other"), Some("sealed-1"))
+        );
+        assert!(p.updated_at.is_some());
+
+        // A password sealed afresh, with the same username.
+        stamp(c, 5);
+        assert!(set(c, Some("other"), Some("sealed-2")));
+        let p = now(c);
+        assert_eq!(
+            (p.docker_username.as_deref(), p.docker_password.as_deref()),
+            (Some("other"), Some("sealed-2"))
+        );
+        assert_ne!(p.updated_at, Some(Timestamp(5)));
+        stamp(c, 5);
+        assert!(!set(c, Some("other"), Some("sealed-2")));
+        assert_eq!(now(c).updated_at, Some(Timestamp(5)));
+
+        // Credentials stored where there were none.
+        let mut bare = new.clone();
+        bare.guid = packages_domain::new_guid().into();
+        bare.docker_username = None;
+        bare.docker_password = None;
+        let bare = packages::insert(c, &bare).unwrap();
+        assert!(packages::set_docker_credentials(c, &bare.guid, None, Some("sealed")).unwrap());
+        let p = packages::find(c, &bare.guid).unwrap().unwrap();
+        assert_eq!(
+            (p.docker_username, p.docker_password.as_deref()),
+            (None, Some("sealed"))
+        );
+
+        // A bits package never holds credentials.
+        let bits = packages::insert(c, &new_bits(&app)).unwrap();
+        assert!(!packages::set_docker_credentials(c, &bits.guid, Some("u"), Some("p")).unwrap());
+        let p = packages::find(c, &bits.guid).unwrap().unwrap();
+        assert_eq!(
+            (p.docker_username, p.docker_password, p.updated_at),
+            (None, None, None)
+        );
+        assert!(!packages::set_docker_credentials(c, "unknown", Some("u"), None).unwrap());
+    });
+}
+
+#[test]
+fn the_resource_pool_index_matches_sha1_and_size() {
+    both(|db| {
+        let c = &mut conn(db);
+        let abc = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        let big = "002d760bea1be268e27077412e11a320d0f164d3";
+        assert!(resource_pool::insert(c, abc, 3).unwrap());
+        // Idempotent, whatever the case of the hex.
+        assert!(!resource_pool::insert(c, abc, 3).unwrap());
+        assert!(!resource_pool::insert(c, &abc.to_uppercase(), 3).unwrap());
+        assert!(resource_pool::insert(c, &big.to_uppercase(), 102_400).unwrap());
+        assert_eq!(count_rows(c, "resource_pool"), 2);
+        // Inside a transaction, a duplicate leaves the transaction usable.
+        write_transaction(c, |c| {
+            assert!(!resource_pool::insert(c, abc, 3)?);
+            assert!(resource_pool::insert(c, &"c".repeat(40), 1)?);
+            Ok::<_, StorageError>(())
+        })
+        .unwrap();
+
+        let unknown = "f".repeat(40);
+        let wanted: Vec<(&str, u64)> = vec![
+            (big, 102_400),
+            (abc, 4),
+            (&unknown, 3),
+            ("A9993E364706816ABA3E25717850C26C9CD0D89D", 3),
+            (abc, 3),
+            (abc, u64::MAX),
+        ];
+        assert_eq!(
+            resource_pool::contains_each(c, &wanted).unwrap(),
+            vec![true, false, false, true, true, false]
+        );
+        assert!(resource_pool::contains_each(c, &[]).unwrap().is_empty());
+        assert!(resource_pool::insert(c, abc, u64::MAX).is_err());
+
+        // A full request (5000 entries) is answered at once.
+        let many: Vec<String> = (0..5000).map(|i| format!("{i:040x}")).collect();
+        for sha1 in many.iter().step_by(1000) {
+            resource_pool::insert(c, sha1, 7).unwrap();
+        }
+        let request: Vec<(&str, u64)> = many.iter().map(|s| (s.as_str(), 7)).collect();
+        let found = resource_pool::contains_each(c, &request).unwrap();
+        assert_eq!(found.len(), 5000);
+        assert_eq!(
+            found
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| **f)
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>(),
+            vec![0, 1000, 2000, 3000, 4000]
+        );
+
+        assert!(resource_pool::remove(c, &abc.to_uppercase()).unwrap());
+        assert!(!resource_pool::remove(c, abc).unwrap());
+        assert_eq!(
+            resource_pool::contains_each(c, &[(abc, 3)]).unwrap(),
+            vec![false]
+        );
+    });
+}
+
+#[test]
+fn concurrent_pool_inserts_leave_one_entry() {
+    both(|db| {
+        let sha1 = "d".repeat(40);
+        let barrier = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (db, barrier, sha1) = (db.clone(), barrier.clone(), sha1.clone());
+                std::thread::spawn(move || {
+                    let mut c = db.pool().get().unwrap();
+                    barrier.wait();
+                    resource_pool::insert(&mut c, &sha1, 10).unwrap()
+                })
+            })
+            .collect();
+        let added = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|a| *a)
+            .count();
+        assert_eq!(added, 1);
+        assert_eq!(count_rows(&mut conn(db), "resource_pool"), 1);
     });
 }

@@ -127,6 +127,8 @@ impl Rig {
             state: PackageState::AwaitingUpload,
             url: None,
             created_at: Timestamp::now(),
+            docker_username: None,
+            docker_password: None,
         };
         let staging_key = packages_domain::staging_key(&guid, "u1");
         let mut writer = self.blobs.writer(&staging_key).await.unwrap();

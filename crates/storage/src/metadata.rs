@@ -1,0 +1,158 @@
+//! Labels and annotations of packages (GA metadata), one row per key.
+//!
+//! Writes run inside the caller's transaction (a create stores the package and its
+//! metadata together; a PATCH merges metadata and credentials together): nothing here
+//! opens one. Limits and merging are the domain's rules; this module stores the result.
+
+use std::collections::{BTreeMap, HashMap};
+
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+use packages_domain::{Metadata, MetadataKey};
+
+use crate::schema::{package_annotations, package_labels};
+use crate::{AnyConnection, StorageError};
+
+/// Brings `$table`'s rows of one package from `$current` to `$wanted`. A macro: the two
+/// tables are different types with the same columns.
+macro_rules! save_rows {
+    ($conn:expr, $table:ident, $guid:expr, $current:expr, $wanted:expr) => {{
+        let (current, wanted): (
+            &BTreeMap<MetadataKey, String>,
+            &BTreeMap<MetadataKey, String>,
+        ) = ($current, $wanted);
+        for (key, value) in current {
+            if wanted.get(key) != Some(value) {
+                diesel::delete(
+                    $table::table
+                        .filter($table::package_guid.eq($guid))
+                        .filter($table::key_prefix.eq(stored_prefix(key)))
+                        .filter($table::key_name.eq(key.name.as_str())),
+                )
+                .execute($conn)?;
+            }
+        }
+        // One row per statement: diesel's multi-backend has no batch insert that SQLite
+        // accepts, and an update touches few keys (a create at most 250).
+        for (key, value) in wanted {
+            if current.get(key) != Some(value) {
+                diesel::insert_into($table::table)
+                    .values((
+                        $table::package_guid.eq($guid),
+                        $table::key_prefix.eq(stored_prefix(key)),
+                        $table::key_name.eq(key.name.as_str()),
+                        $table::value.eq(value.as_str()),
+                    ))
+                    .execute($conn)?;
+            }
+        }
+    }};
+}
+
+/// The stored `key_prefix` of a key: `''` for none, so (package, prefix, name) stays
+/// unique for unprefixed keys too (NULLs never collide in a unique key).
+pub(crate) fn stored_prefix(key: &MetadataKey) -> &str {
+    key.prefix.as_deref().unwrap_or("")
+}
+
+fn key_of(prefix: String, name: String) -> MetadataKey {
+    MetadataKey {
+        prefix: (!prefix.is_empty()).then_some(prefix),
+        name,
+    }
+}
+
+/// Package GUIDs per query when loading a page: each is bound twice (once per table),
+/// which keeps a query well under SQLite's 32766 parameters. A page (at most 5000
+/// packages) is one query.
+const GUIDS_PER_QUERY: usize = 10_000;
+
+/// The metadata of one package (empty when it has none, or does not exist).
+pub fn load(conn: &mut AnyConnection, package_guid: &str) -> Result<Metadata, StorageError> {
+    Ok(load_many(conn, &[package_guid])?.pop().unwrap_or_default())
+}
+
+/// The metadata of each package of `package_guids` (a list page), in that order, read in
+/// one query for both tables.
+pub fn load_many(
+    conn: &mut AnyConnection,
+    package_guids: &[&str],
+) -> Result<Vec<Metadata>, StorageError> {
+    let mut by_guid: HashMap<String, Metadata> = HashMap::new();
+    for chunk in package_guids.chunks(GUIDS_PER_QUERY) {
+        // (is a label, package guid, prefix, name, value)
+        let rows: Vec<(bool, String, String, String, String)> = on_each_backend!(conn, |c| {
+            package_labels::table
+                .filter(package_labels::package_guid.eq_any(chunk))
+                .select((
+                    true.into_sql::<Bool>(),
+                    package_labels::package_guid,
+                    package_labels::key_prefix,
+                    package_labels::key_name,
+                    package_labels::value,
+                ))
+                .union_all(
+                    package_annotations::table
+                        .filter(package_annotations::package_guid.eq_any(chunk))
+                        .select((
+                            false.into_sql::<Bool>(),
+                            package_annotations::package_guid,
+                            package_annotations::key_prefix,
+                            package_annotations::key_name,
+                            package_annotations::value,
+                        )),
+                )
+                .load(c)
+        })?;
+        for (is_label, guid, prefix, name, value) in rows {
+            let metadata = by_guid.entry(guid).or_default();
+            let map = if is_label {
+                &mut metadata.labels
+            } else {
+                &mut metadata.annotations
+            };
+            map.insert(key_of(prefix, name), value);
+        }
+    }
+    Ok(package_guids
+        .iter()
+        .map(|guid| by_guid.get(*guid).cloned().unwrap_or_default())
+        .collect())
+}
+
+/// Makes the package's stored metadata equal `metadata` (the result of merging an update
+/// into what [`load`] returned), touching only the keys that differ: a key gone or whose
+/// value changed is deleted, a key new or changed is inserted.
+pub fn save(
+    conn: &mut AnyConnection,
+    package_guid: &str,
+    metadata: &Metadata,
+) -> Result<(), StorageError> {
+    let current = load(conn, package_guid)?;
+    save_rows!(
+        conn,
+        package_labels,
+        package_guid,
+        &current.labels,
+        &metadata.labels
+    );
+    save_rows!(
+        conn,
+        package_annotations,
+        package_guid,
+        &current.annotations,
+        &metadata.annotations
+    );
+    Ok(())
+}
+
+/// Deletes every label and annotation of a package.
+pub fn delete(conn: &mut AnyConnection, package_guid: &str) -> Result<(), StorageError> {
+    diesel::delete(package_labels::table.filter(package_labels::package_guid.eq(package_guid)))
+        .execute(conn)?;
+    diesel::delete(
+        package_annotations::table.filter(package_annotations::package_guid.eq(package_guid)),
+    )
+    .execute(conn)?;
+    Ok(())
+}

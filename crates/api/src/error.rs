@@ -8,6 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use packages_auth::AuthFailure;
 use packages_blobstore::Chain;
+use packages_domain::MetadataLimit;
 use packages_service::ServiceError;
 use serde_json::json;
 
@@ -193,8 +194,17 @@ impl From<ServiceError> for ApiError {
                     _ => "Job queue unavailable",
                 })
             }
+            ServiceError::MetadataLimit(limit) => match limit {
+                MetadataLimit::Labels { .. } => {
+                    ApiError::new(422, 390020, "LabelLimitExceeded", limit.to_string())
+                }
+                MetadataLimit::Annotations { .. } => {
+                    ApiError::new(422, 390023, "AnnotationLimitExceeded", limit.to_string())
+                }
+            },
             ServiceError::Database(_)
             | ServiceError::Blobstore(_)
+            | ServiceError::Credentials(_)
             | ServiceError::MissingBits { .. } => {
                 tracing::error!(error = %Chain(&e), "request failed");
                 ApiError::unknown()

@@ -2,9 +2,10 @@
 //! the seed shows it, plus GA's `data.checksum`, `relationships` and `metadata`. Every
 //! `href` is absolute.
 
+use packages_domain::PackageType;
 use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
-use packages_domain::{Package, PackageType};
 use packages_service::Page;
+use packages_service::packages::PackageView;
 use serde_json::{Value, json};
 
 /// Builds absolute links from `server.external_url` or the request's scheme and host.
@@ -35,7 +36,8 @@ impl Links {
 
 const NO_METADATA: fn() -> Value = || json!({"labels": {}, "annotations": {}});
 
-pub fn package(links: &Links, p: &Package) -> Value {
+pub fn package(links: &Links, view: &PackageView) -> Value {
+    let p = &view.package;
     let path = format!("/v3/packages/{}", p.guid);
     let mut link_map = serde_json::Map::new();
     link_map.insert("self".into(), links.href(&path));
@@ -57,20 +59,30 @@ pub fn package(links: &Links, p: &Package) -> Value {
         "app".into(),
         links.href(&format!("/v3/apps/{}", p.app_guid)),
     );
+    let mut data = json!({
+        "hash": {"type": "sha1", "value": p.sha1},
+        "checksum": {"type": "sha256", "value": p.sha256},
+        "error": p.error,
+    });
+    if p.package_type == PackageType::Docker {
+        // GA's docker keys; the password itself never leaves the service.
+        data["image"] = json!(p.url);
+        data["username"] = json!(p.docker_username);
+        data["password"] = match p.docker_username {
+            Some(_) => json!("***"),
+            None => Value::Null,
+        };
+    }
     json!({
         "guid": p.guid,
         "type": p.package_type.as_str(),
-        "data": {
-            "hash": {"type": "sha1", "value": p.sha1},
-            "checksum": {"type": "sha256", "value": p.sha256},
-            "error": p.error,
-        },
+        "data": data,
         "url": p.url,
         "state": p.state.as_str(),
         "created_at": p.created_at,
         "updated_at": p.updated_at,
         "relationships": {"app": {"data": {"guid": p.app_guid}}},
-        "metadata": NO_METADATA(),
+        "metadata": view.metadata.to_json(),
         "links": link_map,
     })
 }
@@ -163,7 +175,7 @@ where
     P: Fn(&Links, &T) -> Value,
 {
     let w = &page.window;
-    let at = |n: u64| links.href(&format!("{path}?page={n}&per_page={}", w.per_page));
+    let at = |n: u64| links.href(&format!("{path}?{}", page.link_query(n)));
     PageBody {
         pagination: json!({
             "total_results": w.total_results,
@@ -231,6 +243,7 @@ pub fn v3_root(links: &Links) -> Value {
             "apps": links.href("/v3/apps"),
             "organizations": links.href("/v3/organizations"),
             "packages": links.href("/v3/packages"),
+            "resource_matches": links.href("/v3/resource_matches"),
             "roles": links.href("/v3/roles"),
             "spaces": links.href("/v3/spaces"),
         }
@@ -239,9 +252,16 @@ pub fn v3_root(links: &Links) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use packages_domain::{PackageState, Timestamp};
+    use packages_domain::{Package, PackageState, Timestamp};
 
     use super::*;
+
+    fn view(package: Package) -> PackageView {
+        PackageView {
+            package,
+            metadata: Default::default(),
+        }
+    }
 
     fn bits(state: PackageState) -> Package {
         Package {
@@ -263,7 +283,7 @@ mod tests {
     #[test]
     fn package_superset_keeps_the_seed_keys_in_order() {
         let links = Links::new("https://api.example.org/");
-        let v = package(&links, &bits(PackageState::ProcessingUpload));
+        let v = package(&links, &view(bits(PackageState::ProcessingUpload)));
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
@@ -309,7 +329,7 @@ mod tests {
         p.package_type = PackageType::Docker;
         p.url = Some("docker://cloudfoundry/runtime-ci".into());
         p.updated_at = None;
-        let v = package(&Links::new("http://h"), &p);
+        let v = package(&Links::new("http://h"), &view(p.clone()));
         assert_eq!(v["updated_at"], Value::Null);
         assert_eq!(v["url"], "docker://cloudfoundry/runtime-ci");
         let link_keys: Vec<&str> = v["links"]
@@ -319,6 +339,19 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(link_keys, ["self", "app"]);
+        assert_eq!(v["data"]["image"], "docker://cloudfoundry/runtime-ci");
+        assert_eq!(v["data"]["username"], Value::Null);
+        assert_eq!(v["data"]["password"], Value::Null);
+        // A stored password is never shown, only that there is one (with a username).
+        p.docker_username = Some("deployer".into());
+        p.docker_password = Some("v1:sealed".into());
+        let v = package(&Links::new("http://h"), &view(p.clone()));
+        assert_eq!(v["data"]["username"], "deployer");
+        assert_eq!(v["data"]["password"], "***");
+        assert!(!v.to_string().contains("sealed"));
+        p.docker_username = None;
+        let v = package(&Links::new("http://h"), &view(p));
+        assert_eq!(v["data"]["password"], Value::Null);
     }
 
     #[test]

@@ -83,6 +83,12 @@ pub enum ServiceError {
         #[source]
         source: BlobError,
     },
+    /// A create or PATCH would leave a package with too many labels or annotations.
+    #[error(transparent)]
+    MetadataLimit(#[from] packages_domain::MetadataLimit),
+    /// A registry password could not be sealed.
+    #[error("sealing a registry password failed")]
+    Credentials(#[source] crate::credentials::SealError),
     /// A blocking task did not finish (the runtime is shutting down).
     #[error("a background task did not finish")]
     Task(#[source] tokio::task::JoinError),

@@ -12,6 +12,7 @@ pub mod jobs;
 mod lookup;
 pub mod packages;
 pub mod relay;
+mod resource_matches;
 pub mod upload;
 pub mod work;
 
@@ -139,6 +140,8 @@ pub struct Page<T> {
     pub resources: Vec<T>,
     pub query: ListQuery,
     pub window: PageWindow,
+    /// The filters and ordering the client gave, repeated in the pagination links.
+    pub echo: Vec<(String, String)>,
 }
 
 impl<T> Page<T> {
@@ -147,7 +150,17 @@ impl<T> Page<T> {
             resources,
             window: query.window(total),
             query,
+            echo: Vec::new(),
         }
+    }
+
+    fn echoing(self, echo: Vec<(String, String)>) -> Self {
+        Page { echo, ..self }
+    }
+
+    /// The query string of the link to page `page` of this list.
+    pub fn link_query(&self, page: u64) -> String {
+        packages_domain::list::link_query(&self.echo, page, self.query.per_page)
     }
 }
 

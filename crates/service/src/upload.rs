@@ -12,13 +12,13 @@ use packages_domain::resources::Fingerprint;
 use packages_domain::upload::BITS_PATH_INVALID;
 use packages_domain::validation::Invalid;
 use packages_domain::{
-    BlobKey, Package, PackageGuid, PackageState, PackageType, Principal, new_guid, staging_key,
+    BlobKey, PackageGuid, PackageState, PackageType, Principal, new_guid, staging_key,
 };
 use packages_jobs::ProcessUpload;
 use packages_storage::packages;
 
 use crate::lookup::{require_write_role, require_write_scope};
-use crate::packages::NOT_BITS;
+use crate::packages::{NOT_BITS, PackageView};
 use crate::{Resource, Result, ServiceError, Services, jobs};
 
 /// Ends the staging name of an upload's fingerprints, next to its bits.
@@ -210,7 +210,7 @@ impl Services {
         bits: Option<ProcessUpload>,
         resources: Option<BlobKey>,
         request_id: &str,
-    ) -> Result<Package> {
+    ) -> Result<PackageView> {
         let guid = ticket.package_guid.clone();
         let claim = ticket.claim.clone();
         let staged = match bits {
@@ -244,7 +244,7 @@ impl Services {
                 // process dies before its job reaches the queue.
                 fail::fail_point!("upload-accepted-before-publish", |_| std::process::abort());
                 self.job_recorded();
-                Ok(package)
+                self.view(package).await
             }
             Ok((accepted, package)) => {
                 self.discard_all(&staged_keys).await;

@@ -27,15 +27,25 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(packages::create_or_copy))
                 .route(web::get().to(packages::list_for_app)),
         )
-        .service(resource("/v3/packages").route(web::get().to(packages::list)))
+        .service(
+            resource("/v3/packages")
+                .route(web::get().to(packages::list))
+                .route(web::post().to(packages::create_or_copy_ga)),
+        )
         .service(
             resource("/v3/packages/{guid}")
                 .route(web::get().to(packages::show))
+                .route(web::patch().to(packages::update))
                 .route(web::delete().to(packages::delete)),
         )
         .service(resource("/v3/packages/{guid}/upload").route(web::post().to(upload::upload)))
         .service(resource("/v3/packages/{guid}/download").route(web::get().to(packages::download)))
-        .service(resource("/v3/packages/{guid}/droplets").route(web::post().to(packages::stage)))
+        .service(
+            resource("/v3/packages/{guid}/droplets")
+                .route(web::post().to(packages::stage))
+                .route(web::get().to(packages::droplets)),
+        )
+        .service(resource("/v3/resource_matches").route(web::post().to(packages::match_resources)))
         .configure(context::configure)
         .default_service(web::to(not_found));
 }

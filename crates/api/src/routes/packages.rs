@@ -1,10 +1,10 @@
-//! Package endpoints other than upload.
+//! Package endpoints other than upload, in both dialects.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use packages_blobstore::Download;
-use packages_domain::{AppGuid, PackageGuid};
+use packages_domain::{AppGuid, PackageGuid, Principal};
 
 use super::{query_pairs, read_body, request_id};
 use crate::auth::{Caller, Writer};
@@ -57,18 +57,55 @@ pub(crate) async fn create_or_copy(
     ))
 }
 
+/// `POST /v3/packages` (GA): a copy when the query has `source_guid`, else a create.
+pub(crate) async fn create_or_copy_ga(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    Writer(caller): Writer,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&state, payload).await?;
+    let source = query_pairs(&req)
+        .into_iter()
+        .find(|(k, _)| k == "source_guid")
+        .map(|(_, v)| PackageGuid::new(v));
+    let package = match source {
+        Some(source) => {
+            state
+                .services
+                .copy_package_ga(&caller, &source, &body, &request_id(&req))
+                .await?
+        }
+        None => state.services.create_package_ga(&caller, &body).await?,
+    };
+    Ok(json(
+        StatusCode::CREATED,
+        &presenters::package(&state.links(&req), &package),
+    ))
+}
+
+/// `PATCH /v3/packages/:guid` (GA): metadata and registry credentials.
+pub(crate) async fn update(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    Writer(caller): Writer,
+    path: web::Path<PackageGuid>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&state, payload).await?;
+    let package = state.services.update_package(&caller, &path, &body).await?;
+    Ok(json(
+        StatusCode::OK,
+        &presenters::package(&state.links(&req), &package),
+    ))
+}
+
 pub(crate) async fn list(
     req: HttpRequest,
     state: web::Data<ApiState>,
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let page = state
-        .services
-        .list_packages(&caller, None, &query_pairs(&req))
-        .await?;
-    let links = state.links(&req);
-    let body = presenters::page(&links, "/v3/packages", &page, presenters::package);
-    Ok(json(StatusCode::OK, &body))
+    list_page(&req, &state, &caller, None).await
 }
 
 pub(crate) async fn list_for_app(
@@ -77,15 +114,59 @@ pub(crate) async fn list_for_app(
     Caller(caller): Caller,
     path: web::Path<AppGuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let app_guid = path.into_inner();
+    list_page(&req, &state, &caller, Some(&path)).await
+}
+
+/// Either list; one nested under an app (by its route or `?app_guid=`) links to the
+/// app's packages, as Cloud Controller's do.
+async fn list_page(
+    req: &HttpRequest,
+    state: &ApiState,
+    caller: &Principal,
+    app_guid: Option<&AppGuid>,
+) -> Result<HttpResponse, ApiError> {
+    let list = state
+        .services
+        .list_packages(caller, app_guid, &query_pairs(req))
+        .await?;
+    let base = match &list.app_guid {
+        Some(app) => format!("/v3/apps/{app}/packages"),
+        None => "/v3/packages".to_owned(),
+    };
+    let links = state.links(req);
+    let body = presenters::page(&links, &base, &list.page, presenters::package);
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// `GET /v3/packages/:guid/droplets` (GA): always an empty page here.
+pub(crate) async fn droplets(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    Caller(caller): Caller,
+    path: web::Path<PackageGuid>,
+) -> Result<HttpResponse, ApiError> {
     let page = state
         .services
-        .list_packages(&caller, Some(&app_guid), &query_pairs(&req))
+        .package_droplets(&caller, &path, &query_pairs(&req))
         .await?;
-    let base = format!("/v3/apps/{app_guid}/packages");
+    let base = format!("/v3/packages/{}/droplets", path.as_str());
     let links = state.links(&req);
-    let body = presenters::page(&links, &base, &page, presenters::package);
+    let body = presenters::page(&links, &base, &page, |_, droplet| match *droplet {});
     Ok(json(StatusCode::OK, &body))
+}
+
+/// `POST /v3/resource_matches` (GA).
+pub(crate) async fn match_resources(
+    state: web::Data<ApiState>,
+    Writer(caller): Writer,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&state, payload).await?;
+    let matched = state.services.match_resources(&caller, &body).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "resources": matched }),
+    ))
 }
 
 pub(crate) async fn show(

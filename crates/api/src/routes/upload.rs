@@ -70,7 +70,7 @@ async fn receive(
     guid: &PackageGuid,
     body: GuardedBody,
     idle: &IdleFlag,
-) -> Result<packages_domain::Package, ServiceError> {
+) -> Result<packages_service::packages::PackageView, ServiceError> {
     let services = &state.services;
     services.authorize_upload(caller)?;
     let content_type = req
@@ -143,7 +143,7 @@ async fn accept(
     ticket: &packages_service::upload::UploadTicket,
     upload: form::Upload<packages_jobs::ProcessUpload>,
     request_id: &str,
-) -> Result<packages_domain::Package, ServiceError> {
+) -> Result<packages_service::packages::PackageView, ServiceError> {
     let resources = if upload.resources.is_empty() {
         None
     } else {

@@ -126,6 +126,13 @@ impl<'a> Window<'a> {
             .ok_or_else(|| invalid("read buffer out of range"))
     }
 
+    /// Moves the end of the region. What is buffered stays valid (it is the same archive),
+    /// but no read reaches `limit` or past it: a caller that knows how far it will read
+    /// keeps refills from fetching bytes it would skip.
+    pub(crate) fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
     /// Refills the buffer from `offset` with as much of the region as fits, keeping the
     /// buffered bytes from `offset` on (a header straddling the old buffer's end) rather
     /// than reading them again.

@@ -24,6 +24,9 @@ const SATURATED_COUNT: u64 = 0xFFFF;
 pub(crate) const HAS_DESCRIPTOR: u16 = 1 << 3;
 /// General purpose flag bit 11: the name is UTF-8.
 pub(crate) const UTF8_NAME: u16 = 1 << 11;
+/// General purpose flag bit 0: the data is encrypted.
+pub(crate) const ENCRYPTED: u16 = 1;
+pub(crate) const STORED: u16 = 0;
 pub(crate) const DEFLATED: u16 = 8;
 /// Version needed to extract: 2.0 for deflate, 4.5 for Zip64 records.
 pub(crate) const VERSION_DEFLATE: u16 = 20;

@@ -1,5 +1,7 @@
 //! Builds a package zip from an uploaded zip and files of the resource pool (step 5 of
-//! "Assembly" in the GA spec, 10.5), streaming, in one pass over the output.
+//! "Assembly" in the GA spec, 10.5), streaming, in one pass over the output; and reads the
+//! files of a package zip that go into the resource pool (10.1), see
+//! [Harvesting](#harvesting-the-resource-pool).
 //!
 //! [`assemble`] is synchronous: it runs on a blocking thread and writes into a pipe whose
 //! other end uploads to the blobstore, so the output is written strictly in order, never
@@ -65,8 +67,32 @@
 //! resource) with 64 KiB of output space, and 256 KiB of output buffering. Besides those,
 //! about 56 bytes per uploaded entry, 40 per resource, and a hash table over the resource
 //! paths; nothing grows with an entry's size or an uploaded name's length.
+//!
+//! # Harvesting the resource pool
+//!
+//! When a package becomes `READY` through an upload, the worker adds its files to the pool,
+//! synchronously on a blocking thread, from the final zip (which passed `zipcheck::check`,
+//! local headers included):
+//!
+//! 1. [`pool_candidates`] lists the regular files whose size is within the pool's window,
+//!    from the central directory alone, in the order they are stored. Directories, links
+//!    and other non-regular Unix types are skipped; so are encrypted entries and methods
+//!    other than stored and deflate, which `zipcheck` accepts but which cannot be hashed
+//!    here: the pool does without them rather than failing a valid package.
+//! 2. [`hash_candidates`] computes their SHA-1s in one sequential pass, sharing reads
+//!    between neighbouring candidates and skipping large gaps.
+//! 3. For the SHA-1s the pool lacks, [`open_candidate`] streams one file on its own (into
+//!    the blobstore, at `app_bits_cache/<sha1[0..2]>/<sha1[2..4]>/<sha1>`).
+//!
+//! The data is the one thing `zipcheck` did not read, so every file's length and CRC-32
+//! are checked against the central directory as it streams: a disagreement is
+//! [`HarvestError::Corrupt`], never a pool entry with the wrong bytes. Memory is flat: a
+//! 4 MiB read buffer, one inflater and a 256 KiB buffer for the pass (a reader from
+//! [`open_candidate`] has its own read buffer and inflater), and about 56 bytes per
+//! candidate plus its name, kept to at most 96 bytes.
 
 mod format;
+mod harvest;
 mod output;
 mod plan;
 mod resources;
@@ -75,6 +101,10 @@ mod upload;
 
 use std::io::{self, Read, Write};
 
+pub use harvest::{
+    Candidate, CandidateReader, Compression, Corruption, HarvestError, hash_candidates,
+    open_candidate, pool_candidates,
+};
 pub use packages_zipcheck::ReadAt;
 
 use output::Output;

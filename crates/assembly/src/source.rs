@@ -94,23 +94,43 @@ impl<'a> Window<'a> {
                 ))
             })?;
         while offset < end {
-            let from = match self.buffered(offset, offset.saturating_add(1)) {
-                Some(from) => from,
-                None => {
-                    self.fill(offset, 1)?;
-                    0
-                }
-            };
-            let available = self.filled.saturating_sub(from);
-            let take = usize::try_from(end - offset).map_or(available, |left| left.min(available));
-            let bytes = self
-                .buf
-                .get(from..from + take)
-                .ok_or_else(|| invalid("read buffer out of range"))?;
+            let bytes = self.chunk(offset, end - offset)?;
             out.put(bytes)?;
-            offset += take as u64;
+            offset += bytes.len() as u64;
         }
         Ok(())
+    }
+
+    /// The bytes buffered from `offset` on, at least one and at most `max` (which must be
+    /// at least one), refilling the buffer when `offset` is not in it: callers that stream
+    /// a span take it piece by piece without copying it.
+    pub(crate) fn chunk(&mut self, offset: u64, max: u64) -> Result<&[u8], AssembleError> {
+        if max == 0 || offset >= self.limit {
+            return Err(invalid(format!(
+                "offset {offset} lies past the region ending at {}",
+                self.limit
+            )));
+        }
+        let max = max.min(self.limit - offset);
+        let from = match self.buffered(offset, offset.saturating_add(1)) {
+            Some(from) => from,
+            None => {
+                self.fill(offset, 1)?;
+                0
+            }
+        };
+        let available = self.filled.saturating_sub(from);
+        let take = usize::try_from(max).map_or(available, |max| max.min(available));
+        self.buf
+            .get(from..from + take)
+            .ok_or_else(|| invalid("read buffer out of range"))
+    }
+
+    /// Moves the end of the region. What is buffered stays valid (it is the same archive),
+    /// but no read reaches `limit` or past it: a caller that knows how far it will read
+    /// keeps refills from fetching bytes it would skip.
+    pub(crate) fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
     }
 
     /// Refills the buffer from `offset` with as much of the region as fits, keeping the

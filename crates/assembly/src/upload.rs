@@ -22,10 +22,10 @@ use crate::source::{Walker, Window, invalid};
 
 /// Central directory reads: enough for any single header (at most 46 + 3 × 64 KiB), and
 /// for the whole directory of a typical application in one request.
-const DIRECTORY_CHUNK: usize = 1024 * 1024;
+pub(crate) const DIRECTORY_CHUNK: usize = 1024 * 1024;
 /// Entry data reads: each a range request on S3, so large; the kept entries are read in
 /// the order they are stored, so consecutive entries share requests.
-const DATA_CHUNK: usize = 4 * 1024 * 1024;
+pub(crate) const DATA_CHUNK: usize = 4 * 1024 * 1024;
 
 /// `new_offset` of an entry a resource replaces.
 const SKIPPED: u64 = u64::MAX;

@@ -295,7 +295,9 @@ impl Services {
                         username.as_deref(),
                         sealed.as_deref(),
                     )?;
-                    Ok(packages::find(conn, &guid)?.map(|package| (package, merged))).map(Ok)
+                    Ok(Ok(
+                        packages::find(conn, &guid)?.map(|package| (package, merged))
+                    ))
                 })
             })
             .await?;

@@ -29,6 +29,13 @@ pub enum FailureReason {
     /// Infrastructure kept failing (blobstore, database) until the job's retries ran out.
     #[strum_discriminants(strum(serialize = "infrastructure"))]
     GaveUp(String),
+    /// A resource's path or mode may not be used (GA uploads with resources); the text is
+    /// Cloud Controller's.
+    UnsafeResource(String),
+    /// A resource is not in the pool with its size.
+    UnknownResource(String),
+    /// Pool entries did not match their SHA-1; they were removed.
+    ResourceChecksum,
     /// Runs of the job kept ending with their process (killed, out of memory): the job is
     /// not run again, so a package that brings a worker down cannot do it for ever.
     Crashed { runs: u32 },
@@ -52,6 +59,10 @@ impl FailureReason {
             FailureReason::GaveUp(detail) => {
                 format!("Package processing failed after repeated infrastructure errors: {detail}")
             }
+            FailureReason::UnsafeResource(text) | FailureReason::UnknownResource(text) => {
+                text.clone()
+            }
+            FailureReason::ResourceChecksum => "One or more cached resources did not match the given checksum. They have been deleted; please retry package upload.".into(),
             FailureReason::Crashed { runs } => format!(
                 "Package processing failed: the package could not be processed ({runs} attempts ended with the worker process)"
             ),
@@ -82,6 +93,19 @@ mod tests {
             FailureReason::CopyFailed("CloudController::Blobstore::Client::FileNotFound".into())
                 .message(),
             "failed to copy - CloudController::Blobstore::Client::FileNotFound"
+        );
+        assert_eq!(
+            FailureReason::ResourceChecksum.message(),
+            "One or more cached resources did not match the given checksum. They have been deleted; please retry package upload."
+        );
+        assert_eq!(FailureReason::ResourceChecksum.label(), "resource_checksum");
+        assert_eq!(
+            FailureReason::UnsafeResource(String::new()).label(),
+            "unsafe_resource"
+        );
+        assert_eq!(
+            FailureReason::UnknownResource("Could not find object 'x'".into()).message(),
+            "Could not find object 'x'"
         );
         assert!(
             FailureReason::UnsafeEntry("x".into())

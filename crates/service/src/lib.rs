@@ -12,7 +12,7 @@ pub mod jobs;
 mod lookup;
 pub mod packages;
 pub mod relay;
-mod resource_matches;
+pub mod resource_pool;
 pub mod upload;
 pub mod work;
 

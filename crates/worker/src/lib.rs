@@ -5,7 +5,9 @@
 //! It runs the same whether the queue is in process or RabbitMQ, and whichever blobstore
 //! and database are configured.
 
+mod assemble;
 mod pipeline;
+mod pool;
 mod sweep;
 mod zipread;
 

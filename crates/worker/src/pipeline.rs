@@ -14,6 +14,8 @@ use packages_telemetry::Metrics;
 use packages_zipcheck::{CheckError, Checked, Limits, LocalHeaders, Problem};
 use sha1::Digest;
 
+use crate::assemble::Assembly;
+use crate::pool::FillError;
 use crate::zipread::BlobReadAt;
 
 /// How a job ended, when it ended.
@@ -106,7 +108,7 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    fn blobs(&self) -> &Arc<dyn Blobstore> {
+    pub(crate) fn blobs(&self) -> &Arc<dyn Blobstore> {
         self.services.blobs()
     }
 
@@ -186,15 +188,64 @@ impl Pipeline {
         message: &JobMessage,
         job: &ProcessUpload,
     ) -> Result<Done, Retry> {
-        let staging = job.staging_key.as_str();
+        // What this upload staged: its bits, and the fingerprints of its resources.
+        let uploaded: Vec<&str> = std::iter::once(job.staging_key.as_str())
+            .filter(|_| job.bits)
+            .chain(job.resources_key.as_deref())
+            .collect();
         let Some(package) = self.find(&message.package_guid).await? else {
-            self.discard(staging).await;
+            self.discard_all(&uploaded).await;
             return Ok(Done::Ignored("package deleted"));
         };
         if package.state != PackageState::ProcessingUpload {
-            self.discard(staging).await;
+            self.discard_all(&uploaded).await;
             return Ok(Done::Ignored("package already finished"));
         }
+        // An upload with resources is first assembled into a zip of its own.
+        let assembled = match &job.resources_key {
+            Some(resources_key) => match self.assemble(&package, job, resources_key).await? {
+                Assembly::Staged { key, size } => Some((key, size)),
+                Assembly::Refused(reason) => {
+                    let done = self.fail(&package, reason, None).await?;
+                    self.discard_all(&uploaded).await;
+                    return Ok(done);
+                }
+            },
+            None => None,
+        };
+        let (staging, expected_size) = match &assembled {
+            Some((key, size)) => (key.as_str(), *size),
+            None => (job.staging_key.as_str(), job.size),
+        };
+        let finished = self
+            .store_upload(message, &package, staging, expected_size)
+            .await;
+        // A retry assembles again from the inputs: they stay until the job ended, and
+        // this attempt's zip goes at once.
+        match (&assembled, &finished) {
+            (Some(_), Ok(_)) => self.discard_all(&uploaded).await,
+            (Some((key, _)), Err(_)) => self.discard(key).await,
+            (None, _) => {}
+        }
+        finished
+    }
+
+    async fn discard_all(&self, keys: &[&str]) {
+        for key in keys {
+            self.discard(key).await;
+        }
+    }
+
+    /// Validates the zip staged at `staging`, stores it as the package's bits while
+    /// hashing it, fills the resource pool from it, and makes the package READY.
+    async fn store_upload(
+        &self,
+        message: &JobMessage,
+        package: &Package,
+        staging: &str,
+        expected_size: u64,
+    ) -> Result<Done, Retry> {
+        let package = package.clone();
         let Some(size) = self.blobs().size(staging).await? else {
             return self.staged_bits_missing(&package).await;
         };
@@ -232,12 +283,29 @@ impl Pipeline {
             }
             Err(Moved::Blob(e)) => return Err(e.into()),
         };
-        if moved != job.size {
+        if moved != expected_size {
             tracing::warn!(
-                staged = job.size,
+                staged = expected_size,
                 moved,
                 "staged upload changed size since it was accepted"
             );
+        }
+        // Before READY: a client that sees READY can match this package's files at once.
+        match crate::pool::fill(&self.services, &package.blob_key(), moved).await {
+            Ok(added) if added > 0 => tracing::info!(added, "resource pool filled"),
+            Ok(_) => {}
+            Err(FillError::Corrupt(corrupt)) => {
+                self.discard(&package.blob_key()).await;
+                return self
+                    .fail(
+                        &package,
+                        FailureReason::InconsistentZip(corrupt.to_string()),
+                        Some(staging),
+                    )
+                    .await;
+            }
+            Err(FillError::Service(e)) => return Err(e.into()),
+            Err(FillError::Infrastructure(e)) => return Err(Retry::Read(e)),
         }
         let outcome = Outcome {
             sha1: Some(sha1),
@@ -278,7 +346,7 @@ impl Pipeline {
 
     /// Reads only the central directory, on a blocking thread (each read waits on the
     /// runtime). The local headers are checked later, in the pass that hashes the bits.
-    async fn check_zip(&self, key: &str, size: u64) -> Result<Checked, CheckError> {
+    pub(crate) async fn check_zip(&self, key: &str, size: u64) -> Result<Checked, CheckError> {
         let reader = BlobReadAt {
             blobs: self.blobs().clone(),
             key: key.to_owned(),
@@ -456,7 +524,7 @@ impl Pipeline {
     }
 }
 
-fn failure_for(problem: Problem) -> FailureReason {
+pub(crate) fn failure_for(problem: Problem) -> FailureReason {
     match problem {
         Problem::NotAZip(_) | Problem::Empty => FailureReason::InvalidZip,
         Problem::TooLarge { .. } => FailureReason::TooLarge,

@@ -101,6 +101,19 @@ impl Service {
         Self::read(req.send().await.unwrap()).await
     }
 
+    /// Like [`Client::send`], for a request whose server may die before it answers.
+    pub async fn try_send(&self, req: reqwest::RequestBuilder) -> Result<Reply, reqwest::Error> {
+        let res = req.send().await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.bytes().await?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Reply {
         self.send(self.http.get(self.url(path)).bearer_auth(token))
             .await
@@ -144,19 +157,21 @@ impl Service {
 
     /// Multipart upload with a `bits` part, as the cf CLI sends it.
     pub async fn upload(&self, guid: &str, token: &str, zip: Vec<u8>) -> Reply {
+        self.send(self.upload_request(guid, token, zip)).await
+    }
+
+    /// The multipart upload request of `zip`, as CF clients send it.
+    pub fn upload_request(&self, guid: &str, token: &str, zip: Vec<u8>) -> reqwest::RequestBuilder {
         let form = reqwest::multipart::Form::new()
             .text("resources", "[]")
             .part(
                 "bits",
                 reqwest::multipart::Part::bytes(zip).file_name("package.zip"),
             );
-        self.send(
-            self.http
-                .post(self.url(&format!("/v3/packages/{guid}/upload")))
-                .bearer_auth(token)
-                .multipart(form),
-        )
-        .await
+        self.http
+            .post(self.url(&format!("/v3/packages/{guid}/upload")))
+            .bearer_auth(token)
+            .multipart(form)
     }
 
     /// Streams a file from disk as the `bits` part.

@@ -157,12 +157,16 @@ async fn a_job_that_keeps_killing_its_worker_is_quarantined() {
     }
     let ctx = svc.ctx().await;
     let guid = svc.new_package(&ctx.app).await;
-    assert_eq!(
-        svc.upload(&guid, &svc.admin(), zips::small_app("poison"))
-            .await
-            .status,
-        200
-    );
+    let upload = svc
+        .try_send(svc.upload_request(&guid, &svc.admin(), zips::small_app("poison")))
+        .await;
+    match (svc.mode, upload) {
+        (_, Ok(reply)) => assert_eq!(reply.status, 200, "{}", reply.text()),
+        // Embedded, the job may take the process down before the answer is written: the
+        // job ran, so the upload was accepted.
+        (Mode::Embedded, Err(_)) => {}
+        (Mode::Stack, Err(e)) => panic!("the API died: {e}"),
+    }
     // Each run aborts its process once the run is counted; whatever restarts the process
     // (a supervisor, here the test) brings the job back.
     for run in 1..=2 {
@@ -529,14 +533,15 @@ async fn free_text_fields_are_bounded() {
     let r = svc.post_raw(&path, &admin, "application/json", huge).await;
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(r.json()["error_code"], "CF-MessageParseError");
-    // So a page of the largest packages stays small.
+    // So a page of the largest packages stays small (GA shows the image twice: `url` and
+    // `data.image`).
     for _ in 0..20 {
         svc.post(&path, &admin, &json!({"type": "docker", "url": longest}))
             .await;
     }
     let page = svc.get("/v3/packages?per_page=5000", &admin).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.len() < 21 * 4096, "{} bytes", page.body.len());
+    assert!(page.body.len() < 21 * 2 * 4096, "{} bytes", page.body.len());
 }
 
 // 6. Job rows leaked.

@@ -254,12 +254,12 @@ async fn show_list_and_paginate() {
 
     let bad = [
         (
-            "/v3/packages?order_by=created_at",
-            "Unknown query parameter(s): 'order_by'",
+            "/v3/packages?order_by=name",
+            "Order by can only be: 'created_at', 'updated_at'",
         ),
         (
             "/v3/packages?invalid=1&bad=2",
-            "Unknown query parameter(s): 'invalid', 'bad'",
+            "Unknown query parameter(s): 'invalid', 'bad'. Valid parameters are: 'page', 'per_page', 'order_by', 'created_ats', 'updated_ats', 'guids', 'states', 'types', 'app_guids', 'app_guid', 'space_guids', 'organization_guids', 'label_selector'",
         ),
         ("/v3/packages?page=abc", "Page is not a number"),
         ("/v3/packages?page=0", "Page must be greater than 0"),
@@ -539,7 +539,7 @@ async fn headers_request_ids_and_unknown_routes() {
         svc.get_anonymous("/v3/nothing-here").await,
         svc.send(svc.http.put(format!("{}/v3/packages", svc.base)))
             .await,
-        svc.send(svc.http.patch(format!("{}/v3/packages/x", svc.base)))
+        svc.send(svc.http.put(format!("{}/v3/packages/x", svc.base)))
             .await,
     ] {
         r.assert_error(404, 10000, "NotFound", "Unknown request");

@@ -15,7 +15,7 @@ use packages_domain::{
     BlobKey, PackageGuid, PackageState, PackageType, Principal, new_guid, staging_key,
 };
 use packages_jobs::ProcessUpload;
-use packages_storage::packages;
+use packages_storage::{metadata, packages};
 
 use crate::lookup::{require_write_role, require_write_scope};
 use crate::packages::{NOT_BITS, PackageView};
@@ -235,16 +235,23 @@ impl Services {
             .db
             .run(move |conn| {
                 let accepted = packages::accept_upload(conn, &guid, &claim, &job)?;
-                Ok((accepted, packages::find(conn, &guid)?))
+                let view = match packages::find(conn, &guid)? {
+                    Some(package) => Some(PackageView {
+                        metadata: metadata::load(conn, &guid)?,
+                        package,
+                    }),
+                    None => None,
+                };
+                Ok((accepted, view))
             })
             .await;
         match outcome {
-            Ok((true, Some(package))) => {
+            Ok((true, Some(view))) => {
                 // Tests crash here to show that a committed upload is not lost when the
                 // process dies before its job reaches the queue.
                 fail::fail_point!("upload-accepted-before-publish", |_| std::process::abort());
                 self.job_recorded();
-                self.view(package).await
+                Ok(view)
             }
             Ok((accepted, package)) => {
                 self.discard_all(&staged_keys).await;

@@ -180,6 +180,12 @@ impl Service {
                 pg = Some((admin, name));
                 env.push((env_key("database.url"), db_url));
                 env.push((env_key("database.pool_size"), "8".into()));
+                // Every API instance of a deployment shares one key (the embedded
+                // default generates its own).
+                env.push((
+                    env_key("packages.encryption_key"),
+                    packages_auth::generate_secret(),
+                ));
 
                 let broker = env_or(
                     "PACKAGES_TEST_AMQP_URL",
@@ -546,18 +552,25 @@ impl Service {
     /// The kinds of the job rows recorded for a package, read from the service's own
     /// database (SQLite file or this run's PostgreSQL database).
     pub fn job_kinds(&self, package_guid: &str) -> Vec<String> {
+        self.query_texts(&format!(
+            "SELECT kind AS value FROM jobs WHERE package_guid = {} ORDER BY kind",
+            quoted(package_guid)
+        ))
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Runs `sql` on the service's own database (SQLite file or this run's PostgreSQL
+    /// database); it must select one nullable text column named `value`.
+    pub fn query_texts(&self, sql: &str) -> Vec<Option<String>> {
         use diesel::RunQueryDsl;
         #[derive(diesel::QueryableByName)]
-        struct Kind {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            kind: String,
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            value: Option<String>,
         }
-        // The GUID comes from the service; quoting keeps the query valid whatever it is.
-        let sql = format!(
-            "SELECT kind FROM jobs WHERE package_guid = '{}' ORDER BY kind",
-            package_guid.replace('\'', "''")
-        );
-        let kinds: Vec<Kind> = match &self.pg {
+        let rows: Vec<Row> = match &self.pg {
             Some((admin, name)) => {
                 let (server, _) = admin.rsplit_once('/').unwrap();
                 let mut conn =
@@ -571,8 +584,31 @@ impl Service {
                 diesel::sql_query(sql).load(&mut conn).unwrap()
             }
         };
-        kinds.into_iter().map(|k| k.kind).collect()
+        rows.into_iter().map(|r| r.value).collect()
     }
+
+    /// The key Docker passwords are sealed with: the one configured (stack), or the one
+    /// `packages` generated under `data/` (embedded). `None` when there is none.
+    pub fn encryption_key(&self) -> Option<String> {
+        let configured = self
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == env_key("packages.encryption_key"))
+            .map(|(_, v)| v.clone());
+        match configured {
+            Some(key) if key.is_empty() => None,
+            Some(key) => Some(key),
+            None => std::fs::read_to_string(self.dir.path().join("data/encryption-key"))
+                .ok()
+                .map(|k| k.trim().to_owned()),
+        }
+    }
+}
+
+/// `text` as an SQL string literal.
+pub fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// `host:port` of a URL (the default port of the scheme if absent).

@@ -544,6 +544,48 @@ async fn free_text_fields_are_bounded() {
     assert!(page.body.len() < 21 * 2 * 4096, "{} bytes", page.body.len());
 }
 
+#[tokio::test]
+async fn a_page_of_packages_with_the_largest_metadata_is_streamed_in_bounded_memory() {
+    let svc = Service::start().await;
+    let admin = svc.admin();
+    let ctx = svc.ctx().await;
+    // 200 annotations of 5,000 characters: the most Cloud Controller's rules allow, about
+    // 1 MB per package.
+    let annotations: serde_json::Map<String, serde_json::Value> = (0..200)
+        .map(|i| (format!("note-{i}"), json!("a".repeat(5000))))
+        .collect();
+    let body = json!({
+        "type": "bits",
+        "relationships": {"app": {"data": {"guid": ctx.app}}},
+        "metadata": {"annotations": annotations},
+    });
+    const PACKAGES: usize = 60;
+    for _ in 0..PACKAGES {
+        let r = svc.post("/v3/packages", &admin, &body).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let before = peak_rss(svc.api_pid());
+    let page = svc.get("/v3/packages?per_page=5000", &admin).await;
+    assert_eq!(page.status, 200);
+    let page = page.json();
+    let resources = page["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), PACKAGES);
+    assert_eq!(
+        resources[PACKAGES - 1]["metadata"]["annotations"]["note-199"]
+            .as_str()
+            .map(str::len),
+        Some(5000)
+    );
+    // A 60 MB body, rendered ten packages at a time: the process grows by a chunk's
+    // worth, not by the page's.
+    let grown = peak_rss(svc.api_pid()).saturating_sub(before);
+    println!(
+        "listing {PACKAGES} packages of ~1 MB metadata grew peak RSS by {} MiB",
+        grown >> 20
+    );
+    assert!(grown < 40 << 20, "peak RSS grew by {} MiB", grown >> 20);
+}
+
 // 6. Job rows leaked.
 
 #[tokio::test]

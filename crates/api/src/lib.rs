@@ -8,6 +8,7 @@ mod error;
 mod middleware;
 pub mod ops;
 mod origin;
+mod package_page;
 mod presenters;
 mod routes;
 

@@ -174,23 +174,28 @@ pub fn page<'a, T, P>(
 where
     P: Fn(&Links, &T) -> Value,
 {
-    let w = &page.window;
-    let at = |n: u64| links.href(&format!("{path}?{}", page.link_query(n)));
     PageBody {
-        pagination: json!({
-            "total_results": w.total_results,
-            "total_pages": w.total_pages,
-            "first": at(w.first),
-            "last": at(w.last),
-            "next": w.next.map(at),
-            "previous": w.previous.map(at),
-        }),
+        pagination: pagination(links, path, page),
         resources: Resources {
             links,
             items: &page.resources,
             present,
         },
     }
+}
+
+/// The `pagination` object of a page whose links start with `path`.
+pub fn pagination<T>(links: &Links, path: &str, page: &Page<T>) -> Value {
+    let w = &page.window;
+    let at = |n: u64| links.href(&format!("{path}?{}", page.link_query(n)));
+    json!({
+        "total_results": w.total_results,
+        "total_pages": w.total_pages,
+        "first": at(w.first),
+        "last": at(w.last),
+        "next": w.next.map(at),
+        "previous": w.previous.map(at),
+    })
 }
 
 /// What [`page`] returns: serializes as `{"pagination": …, "resources": […]}`.

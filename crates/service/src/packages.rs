@@ -37,11 +37,12 @@ impl Deref for PackageView {
     }
 }
 
-/// A page of packages, and the app the list is nested under (the route's, or
-/// `/v3/packages?app_guid=`), which its links name.
+/// A page of packages (without their metadata, see [`Services::metadata_of`]), and the
+/// app the list is nested under (the route's, or `/v3/packages?app_guid=`), which its
+/// links name.
 #[derive(Debug, Clone)]
 pub struct PackageList {
-    pub page: Page<PackageView>,
+    pub page: Page<Package>,
     pub app_guid: Option<AppGuid>,
 }
 
@@ -326,7 +327,10 @@ impl Services {
     }
 
     /// `GET /v3/packages` and `GET /v3/apps/:guid/packages`, with GA's filters and
-    /// ordering, all applied by the database within what the caller may see.
+    /// ordering, all applied by the database within what the caller may see. The page's
+    /// metadata is not loaded here: a package may carry megabytes of annotations, so the
+    /// caller loads it a few packages at a time with [`Services::metadata_of`] while it
+    /// writes the page out.
     pub async fn list_packages(
         &self,
         principal: &Principal,
@@ -350,31 +354,34 @@ impl Services {
         };
         let visibility = visibility(principal);
         let (filter, order_by, paging) = (query.filter.clone(), query.order_by, query.page);
-        let (views, total) = self
+        let (packages, total) = self
             .db
             .run(move |conn| {
-                let (packages, total) = packages::list(
+                packages::list(
                     conn,
                     &visibility,
                     app.as_deref(),
                     &filter,
                     order_by,
                     &paging,
-                )?;
-                let guids: Vec<&str> = packages.iter().map(|p| p.guid.as_str()).collect();
-                let metadata = metadata::load_many(conn, &guids)?;
-                let views = packages
-                    .into_iter()
-                    .zip(metadata)
-                    .map(|(package, metadata)| PackageView { package, metadata })
-                    .collect::<Vec<_>>();
-                Ok((views, total))
+                )
             })
             .await?;
         Ok(PackageList {
-            page: Page::new(views, total, query.page).echoing(query.echo),
+            page: Page::new(packages, total, query.page).echoing(query.echo),
             app_guid: nested,
         })
+    }
+
+    /// The labels and annotations of these packages, in order, in one query.
+    pub async fn metadata_of(&self, guids: Vec<PackageGuid>) -> Result<Vec<Metadata>> {
+        Ok(self
+            .db
+            .run(move |conn| {
+                let guids: Vec<&str> = guids.iter().map(|g| g.as_str()).collect();
+                metadata::load_many(conn, &guids)
+            })
+            .await?)
     }
 
     /// `GET /v3/packages/:guid/droplets` (GA): staging is not this service's job, so a

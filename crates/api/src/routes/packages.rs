@@ -133,9 +133,12 @@ async fn list_page(
         Some(app) => format!("/v3/apps/{app}/packages"),
         None => "/v3/packages".to_owned(),
     };
-    let links = state.links(req);
-    let body = presenters::page(&links, &base, &list.page, presenters::package);
-    Ok(json(StatusCode::OK, &body))
+    Ok(crate::package_page::response(
+        state.links(req),
+        &base,
+        list,
+        state.services.clone(),
+    ))
 }
 
 /// `GET /v3/packages/:guid/droplets` (GA): always an empty page here.

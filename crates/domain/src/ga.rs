@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::metadata::{self, MetadataUpdate};
 use crate::package::PackageType;
-use crate::validation::{Invalid, is_blank, unknown_fields};
+use crate::validation::{Invalid, MAX_DOCKER_URL, is_blank, unknown_fields};
 
 /// Create and copy, when the app is missing or unreadable (422, not 404).
 pub const APP_INVALID: &str = "App is invalid. Ensure it exists and you have access to it.";
@@ -26,6 +26,13 @@ pub const NO_ENCRYPTION_KEY: &str =
     "Docker credentials cannot be stored: packages.encryption_key is not configured";
 /// Longest registry password, in characters (CC's `PackageModel` limit).
 pub const MAX_DOCKER_PASSWORD: usize = 5000;
+/// Longest registry user name: CC has no rule; registries' own limits are far below,
+/// and every free-text field here is bounded.
+pub const MAX_DOCKER_USERNAME: usize = 255;
+
+fn too_long_username(username: Option<&str>) -> bool {
+    username.is_some_and(|u| u.chars().count() > MAX_DOCKER_USERNAME)
+}
 
 const RELATIONSHIP_STRUCTURE: &str = "Relationships App must be structured like this: \"app: {\"data\": {\"guid\": \"valid-guid\"}}\"";
 
@@ -123,7 +130,19 @@ fn docker_data(data: Option<&Value>, errors: &mut Vec<String>) -> Option<DockerD
     if let Some(unknown) = unknown_fields(data, &["image", "username", "password"]) {
         errors.push(format!("Data {unknown}"));
     }
+    if let Some(Value::String(image)) = image
+        && image.chars().count() > MAX_DOCKER_URL
+    {
+        errors.push(format!(
+            "Data Image is too long (maximum is {MAX_DOCKER_URL} characters)"
+        ));
+    }
     let username = optional_string(data, "username", "Data Username must be a string", errors);
+    if too_long_username(username.as_deref()) {
+        errors.push(format!(
+            "Data Username is too long (maximum is {MAX_DOCKER_USERNAME} characters)"
+        ));
+    }
     let password = optional_string(data, "password", "Data Password must be a string", errors);
     match image {
         Some(Value::String(image)) => Some(DockerData {
@@ -245,6 +264,11 @@ pub fn parse_update(body: &Map<String, Value>) -> Result<UpdateRequest, Invalid>
         errors.push(unknown);
     }
     let username = optional_string(body, "username", "Username must be a string", &mut errors);
+    if too_long_username(username.as_deref()) {
+        errors.push(format!(
+            "Username is too long (maximum is {MAX_DOCKER_USERNAME} characters)"
+        ));
+    }
     let password = optional_string(body, "password", "Password must be a string", &mut errors);
     if errors.is_empty() {
         Ok(UpdateRequest {
@@ -364,6 +388,15 @@ mod tests {
             "Data Image must be a string, Data Image required"
         );
         assert_eq!(docker(json!({"image": 5})), "Data Image must be a string");
+        assert_eq!(
+            docker(json!({"image": "i".repeat(2049), "username": "u".repeat(256)})),
+            "Data Image is too long (maximum is 2048 characters), Data Username is too long (maximum is 255 characters)"
+        );
+        assert!(create(json!({"type": "docker", "relationships": rel(), "data": {"image": "i".repeat(2048), "username": "u".repeat(255)}})).is_ok());
+        assert_eq!(
+            update_errors(json!({"username": "u".repeat(256)})),
+            "Username is too long (maximum is 255 characters)"
+        );
         assert_eq!(docker(json!({"image": "  "})), "Data Image required");
         assert_eq!(
             docker(json!({"image": "x", "birthday": 1, "colour": 2})),

@@ -165,6 +165,91 @@ pub fn write_large_zip(path: &Path, size: u64) -> String {
     sha1_of_file(path)
 }
 
+/// One file of a zip written by [`write_random_files_zip`].
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    pub name: String,
+    pub sha1: String,
+    pub size: u64,
+}
+
+/// Writes a zip of `count` stored files of `size` incompressible bytes each
+/// (`file-00000.bin`, …), streaming, each local header's CRC patched in afterwards.
+/// Returns the files' names, SHA-1s and sizes. Keeps to 32-bit sizes and offsets.
+pub fn write_random_files_zip(path: &Path, count: usize, size: u64) -> Vec<WrittenFile> {
+    use rand::RngCore;
+    let mut file = std::fs::File::create(path).unwrap();
+    let mut rng = rand::rng();
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut written = Vec::with_capacity(count);
+    let mut central = Vec::new();
+    let mut offset = 0u64;
+    let mut crc_positions = Vec::with_capacity(count);
+    {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+        for i in 0..count {
+            let name = format!("file-{i:05}.bin");
+            let mut header = Vec::new();
+            header.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+            header.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            header.extend_from_slice(&[0, 0, 0, 0]); // CRC, patched below
+            header.extend_from_slice(&u32le(size));
+            header.extend_from_slice(&u32le(size));
+            header.extend_from_slice(&u16le(name.len()));
+            header.extend_from_slice(&[0, 0]);
+            header.extend_from_slice(name.as_bytes());
+            out.write_all(&header).unwrap();
+            let mut crc = crc32fast::Hasher::new();
+            let mut sha1 = sha1::Sha1::new();
+            let mut left = size;
+            while left > 0 {
+                let n = usize::try_from(left.min(chunk.len() as u64)).unwrap();
+                rng.fill_bytes(&mut chunk[..n]);
+                crc.update(&chunk[..n]);
+                sha1.update(&chunk[..n]);
+                out.write_all(&chunk[..n]).unwrap();
+                left -= n as u64;
+            }
+            let crc = crc.finalize();
+            crc_positions.push((offset + 14, crc));
+            central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+            central.extend_from_slice(&[20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            central.extend_from_slice(&crc.to_le_bytes());
+            central.extend_from_slice(&u32le(size));
+            central.extend_from_slice(&u32le(size));
+            central.extend_from_slice(&u16le(name.len()));
+            central.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+            central.extend_from_slice(&(0o100644u32 << 16).to_le_bytes());
+            central.extend_from_slice(&u32le(offset));
+            central.extend_from_slice(name.as_bytes());
+            offset += header.len() as u64 + size;
+            written.push(WrittenFile {
+                name,
+                sha1: hex::encode(sha1.finalize()),
+                size,
+            });
+        }
+        out.write_all(&central).unwrap();
+        let entries = u16::try_from(count).unwrap_or(u16::MAX);
+        let mut end = Vec::new();
+        end.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        end.extend_from_slice(&[0, 0, 0, 0]);
+        end.extend_from_slice(&entries.to_le_bytes());
+        end.extend_from_slice(&entries.to_le_bytes());
+        end.extend_from_slice(&u32le(central.len() as u64));
+        end.extend_from_slice(&u32le(offset));
+        end.extend_from_slice(&[0, 0]);
+        out.write_all(&end).unwrap();
+        out.flush().unwrap();
+    }
+    for (position, crc) in crc_positions {
+        file.seek(SeekFrom::Start(position)).unwrap();
+        file.write_all(&crc.to_le_bytes()).unwrap();
+    }
+    file.sync_all().unwrap();
+    written
+}
+
 pub fn sha1_of_file(path: &Path) -> String {
     use std::io::Read;
     let mut file = std::fs::File::open(path).unwrap();

@@ -17,6 +17,9 @@ const MIB: u64 = 1 << 20;
 
 struct Plan {
     quick: bool,
+    /// Pool files of the assembly benchmark, and the size of each.
+    assembly_files: (usize, u64),
+    match_runs: usize,
     upload_sizes: Vec<u64>,
     big_embedded: u64,
     wrk_duration: &'static str,
@@ -29,6 +32,8 @@ impl Plan {
         if quick {
             Plan {
                 quick,
+                assembly_files: (8, 8 * MIB),
+                match_runs: 5,
                 upload_sizes: vec![64 * MIB],
                 big_embedded: 256 * MIB,
                 wrk_duration: "3s",
@@ -38,6 +43,8 @@ impl Plan {
         } else {
             Plan {
                 quick,
+                assembly_files: (8, 64 * MIB),
+                match_runs: 21,
                 upload_sizes: vec![64 * MIB, 512 * MIB],
                 big_embedded: 1024 * MIB,
                 wrk_duration: "10s",
@@ -346,6 +353,142 @@ async fn drain(workers: usize, count: usize) -> (f64, f64) {
     (count as f64 / elapsed, cpu_busy(&cpu_before, &cpu_times()))
 }
 
+/// Polls a package until it leaves PROCESSING_UPLOAD; it must end READY.
+async fn wait_ready(svc: &Service, guid: &str) {
+    loop {
+        let p = svc.package(guid).await;
+        if p["state"] != "PROCESSING_UPLOAD" {
+            assert_eq!(p["state"], "READY", "{p}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn fingerprints(files: &[zips::WrittenFile]) -> serde_json::Value {
+    files
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "checksum": {"value": f.sha1},
+                "size_in_bytes": f.size,
+                "path": format!("pooled/{}", f.name),
+                "mode": "644",
+            })
+        })
+        .collect()
+}
+
+/// GA resource matching: the time to match 5,000 fingerprints against a pool holding
+/// them (embedded), and the memory of assembling a package from pool files.
+async fn resource_matching(plan: &Plan, scratch: &Path, report: &mut String) {
+    writeln!(report, "\n## Resource matching (GA)\n").unwrap();
+    // 5,000 small files, pooled by a first upload (the pool takes any size here).
+    let svc = Service::start_with(
+        options(Mode::Embedded, 1)
+            .with("resource_pool.minimum_size", 1)
+            .with("resource_pool.maximum_size", 1 << 20),
+    )
+    .await;
+    let ctx = svc.ctx().await;
+    let path = scratch.join("many.zip");
+    let files = zips::write_random_files_zip(&path, 5000, 256);
+    let guid = svc.new_package(&ctx.app).await;
+    let r = svc.upload_file(&guid, &svc.admin(), &path).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_ready(&svc, &guid).await;
+    let body = serde_json::json!({ "resources": fingerprints(&files) });
+    let mut times = Vec::with_capacity(plan.match_runs);
+    for _ in 0..plan.match_runs {
+        let started = Instant::now();
+        let r = svc.post("/v3/resource_matches", &svc.admin(), &body).await;
+        times.push(started.elapsed());
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.json()["resources"].as_array().map(Vec::len), Some(5000));
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    let worst = times[times.len() - 1];
+    let line = format!(
+        "`POST /v3/resource_matches` with 5,000 fingerprints, all pooled (embedded, {} runs, measured by the client over HTTP): median {:.1} ms, slowest {:.1} ms.\n",
+        plan.match_runs,
+        median.as_secs_f64() * 1000.0,
+        worst.as_secs_f64() * 1000.0
+    );
+    println!("{line}");
+    writeln!(report, "{line}").unwrap();
+    drop(svc);
+    let _ = std::fs::remove_file(&path);
+
+    // A package assembled from pool files: the pool is filled by a first package, the
+    // processes restarted (so peak RSS is the assembly's alone), then a second package
+    // uploads one small file and names the pooled ones.
+    let (count, each) = plan.assembly_files;
+    writeln!(report, "A package assembled from {count} pooled files of {} ({} in all) and one uploaded file; upload→READY and peak RSS (VmHWM) of each process since a restart before the assembly:\n", mib(each), mib(each * count as u64)).unwrap();
+    writeln!(report, "| backend | upload→READY | peak RSS |").unwrap();
+    writeln!(report, "| --- | --- | --- |").unwrap();
+    let path = scratch.join("pooled.zip");
+    let files = zips::write_random_files_zip(&path, count, each);
+    for mode in [Mode::Stack, Mode::Embedded] {
+        let mut svc = Service::start_with(options(mode, 1)).await;
+        let ctx = svc.ctx().await;
+        let first = svc.new_package(&ctx.app).await;
+        let r = svc.upload_file(&first, &svc.admin(), &path).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        wait_ready(&svc, &first).await;
+        svc.kill_api();
+        svc.start_api(&[]).await;
+        if mode == Mode::Stack {
+            svc.kill_worker(0);
+            svc.start_worker().await;
+        }
+        let second = svc.new_package(&ctx.app).await;
+        let form = reqwest::multipart::Form::new()
+            .text("resources", fingerprints(&files).to_string())
+            .part(
+                "bits",
+                reqwest::multipart::Part::bytes(zips::small_app("assembled"))
+                    .file_name("package.zip"),
+            );
+        let started = Instant::now();
+        let r = svc
+            .send(
+                svc.http
+                    .post(format!("{}/v3/packages/{second}/upload", svc.base))
+                    .bearer_auth(svc.admin())
+                    .multipart(form),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        wait_ready(&svc, &second).await;
+        let to_ready = started.elapsed();
+        let mut rss = vec![(
+            match mode {
+                Mode::Embedded => "packages",
+                Mode::Stack => "packages-api",
+            },
+            peak_rss(svc.api_pid()),
+        )];
+        rss.extend(
+            svc.worker_pids()
+                .into_iter()
+                .map(|pid| ("packages-worker", peak_rss(pid))),
+        );
+        let rss: Vec<String> = rss
+            .iter()
+            .map(|(who, bytes)| format!("{who} {}", mib(*bytes)))
+            .collect();
+        let backend = match mode {
+            Mode::Stack => "stack",
+            Mode::Embedded => "embedded",
+        };
+        let line = format!("| {backend} | {} | {} |", seconds(to_ready), rss.join(", "));
+        println!("{line}");
+        writeln!(report, "{line}").unwrap();
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 fn bin_dir() -> PathBuf {
     std::env::var("PACKAGES_TEST_BIN_DIR")
         .map(PathBuf::from)
@@ -496,6 +639,8 @@ async fn main() {
         }
     }
     drop(svc);
+
+    resource_matching(&plan, scratch.path(), &mut report).await;
 
     // Scale-out.
     writeln!(report, "\n## Scale-out\n").unwrap();

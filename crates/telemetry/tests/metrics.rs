@@ -128,6 +128,9 @@ fn label_values_match_the_domain() {
         FailureReason::CopyFailed(String::new()),
         FailureReason::TimedOut { seconds: 1 },
         FailureReason::GaveUp(String::new()),
+        FailureReason::UnsafeResource(String::new()),
+        FailureReason::UnknownResource(String::new()),
+        FailureReason::ResourceChecksum,
         FailureReason::Crashed { runs: 1 },
     ];
     let labels: Vec<&str> = reasons.iter().map(FailureReason::label).collect();

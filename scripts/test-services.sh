@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with the services the tests need: PostgreSQL and RabbitMQ (started if
 # they are installed but not running) and an S3 server (s3s-fs, built once into .tools/
-# and started on a free port for this run only). Exports PACKAGES_TEST_* for the tests.
+# and started on a free port for this run only), and the PyPI client cloudfoundry-client
+# (installed once into .tools/venv by python-client.sh). Exports PACKAGES_TEST_* for the tests.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +40,8 @@ free_port() {
 ensure_postgres
 ensure_rabbitmq
 ensure_s3s
+PACKAGES_TEST_PYTHON="${PACKAGES_TEST_PYTHON:-$("$root/scripts/python-client.sh")}"
+export PACKAGES_TEST_PYTHON
 
 data=$(mktemp -d "${TMPDIR:-/tmp}/packages-s3.XXXXXX")
 port=$(free_port)

@@ -35,6 +35,12 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ParseError> {
     }
 }
 
+/// Parses a GA request body that must be an object. GA names no parser detail: anything
+/// that is not a JSON object is `invalid request body`.
+pub fn parse_ga_object(body: &[u8]) -> Result<Map<String, Value>, ParseError> {
+    parse_object(body).map_err(|_| ParseError("invalid request body".into()))
+}
+
 /// `Unknown field(s): 'a', 'b'` for the keys of `body` not in `allowed`, in body order.
 pub fn unknown_fields(body: &Map<String, Value>, allowed: &[&str]) -> Option<String> {
     let unknown: Vec<String> = body
@@ -241,6 +247,11 @@ mod tests {
     fn bodies_must_be_json_objects() {
         assert_eq!(parse_object(b"").unwrap_err().0, "invalid request body");
         assert_eq!(parse_object(b"[1]").unwrap_err().0, "invalid request body");
+        assert_eq!(
+            parse_ga_object(b"{x").unwrap_err().0,
+            "invalid request body"
+        );
+        assert!(parse_ga_object(b"{}").is_ok());
         assert_eq!(
             parse_object(b"\"x\"").unwrap_err().0,
             "invalid request body"

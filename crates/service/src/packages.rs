@@ -68,6 +68,10 @@ fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>>
     validation::parse_object(body).map_err(|e| ServiceError::Unparsable(e.0))
 }
 
+fn parse_ga_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    validation::parse_ga_object(body).map_err(|e| ServiceError::Unparsable(e.0))
+}
+
 /// A lookup that misses is a 422 with `text` (GA create and copy), not a 404.
 fn invalid_if_missing<T>(found: Result<T>, text: &str) -> Result<T> {
     match found {
@@ -108,7 +112,7 @@ impl Services {
         body: &[u8],
     ) -> Result<PackageView> {
         require_write_scope(principal)?;
-        let request = ga::parse_create(&parse_body(body)?)?;
+        let request = ga::parse_create(&parse_ga_body(body)?)?;
         let app_guid = AppGuid::from(request.app_guid.unwrap_or_default());
         let (app, membership) =
             invalid_if_missing(self.readable_app(principal, &app_guid).await, APP_INVALID)?;
@@ -203,7 +207,7 @@ impl Services {
         request_id: &str,
     ) -> Result<PackageView> {
         require_write_scope(principal)?;
-        let app_guid = AppGuid::from(ga::copy_app_guid(&parse_body(body)?).unwrap_or_default());
+        let app_guid = AppGuid::from(ga::copy_app_guid(&parse_ga_body(body)?).unwrap_or_default());
         let (app, app_membership) =
             invalid_if_missing(self.readable_app(principal, &app_guid).await, APP_INVALID)?;
         require_write_role(principal, &app_membership)?;
@@ -261,7 +265,7 @@ impl Services {
         body: &[u8],
     ) -> Result<PackageView> {
         require_write_scope(principal)?;
-        let request = ga::parse_update(&parse_body(body)?)?;
+        let request = ga::parse_update(&parse_ga_body(body)?)?;
         let (package, membership) = self.readable_package(principal, guid).await?;
         // Cloud Controller refuses credentials for bits before it checks the role.
         if package.package_type == PackageType::Bits && request.changes_credentials() {

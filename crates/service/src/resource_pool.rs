@@ -41,7 +41,7 @@ impl Services {
         body: &[u8],
     ) -> Result<Vec<ResourceMatch>> {
         require_write_scope(principal)?;
-        let body = validation::parse_object(body).map_err(|e| ServiceError::Unparsable(e.0))?;
+        let body = validation::parse_ga_object(body).map_err(|e| ServiceError::Unparsable(e.0))?;
         let wanted = resources::resource_matches(&body)?;
         let bounds = self.policy.resource_pool;
         // Only sizes the pool takes can match; the others need no lookup.

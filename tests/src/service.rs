@@ -80,11 +80,20 @@ pub struct Options {
     pub defer_start: bool,
     /// The backend to run on, instead of `PACKAGES_TEST_BACKEND` (benchmarks run both).
     pub mode: Option<Mode>,
+    /// Configuration keys the harness would set that this run leaves unset.
+    pub unset: Vec<String>,
 }
 
 impl Options {
     pub fn with(mut self, key: &str, value: impl ToString) -> Self {
         self.settings.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Leaves `key` unset even where the harness sets it for every run (e.g.
+    /// `packages.encryption_key` on the stack).
+    pub fn without(mut self, key: &str) -> Self {
+        self.unset.push(env_key(key));
         self
     }
 }
@@ -237,6 +246,7 @@ impl Service {
         for (key, value) in &options.settings {
             env.push((env_key(key), value.clone()));
         }
+        env.retain(|(key, _)| !options.unset.contains(key));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             // Below the server's keep-alive (5 s), so an idle pooled connection is never

@@ -198,8 +198,7 @@ async fn assert_failed_count(svc: &Service, reason: &str, expected: f64) {
 }
 
 // ---------------------------------------------------------------------------------------
-// A minimal zip reader (central directory, stored and deflated entries) to look inside
-// downloaded packages.
+// Looking inside downloaded packages.
 
 #[derive(Debug)]
 struct ZipEntry {
@@ -209,234 +208,22 @@ struct ZipEntry {
     data: Vec<u8>,
 }
 
-fn le16(b: &[u8], at: usize) -> usize {
-    usize::from(u16::from_le_bytes([b[at], b[at + 1]]))
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
+/// Every entry of `zip`, in central-directory order, read whole (CRC-32 checked).
 fn read_zip(zip: &[u8]) -> Vec<ZipEntry> {
-    let end = (0..=zip.len() - 22)
-        .rev()
-        .find(|&i| zip[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
-        .expect("end of central directory");
-    let count = le16(zip, end + 10);
-    let mut at = le32(zip, end + 16) as usize;
-    assert_ne!(count, 0xFFFF, "no Zip64 expected in a small package");
-    let mut entries = Vec::new();
-    for _ in 0..count {
-        assert_eq!(le32(zip, at), 0x0201_4b50, "central directory header");
-        let method = le16(zip, at + 10);
-        let crc = le32(zip, at + 16);
-        let compressed = le32(zip, at + 20) as usize;
-        let size = le32(zip, at + 24) as usize;
-        let name_len = le16(zip, at + 28);
-        let extra_len = le16(zip, at + 30);
-        let comment_len = le16(zip, at + 32);
-        let external = le32(zip, at + 38);
-        let local = le32(zip, at + 42) as usize;
-        let name = String::from_utf8(zip[at + 46..at + 46 + name_len].to_vec()).unwrap();
-        at += 46 + name_len + extra_len + comment_len;
-
-        assert_eq!(le32(zip, local), 0x0403_4b50, "local header of {name}");
-        let start = local + 30 + le16(zip, local + 26) + le16(zip, local + 28);
-        let raw = &zip[start..start + compressed];
-        let data = match method {
-            0 => raw.to_vec(),
-            8 => inflate(raw),
-            other => panic!("{name}: unexpected method {other}"),
-        };
-        assert_eq!(data.len(), size, "size of {name}");
-        assert_eq!(crc32fast::hash(&data), crc, "CRC-32 of {name}");
-        entries.push(ZipEntry {
-            name,
-            mode: external >> 16,
-            data,
-        });
-    }
-    entries
-}
-
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-    buf: u32,
-    count: u32,
-}
-
-impl Bits<'_> {
-    fn take(&mut self, n: u32) -> u32 {
-        while self.count < n {
-            self.buf |= u32::from(self.data[self.pos]) << self.count;
-            self.pos += 1;
-            self.count += 8;
-        }
-        let value = self.buf & ((1u32 << n) - 1);
-        self.buf = self.buf.checked_shr(n).unwrap_or(0);
-        self.count -= n;
-        value
-    }
-}
-
-/// A canonical Huffman code: how many codes of each length, symbols in code order.
-struct Huffman {
-    counts: [i32; 16],
-    symbols: Vec<u16>,
-}
-
-impl Huffman {
-    fn new(lengths: &[u8]) -> Huffman {
-        let mut counts = [0i32; 16];
-        for &l in lengths {
-            counts[usize::from(l)] += 1;
-        }
-        let mut offsets = [0usize; 16];
-        for len in 1..15 {
-            offsets[len + 1] = offsets[len] + counts[len] as usize;
-        }
-        let mut symbols = vec![0u16; lengths.len()];
-        for (symbol, &l) in lengths.iter().enumerate() {
-            if l != 0 {
-                symbols[offsets[usize::from(l)]] = u16::try_from(symbol).unwrap();
-                offsets[usize::from(l)] += 1;
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut file = archive.by_index(i).unwrap();
+            let mut data = Vec::new();
+            file.read_to_end(&mut data).unwrap();
+            ZipEntry {
+                name: file.name().unwrap().into_owned(),
+                mode: file.unix_mode().unwrap_or(0),
+                data,
             }
-        }
-        Huffman { counts, symbols }
-    }
-
-    fn decode(&self, bits: &mut Bits<'_>) -> usize {
-        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
-        for len in 1..16 {
-            code |= bits.take(1) as i32;
-            let count = self.counts[len];
-            if code - count < first {
-                return usize::from(self.symbols[(index + code - first) as usize]);
-            }
-            index += count;
-            first = (first + count) << 1;
-            code <<= 1;
-        }
-        panic!("invalid Huffman code");
-    }
-}
-
-const LENGTH_BASE: [usize; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
-    163, 195, 227, 258,
-];
-const LENGTH_EXTRA: [u32; 29] = [
-    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
-];
-const DISTANCE_BASE: [usize; 30] = [
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
-];
-const DISTANCE_EXTRA: [u32; 30] = [
-    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
-    13,
-];
-
-/// Raw deflate (RFC 1951), enough for checking what a package holds.
-fn inflate(data: &[u8]) -> Vec<u8> {
-    let mut bits = Bits {
-        data,
-        pos: 0,
-        buf: 0,
-        count: 0,
-    };
-    let mut out = Vec::new();
-    loop {
-        let last = bits.take(1) == 1;
-        match bits.take(2) {
-            0 => {
-                // Stored: skip to the byte boundary (the bits left belong to the last
-                // byte read).
-                bits.buf = 0;
-                bits.count = 0;
-                let at = bits.pos;
-                let len = le16(data, at);
-                assert_eq!(len ^ le16(data, at + 2), 0xFFFF, "stored block length");
-                out.extend_from_slice(&data[at + 4..at + 4 + len]);
-                bits.pos = at + 4 + len;
-            }
-            1 => {
-                let mut lengths = [8u8; 288];
-                lengths[144..256].fill(9);
-                lengths[256..280].fill(7);
-                inflate_block(
-                    &mut bits,
-                    &mut out,
-                    &Huffman::new(&lengths),
-                    &Huffman::new(&[5u8; 30]),
-                );
-            }
-            2 => {
-                let literals = bits.take(5) as usize + 257;
-                let distances = bits.take(5) as usize + 1;
-                let code_lengths = bits.take(4) as usize + 4;
-                const ORDER: [usize; 19] = [
-                    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
-                ];
-                let mut cl = [0u8; 19];
-                for &i in &ORDER[..code_lengths] {
-                    cl[i] = u8::try_from(bits.take(3)).unwrap();
-                }
-                let cl = Huffman::new(&cl);
-                let mut lengths = Vec::with_capacity(literals + distances);
-                while lengths.len() < literals + distances {
-                    let symbol = cl.decode(&mut bits);
-                    match symbol {
-                        0..=15 => lengths.push(u8::try_from(symbol).unwrap()),
-                        16 => {
-                            let previous = *lengths.last().expect("a length to repeat");
-                            let n = 3 + bits.take(2) as usize;
-                            lengths.extend(std::iter::repeat_n(previous, n));
-                        }
-                        17 => {
-                            let n = 3 + bits.take(3) as usize;
-                            lengths.extend(std::iter::repeat_n(0, n));
-                        }
-                        _ => {
-                            let n = 11 + bits.take(7) as usize;
-                            lengths.extend(std::iter::repeat_n(0, n));
-                        }
-                    }
-                }
-                inflate_block(
-                    &mut bits,
-                    &mut out,
-                    &Huffman::new(&lengths[..literals]),
-                    &Huffman::new(&lengths[literals..]),
-                );
-            }
-            _ => panic!("invalid deflate block type"),
-        }
-        if last {
-            return out;
-        }
-    }
-}
-
-fn inflate_block(bits: &mut Bits<'_>, out: &mut Vec<u8>, lit: &Huffman, dist: &Huffman) {
-    loop {
-        let symbol = lit.decode(bits);
-        if symbol < 256 {
-            out.push(u8::try_from(symbol).unwrap());
-        } else if symbol == 256 {
-            return;
-        } else {
-            let i = symbol - 257;
-            let len = LENGTH_BASE[i] + bits.take(LENGTH_EXTRA[i]) as usize;
-            let d = dist.decode(bits);
-            let distance = DISTANCE_BASE[d] + bits.take(DISTANCE_EXTRA[d]) as usize;
-            let from = out.len() - distance;
-            for k in 0..len {
-                out.push(out[from + k]);
-            }
-        }
-    }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -742,6 +742,19 @@ async fn parameter_errors_have_exact_texts_in_order_on_both_routes() {
     );
 }
 
+async fn created_at(svc: &Service, guid: &str) -> String {
+    s(&svc.package(guid).await["created_at"])
+}
+
+async fn delete_all(svc: &Service, guids: &[&String]) {
+    for guid in guids {
+        let r = svc
+            .delete(&format!("/v3/packages/{guid}"), &svc.admin())
+            .await;
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+}
+
 /// A package's times as the lists see them.
 #[derive(Debug, Clone)]
 struct Times {
@@ -799,33 +812,69 @@ async fn ordering_and_timestamp_filters_treat_a_null_updated_at_as_created_at() 
 
     // Three seconds: x1 and x2 in the first; in the second y1, then packages until one
     // (y2) has a smaller guid, so that the guid breaks their tie against creation order,
-    // then y3 in another app; in the third z1 is created and x1's credentials change.
-    let x1 = s(&docker(&svc, &ctx.app).await["guid"]);
-    let x2 = svc.new_package(&elsewhere.app).await;
-    let first = s(&svc.package(&x2).await["created_at"]);
-    until_after(&svc, &first).await;
-    let y1 = s(&docker(&svc, &ctx.app).await["guid"]);
-    let mut between = Vec::new();
-    let y2 = loop {
-        let guid = svc.new_package(&ctx.app).await;
-        if guid < y1 {
-            break guid;
-        }
-        between.push(guid);
-        assert!(between.len() < 40, "no guid below {y1} in {between:?}");
+    // then y3 in another app; in the third z1 is created and x1's credentials change
+    // (its updated_at). A group that straddles a second boundary (a slow machine) is
+    // deleted and made again.
+    let mut attempts = 0;
+    let mut retry = |group: &[&String]| {
+        attempts += 1;
+        assert!(attempts < 8, "no group within one second: {group:?}");
     };
-    let y3 = svc.new_package(&elsewhere.app).await;
-    let second = s(&svc.package(&y3).await["created_at"]);
-    until_after(&svc, &second).await;
-    let r = patch(
-        &svc,
-        &x1,
-        &admin,
-        &json!({"username": "deployer", "password": "s3cret"}),
-    )
-    .await;
-    assert!(!r.json()["updated_at"].is_null(), "{}", r.text());
-    let z1 = svc.new_package(&ctx.app).await;
+    let (x1, x2) = loop {
+        let x1 = s(&docker(&svc, &ctx.app).await["guid"]);
+        let x2 = svc.new_package(&elsewhere.app).await;
+        if created_at(&svc, &x1).await == created_at(&svc, &x2).await {
+            break (x1, x2);
+        }
+        delete_all(&svc, &[&x1, &x2]).await;
+        retry(&[&x1, &x2]);
+    };
+    let s1 = created_at(&svc, &x1).await;
+    let (y1, between, y2, y3) = loop {
+        until_after(&svc, &s1).await;
+        let y1 = s(&docker(&svc, &ctx.app).await["guid"]);
+        let mut between = Vec::new();
+        let y2 = loop {
+            let guid = svc.new_package(&ctx.app).await;
+            if guid < y1 {
+                break guid;
+            }
+            between.push(guid);
+            assert!(between.len() < 40, "no guid below {y1} in {between:?}");
+        };
+        let y3 = svc.new_package(&elsewhere.app).await;
+        let mut group = vec![&y1, &y2, &y3];
+        group.extend(&between);
+        let mut seconds = Vec::new();
+        for guid in &group {
+            seconds.push(created_at(&svc, guid).await);
+        }
+        seconds.dedup();
+        if seconds.len() == 1 {
+            break (y1, between, y2, y3);
+        }
+        delete_all(&svc, &group).await;
+        retry(&group);
+    };
+    let s2 = created_at(&svc, &y1).await;
+    until_after(&svc, &s2).await;
+    let z1 = loop {
+        let password = format!("s3cret-{}", uuid::Uuid::new_v4());
+        let r = patch(
+            &svc,
+            &x1,
+            &admin,
+            &json!({"username": "deployer", "password": password}),
+        )
+        .await;
+        let updated = s(&r.json()["updated_at"]);
+        let z1 = svc.new_package(&ctx.app).await;
+        if created_at(&svc, &z1).await == updated {
+            break z1;
+        }
+        delete_all(&svc, &[&z1]).await;
+        retry(&[&x1, &z1]);
+    };
     let mut creation = vec![&x1, &x2, &y1];
     creation.extend(&between);
     creation.extend([&y2, &y3, &z1]);

@@ -174,19 +174,6 @@ async fn multipart_form_rules() {
     svc.send(svc.http.post(&url).bearer_auth(&admin).multipart(form))
         .await
         .assert_error(422, 10008, "UnprocessableEntity", "Unknown field(s): 'foo'");
-    let form = reqwest::multipart::Form::new()
-        .text("resources", r#"[{"path":"a","size_in_bytes":1,"checksum":{"value":"a9993e364706816aba3e25717850c26c9cd0d89d"}}]"#)
-        .part("bits", reqwest::multipart::Part::bytes(zips::small_app("x")).file_name("a.zip"));
-    let r = svc
-        .send(svc.http.post(&url).bearer_auth(&admin).multipart(form))
-        .await;
-    assert_eq!(r.status, 422);
-    assert!(
-        r.json()["errors"][0]["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("Resources must be an empty list")
-    );
     assert_eq!(svc.package(&guid).await["state"], "AWAITING_UPLOAD");
     assert_nothing_staged(&svc).await;
 

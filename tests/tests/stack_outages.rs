@@ -132,7 +132,7 @@ async fn messages_of_an_unknown_version_are_dead_lettered() {
     })
     .await
     .unwrap();
-    let future = serde_json::json!({"version": 2, "job_id": uuid::Uuid::new_v4(), "package_guid": "x", "request_id": "r", "kind": "teleport", "args": {}});
+    let future = serde_json::json!({"version": 3, "job_id": uuid::Uuid::new_v4(), "package_guid": "x", "request_id": "r", "kind": "teleport", "args": {}});
     queue
         .publish(serde_json::to_vec(&future).unwrap())
         .await
@@ -151,7 +151,7 @@ async fn messages_of_an_unknown_version_are_dead_lettered() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(svc.worker_logs().contains("version 2 is not supported"));
+    assert!(svc.worker_logs().contains("version 3 is not supported"));
 }
 
 #[tokio::test]

@@ -383,7 +383,12 @@ impl Blobstore for LocalBlobstore {
             if src == dest {
                 return Ok(());
             }
-            install(&src, &dest).map_err(|e| not_found_or(&from, e))?;
+            // Missing only if the source went away; anything else is the destination's
+            // trouble (a file where its directory must go), which is no missing blob.
+            install(&src, &dest).map_err(|e| match src.exists() {
+                false => BlobError::NotFound(from.clone()),
+                true => BlobError::Io(e),
+            })?;
             prune_empty_parents(&root, &src);
             Ok(())
         })
@@ -682,6 +687,17 @@ mod tests {
         assert_eq!(store.size("x").await.unwrap(), None);
         store.delete("dir").await.unwrap();
         assert_eq!(store.size("dir/inside").await.unwrap(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_blocked_destination_is_no_missing_source() {
+        let (_dir, store) = store();
+        put(&store, "staging/a", b"hello").await;
+        put(&store, "ab", b"a file where a directory must go").await;
+        let err = store.rename("staging/a", "ab/cd/x").await.unwrap_err();
+        assert!(!err.is_not_found(), "{err}");
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(store.size("staging/a").await.unwrap(), Some(5));
     }
 
     #[tokio::test]

@@ -2,8 +2,7 @@
 //! conditional update, and a job for a package that is already finished or gone is
 //! acknowledged and ignored.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use packages_blobstore::{BlobError, Blobstore};
@@ -52,7 +51,7 @@ impl Retry {
     }
 }
 
-/// Why moving the bits stopped.
+/// Why the pass over the bits stopped.
 #[derive(Debug)]
 pub(crate) enum Moved {
     /// The zip is at fault: its local headers disagree with its central directory.
@@ -66,15 +65,7 @@ impl From<BlobError> for Moved {
     }
 }
 
-/// What the pass that moves the bits computes and checks along the way.
-struct Pass {
-    digests: Digests,
-    /// `None` once finished or refused.
-    local_headers: Option<LocalHeaders>,
-    refused: Option<Problem>,
-}
-
-/// SHA-1 and SHA-256 computed in the pass that moves the bits.
+/// SHA-1 and SHA-256 computed in the pass that reads the bits.
 #[derive(Clone)]
 struct Digests {
     sha1: sha1::Sha1,
@@ -246,10 +237,17 @@ impl Pipeline {
         expected_size: u64,
     ) -> Result<Done, Retry> {
         let package = package.clone();
-        let Some(size) = self.blobs().size(staging).await? else {
-            return self.staged_bits_missing(&package).await;
+        let bits_key = package.blob_key();
+        // The checked bits become the package's by rename. An attempt that died after
+        // the rename left them at the package's key: a retry checks them there.
+        let (source, size) = match self.blobs().size(staging).await? {
+            Some(size) => (staging, size),
+            None => match self.blobs().size(&bits_key).await? {
+                Some(size) => (bits_key.as_str(), size),
+                None => return self.staged_bits_missing(&package).await,
+            },
         };
-        let local_headers = match self.check_zip(staging, size).await {
+        let local_headers = match self.check_zip(source, size).await {
             Ok(checked) => {
                 tracing::info!(
                     entries = checked.summary.entries,
@@ -259,6 +257,7 @@ impl Pipeline {
                 checked.local_headers
             }
             Err(CheckError::Invalid(problem)) => {
+                self.discard(source).await;
                 return self
                     .fail(&package, failure_for(problem), Some(staging))
                     .await;
@@ -267,13 +266,10 @@ impl Pipeline {
         };
         // Tests pause here to cut the blobstore between the check and the move.
         fail::fail_point!("worker-before-move");
-        let (sha1, sha256, moved) = match self
-            .move_hashing(staging, &package.blob_key(), size, local_headers)
-            .await
-        {
+        let (sha1, sha256, moved) = match self.hash_checking(source, local_headers).await {
             Ok(done) => done,
             Err(Moved::Refused(problem)) => {
-                self.discard(&package.blob_key()).await;
+                self.discard(source).await;
                 return self
                     .fail(&package, failure_for(problem), Some(staging))
                     .await;
@@ -283,6 +279,15 @@ impl Pipeline {
             }
             Err(Moved::Blob(e)) => return Err(e.into()),
         };
+        // Read once, written never again: a rename on local disk, a server-side move on
+        // S3 (its write happens inside the S3 server).
+        if bits_key != source {
+            match self.blobs().rename(source, &bits_key).await {
+                Ok(()) => {}
+                Err(BlobError::NotFound(_)) => return self.staged_bits_missing(&package).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
         if moved != expected_size {
             tracing::warn!(
                 staged = expected_size,
@@ -365,59 +370,27 @@ impl Pipeline {
             .map_err(|e| CheckError::Io(std::io::Error::other(e.to_string())))?
     }
 
-    /// Streams the `size` bytes of `from` into `to`, hashing every byte and checking the
-    /// local headers on the way: one read of the bits, one write, nothing held in memory.
-    /// A local header at odds with the central directory stops the write.
-    async fn move_hashing(
+    /// Reads the bits at `key` once, hashing every byte and checking the local headers on
+    /// the way; nothing is written and nothing held in memory. A local header at odds
+    /// with the central directory stops the read.
+    async fn hash_checking(
         &self,
-        from: &str,
-        to: &str,
-        size: u64,
-        local_headers: LocalHeaders,
+        key: &str,
+        mut local_headers: LocalHeaders,
     ) -> Result<(String, String, u64), Moved> {
-        let pass = Arc::new(Mutex::new(Pass {
-            digests: Digests::new(),
-            local_headers: Some(local_headers),
-            refused: None,
-        }));
-        let moved = Arc::new(AtomicU64::new(0));
-        let (seen, counted, metrics) = (pass.clone(), moved.clone(), self.metrics.clone());
-        let checked = self.blobs().read(from).await?.map(move |chunk| {
+        let mut digests = Digests::new();
+        let mut read = 0u64;
+        let mut chunks = self.blobs().read(key).await?;
+        while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
-            let mut pass = seen.lock().unwrap_or_else(PoisonError::into_inner);
-            pass.digests.update(&chunk);
-            if let Some(headers) = pass.local_headers.as_mut()
-                && let Err(problem) = headers.update(&chunk)
-            {
-                pass.refused = Some(problem);
-                pass.local_headers = None;
-                return Err(BlobError::Stopped(
-                    "the zip's local headers were refused".into(),
-                ));
-            }
-            counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            metrics.bits_hashed(chunk.len() as u64);
-            Ok(chunk)
-        });
-        let written = self.blobs().put_stream(to, size, Box::pin(checked)).await;
-        // The HTTP client may drop the body stream a little after answering: take it over.
-        let mut pass = std::mem::replace(
-            &mut *pass.lock().unwrap_or_else(PoisonError::into_inner),
-            Pass {
-                digests: Digests::new(),
-                local_headers: None,
-                refused: None,
-            },
-        );
-        if let Some(problem) = pass.refused.take() {
-            return Err(Moved::Refused(problem));
+            digests.update(&chunk);
+            local_headers.update(&chunk).map_err(Moved::Refused)?;
+            read += chunk.len() as u64;
+            self.metrics.bits_hashed(chunk.len() as u64);
         }
-        written?;
-        if let Some(headers) = pass.local_headers.take() {
-            headers.finish().map_err(Moved::Refused)?;
-        }
-        let (sha1, sha256) = pass.digests.finish();
-        Ok((sha1, sha256, moved.load(Ordering::Relaxed)))
+        local_headers.finish().map_err(Moved::Refused)?;
+        let (sha1, sha256) = digests.finish();
+        Ok((sha1, sha256, read))
     }
 
     pub(crate) async fn copy_bits(

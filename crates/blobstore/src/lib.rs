@@ -5,6 +5,7 @@
 //! this crate never knows which implementation it talks to.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -85,6 +86,13 @@ pub trait Blobstore: Send + Sync + 'static {
     /// How a client gets the bytes of `key`: a stream or a presigned URL valid for the
     /// configured expiry.
     async fn download(&self, key: &str) -> Result<Download, BlobError>;
+
+    /// A URL a client can PUT the bytes of `key` to itself, valid for `expiry`, where the
+    /// store offers one (a presigned S3 PUT); `None` where it does not (local disk).
+    async fn upload_url(&self, key: &str, expiry: Duration) -> Result<Option<String>, BlobError> {
+        let _ = (key, expiry);
+        Ok(None)
+    }
 
     /// Blobs whose keys start with `prefix`, sorted by key (byte order). A prefix that no
     /// valid key can start with, because a segment it names completely (before its last

@@ -1,5 +1,7 @@
 //! The [`Blobstore`] operations of the S3 store.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -207,6 +209,19 @@ impl Blobstore for S3Blobstore {
                 other => Err(other),
             },
         }
+    }
+
+    async fn upload_url(&self, key: &str, expiry: Duration) -> Result<Option<String>, BlobError> {
+        validate_key(key)?;
+        // S3 takes 1 s to one week.
+        let secs = u32::try_from(expiry.as_secs())
+            .unwrap_or(u32::MAX)
+            .clamp(1, super::MAX_PRESIGN_EXPIRY);
+        self.control
+            .presign_put(key, secs, None, None)
+            .await
+            .map(Some)
+            .map_err(|e| map_error(e, key))
     }
 
     async fn download(&self, key: &str) -> Result<Download, BlobError> {

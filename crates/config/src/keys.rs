@@ -190,6 +190,12 @@ const TABLE: &[(&str, Kind, &str, &str)] = &[
         "larger request bodies get 413 before they are stored (default 1 GiB)",
     ),
     (
+        "upload.direct_link_ttl_secs",
+        Integer,
+        "600",
+        "how long a direct-upload link lasts, 1 to 604800 seconds (S3 presigns for at most a week)",
+    ),
+    (
         "packages.max_package_size",
         Integer,
         "536870912",

@@ -196,6 +196,9 @@ pub struct Upload {
     /// Larger request bodies get 413 before they are stored.
     #[serde(deserialize_with = "at_least::<1, _, _>")]
     pub max_body_bytes: u64,
+    /// How long a direct-upload link lasts (S3 presigns for at most a week).
+    #[serde(deserialize_with = "between::<1, 604_800, _, _>")]
+    pub direct_link_ttl_secs: u64,
 }
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -304,6 +307,7 @@ impl Settings {
                 bits_path_root: None,
                 proxy_secret: None,
                 max_body_bytes: 1 << 30,
+                direct_link_ttl_secs: 600,
             },
             packages: Packages {
                 max_package_size: 536_870_912,
@@ -411,6 +415,7 @@ impl fmt::Debug for Upload {
                 &self.proxy_secret.as_ref().map(|_| REDACTED),
             )
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("direct_link_ttl_secs", &self.direct_link_ttl_secs)
             .finish()
     }
 }

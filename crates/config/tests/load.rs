@@ -108,7 +108,7 @@ fn keys_are_unique_and_in_contract_order() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), names.len());
-    assert_eq!(names.len(), 41);
+    assert_eq!(names.len(), 42);
     assert_eq!(names.first(), Some(&"server.bind"));
     assert_eq!(names.last(), Some(&"log.level"));
     let position = |k: &str| names.iter().position(|n| *n == k).unwrap();
@@ -148,6 +148,7 @@ fn sample(key: &str) -> &'static str {
         | "queue.delivery_limit"
         | "blobstore.presign_expiry_secs"
         | "upload.max_body_bytes"
+        | "upload.direct_link_ttl_secs"
         | "packages.max_package_size"
         | "packages.max_valid_packages_stored"
         | "packages.pending_timeout_secs"

@@ -13,6 +13,7 @@ use packages_auth::Verifier;
 use packages_blobstore::{Blobstore, Chain};
 use packages_config::Settings;
 use packages_service::credentials::CredentialKey;
+use packages_service::direct_upload::UploadLinkKey;
 use packages_service::{Policy, ResourcePoolBounds, Services};
 use packages_telemetry::Metrics;
 use packages_worker::{Sweeper, Worker, WorkerSettings};
@@ -224,6 +225,12 @@ fn policy(settings: &Settings) -> Policy {
             minimum_size: settings.resource_pool.minimum_size,
             maximum_size: settings.resource_pool.maximum_size,
         },
+        upload_link_key: settings
+            .packages
+            .encryption_key
+            .as_deref()
+            .map(UploadLinkKey::from_material),
+        direct_link_ttl: Duration::from_secs(settings.upload.direct_link_ttl_secs),
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod credentials;
+pub mod direct_upload;
 mod error;
 pub mod jobs;
 mod lookup;
@@ -56,6 +57,11 @@ pub struct Policy {
     pub credential_key: Option<CredentialKey>,
     /// Which files the resource pool takes and matches (`resource_pool.*`).
     pub resource_pool: ResourcePoolBounds,
+    /// Signs direct-upload links to the service itself (derived from
+    /// `packages.encryption_key`); `None`: the local blobstore offers no direct uploads.
+    pub upload_link_key: Option<direct_upload::UploadLinkKey>,
+    /// How long a direct-upload link lasts (`upload.direct_link_ttl_secs`).
+    pub direct_link_ttl: Duration,
 }
 
 /// Sizes of the files the resource pool takes (inclusive) and matches (exclusive).
@@ -93,6 +99,8 @@ impl Default for Policy {
                 minimum_size: 65_536,
                 maximum_size: 536_870_912,
             },
+            upload_link_key: None,
+            direct_link_ttl: direct_upload::DEFAULT_LINK_TTL,
         }
     }
 }

@@ -57,6 +57,17 @@ impl Services {
         principal: &Principal,
         guid: &PackageGuid,
     ) -> Result<UploadTicket> {
+        let package = self.uploadable_package(principal, guid).await?;
+        self.claim_for_upload(&package.guid).await
+    }
+
+    /// The checks of an upload, in Cloud Controller's order: scope, lookup (404), write
+    /// role (403), type (422), state (400).
+    pub(crate) async fn uploadable_package(
+        &self,
+        principal: &Principal,
+        guid: &PackageGuid,
+    ) -> Result<packages_domain::Package> {
         require_write_scope(principal)?;
         let (package, membership) = self.readable_package(principal, guid).await?;
         require_write_role(principal, &membership)?;
@@ -66,8 +77,15 @@ impl Services {
         if package.state != PackageState::AwaitingUpload {
             return Err(ServiceError::BitsAlreadyUploaded);
         }
+        Ok(package)
+    }
+
+    /// Claims a package for one upload: no other upload stores a byte for it until this
+    /// one is accepted or released. A package already claimed answers like one that has
+    /// its bits (400).
+    pub(crate) async fn claim_for_upload(&self, guid: &PackageGuid) -> Result<UploadTicket> {
         let ticket = UploadTicket {
-            package_guid: package.guid,
+            package_guid: guid.clone(),
             claim: new_guid(),
         };
         let (guid, claim) = (ticket.package_guid.clone(), ticket.claim.clone());
@@ -134,6 +152,20 @@ impl Services {
         E: Display,
     {
         let staging_key = staging_key(&ticket.package_guid, &new_guid());
+        self.ingest_into(ticket, staging_key, body).await
+    }
+
+    /// [`Services::ingest`] into a given staging key.
+    pub(crate) async fn ingest_into<S, E>(
+        &self,
+        ticket: &UploadTicket,
+        staging_key: BlobKey,
+        body: S,
+    ) -> Result<ProcessUpload>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: Display,
+    {
         let mut writer = self.blobs.writer(&staging_key).await?;
         let limit = self.policy.max_body_bytes;
         let mut size: u64 = 0;

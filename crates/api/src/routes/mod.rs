@@ -2,6 +2,7 @@
 //! Cloud Controller's `404 NotFound` (`Unknown request`) without asking for a token.
 
 mod context;
+mod direct_upload;
 mod packages;
 mod upload;
 
@@ -39,6 +40,18 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(packages::delete)),
         )
         .service(resource("/v3/packages/{guid}/upload").route(web::post().to(upload::upload)))
+        .service(
+            resource("/v3/packages/{guid}/direct_uploads")
+                .route(web::post().to(direct_upload::issue)),
+        )
+        .service(
+            resource("/v3/packages/{guid}/direct_uploads/{id}/bits")
+                .route(web::put().to(direct_upload::receive)),
+        )
+        .service(
+            resource("/v3/packages/{guid}/direct_uploads/{id}/actions/complete")
+                .route(web::post().to(direct_upload::complete)),
+        )
         .service(resource("/v3/packages/{guid}/download").route(web::get().to(packages::download)))
         .service(
             resource("/v3/packages/{guid}/droplets")

@@ -128,3 +128,18 @@ fn the_configuration_table_lists_every_key_and_default() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_direct_upload_session_works_as_written() {
+    let stdout = run_session("<!-- readme-direct-session -->").await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.contains(&"PROCESSING_UPLOAD"), "{stdout}");
+    assert!(lines.contains(&"READY"), "{stdout}");
+    let sums: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.ends_with(" -"))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(sums.len(), 2, "{stdout}");
+    assert_eq!(sums[0], sums[1], "downloaded bits differ from the zip");
+}

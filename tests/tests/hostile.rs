@@ -327,28 +327,50 @@ async fn tokens_and_scopes_are_checked_before_any_body_is_read() {
     let ctx = svc.ctx().await;
     let reader = svc.token("reader", &["cloud_controller.read"]);
     let guid = svc.new_package(&ctx.app).await;
-    let paths = [
-        format!("/v3/apps/{}/packages", ctx.app),
-        format!("/v3/packages/{guid}/upload"),
-        format!("/v3/packages/{guid}/droplets"),
-        "/v3/organizations".to_owned(),
-        "/v3/spaces".to_owned(),
-        "/v3/apps".to_owned(),
-        "/v3/roles".to_owned(),
+    let upload_id = uuid::Uuid::new_v4();
+    let routes = [
+        ("POST", format!("/v3/apps/{}/packages", ctx.app)),
+        ("POST", format!("/v3/packages/{guid}/upload")),
+        ("POST", format!("/v3/packages/{guid}/droplets")),
+        ("POST", "/v3/packages".to_owned()),
+        ("PATCH", format!("/v3/packages/{guid}")),
+        ("POST", "/v3/resource_matches".to_owned()),
+        ("POST", format!("/v3/packages/{guid}/direct_uploads")),
+        (
+            "POST",
+            format!("/v3/packages/{guid}/direct_uploads/{upload_id}/actions/complete"),
+        ),
+        ("POST", "/v3/organizations".to_owned()),
+        ("POST", "/v3/spaces".to_owned()),
+        ("POST", "/v3/apps".to_owned()),
+        ("POST", "/v3/roles".to_owned()),
     ];
-    for path in &paths {
+    for (method, path) in &routes {
         for (token, status) in [(reader.as_str(), 403), ("not-a-token", 401)] {
             let mut stream = raw::connect(svc.api_port).await;
             // Headers promise a body that never comes.
             send(
                 &mut stream,
-                raw::json_head("POST", path, token, 1000).as_bytes(),
+                raw::json_head(method, path, token, 1000).as_bytes(),
             )
             .await;
             let reply = read_reply(&mut stream, Duration::from_secs(20)).await;
-            assert_eq!(reply.status, status, "{path}: {}", reply.body);
+            assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
         }
     }
+    // A direct-upload PUT carries no token: its signature is judged first.
+    let mut stream = raw::connect(svc.api_port).await;
+    let forged = format!(
+        "/v3/packages/{guid}/direct_uploads/{upload_id}/bits?expires=99999999999&signature=00"
+    );
+    send(
+        &mut stream,
+        raw::json_head("PUT", &forged, "", 1000).as_bytes(),
+    )
+    .await;
+    let reply = read_reply(&mut stream, Duration::from_secs(20)).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let paths: Vec<&String> = routes.iter().map(|(_, path)| path).collect();
     // Many such connections at once do not keep the service from answering others.
     let mut held = Vec::new();
     for _ in 0..200 {

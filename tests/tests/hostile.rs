@@ -377,7 +377,7 @@ async fn tokens_and_scopes_are_checked_before_any_body_is_read() {
         let mut stream = raw::connect(svc.api_port).await;
         send(
             &mut stream,
-            raw::json_head("POST", &paths[0], &svc.admin(), 1000).as_bytes(),
+            raw::json_head("POST", paths[0], &svc.admin(), 1000).as_bytes(),
         )
         .await;
         held.push(stream);

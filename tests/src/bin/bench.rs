@@ -211,6 +211,68 @@ async fn upload_to_ready(mode: Mode, path: &Path, sha1: &str) -> (UploadRun, Ser
     (UploadRun { to_ready, rss }, svc)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it start at field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    let per_second: f64 = run("getconf", &["CLK_TCK"]).trim().parse().unwrap_or(100.0);
+    ticks as f64 / per_second
+}
+
+/// A direct upload from link to READY: the time, and the API process's CPU seconds in
+/// that span (on the stack, the bytes go to S3 and the job runs in the worker).
+async fn direct_upload_to_ready(mode: Mode, path: &Path, sha1: &str) -> (Duration, f64) {
+    let svc = Service::start_with(options(mode, 1)).await;
+    let ctx = svc.ctx().await;
+    let guid = svc.new_package(&ctx.app).await;
+    let admin = svc.admin();
+    let api_cpu = process_cpu(svc.api_pid());
+    let started = Instant::now();
+    let r = svc
+        .post(
+            &format!("/v3/packages/{guid}/direct_uploads"),
+            &admin,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let link = r.json();
+    let file = tokio::fs::File::open(path).await.unwrap();
+    let len = file.metadata().await.unwrap().len();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        256 * 1024,
+    ));
+    let put = svc
+        .http
+        .put(link["links"]["upload"]["href"].as_str().unwrap())
+        .header(reqwest::header::CONTENT_LENGTH, len)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    let r = svc
+        .send(
+            svc.http
+                .post(link["links"]["complete"]["href"].as_str().unwrap())
+                .bearer_auth(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_ready(&svc, &guid).await;
+    let to_ready = started.elapsed();
+    assert_eq!(svc.package(&guid).await["data"]["hash"]["value"], sha1);
+    (to_ready, process_cpu(svc.api_pid()) - api_cpu)
+}
+
 struct WrkResult {
     rps: f64,
     p50: String,
@@ -560,6 +622,27 @@ async fn main() {
             println!("{line}");
             writeln!(report, "{line}").unwrap();
             drop(svc);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    // Direct uploads.
+    writeln!(report, "\n### Direct uploads\n").unwrap();
+    writeln!(report, "The same zip through a direct-upload link: issue the link, PUT the file to it (the S3 server on the stack, the service's signed link on the embedded default), complete, READY. API CPU = CPU seconds of the API process from the link to READY (on the embedded default that process also runs the worker).\n").unwrap();
+    writeln!(report, "| backend | size | link→READY | API CPU |").unwrap();
+    writeln!(report, "| --- | --- | --- | --- |").unwrap();
+    for &size in &plan.upload_sizes {
+        let path = scratch.path().join(format!("direct-{}.zip", size / MIB));
+        let sha1 = zips::write_large_zip(&path, size);
+        for (mode, backend) in [(Mode::Stack, "stack"), (Mode::Embedded, "embedded")] {
+            let (to_ready, api_cpu) = direct_upload_to_ready(mode, &path, &sha1).await;
+            let line = format!(
+                "| {backend} | {} | {} | {api_cpu:.2} s |",
+                mib(size),
+                seconds(to_ready)
+            );
+            println!("{line}");
+            writeln!(report, "{line}").unwrap();
         }
         let _ = std::fs::remove_file(&path);
     }

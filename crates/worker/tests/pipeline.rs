@@ -100,7 +100,7 @@ async fn unknown_versions_and_garbage_go_to_the_dead_letter_queue_unread() {
     let rig = Rig::with_worker().await;
     let (guid, message) = rig.accepted_upload(&tiny_zip()).await;
     let mut future: serde_json::Value = serde_json::from_slice(&message.encode()).unwrap();
-    future["version"] = serde_json::json!(2);
+    future["version"] = serde_json::json!(3);
     rig.queue
         .publish(serde_json::to_vec(&future).unwrap())
         .await
@@ -108,7 +108,7 @@ async fn unknown_versions_and_garbage_go_to_the_dead_letter_queue_unread() {
     rig.queue.publish(b"{not json".to_vec()).await.unwrap();
     rig.wait_jobs_finished(2).await;
     assert_eq!(rig.queue.dead_letters().len(), 2);
-    // A version-2 message was not guessed at: the package did not move.
+    // A version-3 message (this worker reads 1 and 2) was not guessed at: the package did not move.
     assert_eq!(
         rig.package(&guid).await.unwrap().state,
         PackageState::ProcessingUpload

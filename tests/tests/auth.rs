@@ -895,3 +895,123 @@ async fn operator_endpoints_need_no_token() {
         "Unknown request",
     );
 }
+
+/// A stand-in UAA serving `/token_keys` (a JWK set the test can change); counts fetches.
+struct TokenKeys {
+    url: String,
+    set: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenKeys {
+    async fn start(jwks: &[&str]) -> TokenKeys {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let keys = TokenKeys {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            set: Default::default(),
+            fetches: Default::default(),
+        };
+        keys.serve(jwks);
+        let (set, fetches) = (keys.set.clone(), keys.fetches.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (set, fetches) = (set.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 4096];
+                    let n = stream.read(&mut head).await.unwrap_or(0);
+                    let body = if head[..n].starts_with(b"GET /token_keys ") {
+                        fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        set.lock().unwrap().clone()
+                    } else {
+                        "{}".to_owned()
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        keys
+    }
+
+    fn serve(&self, jwks: &[&str]) {
+        *self.set.lock().unwrap() = format!("{{\"keys\":[{}]}}", jwks.join(","));
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn rs256_with_kid(private: &str, kid: &str, claims: &Value) -> String {
+    let header = Header {
+        kid: Some(kid.to_owned()),
+        ..Header::new(Algorithm::RS256)
+    };
+    sign_with_rsa(private, &header, claims)
+}
+
+fn sign_with_rsa(private: &str, header: &Header, claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
+    jsonwebtoken::encode(header, claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn uaa_signing_keys_rotate_without_a_restart() {
+    const KEY_1_JWK: &str = include_str!("../../crates/auth/tests/fixtures/rsa_public.jwk.json");
+    const KEY_2_JWK: &str = include_str!("../../crates/auth/tests/fixtures/second_public.jwk.json");
+    const KEY_2_PRIVATE: &str = include_str!("../../crates/auth/tests/fixtures/second_private.pem");
+    let uaa = TokenKeys::start(&[KEY_1_JWK]).await;
+    let svc = Service::start_with(
+        Options::default()
+            .with("auth.uaa_url", &uaa.url)
+            .with("auth.token_keys_min_interval_secs", 0)
+            .with("auth.issuer", "https://uaa.example.org/oauth/token"),
+    )
+    .await;
+    let claims = uaa_claims("rotating-admin", ADMIN);
+    let r = svc
+        .get(
+            "/v3/packages",
+            &rs256_with_kid(RSA_PRIVATE, "key-1", &claims),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The root document still points clients at UAA.
+    assert_eq!(
+        svc.get_anonymous("/").await.json()["links"]["uaa"]["href"],
+        uaa.url.as_str()
+    );
+
+    // UAA rotates its key; the service picks the new one up on the first token naming it.
+    uaa.serve(&[KEY_2_JWK]);
+    let before = uaa.fetches();
+    let r = svc
+        .get(
+            "/v3/packages",
+            &rs256_with_kid(KEY_2_PRIVATE, "key-2", &claims),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(uaa.fetches(), before + 1);
+    // The retired key, an invented kid and another issuer are refused.
+    let mut elsewhere = claims.clone();
+    elsewhere["iss"] = json!("https://elsewhere.example.org/oauth/token");
+    for token in [
+        rs256_with_kid(RSA_PRIVATE, "key-1", &claims),
+        rs256_with_kid(KEY_2_PRIVATE, "invented", &claims),
+        rs256_with_kid(KEY_2_PRIVATE, "key-2", &elsewhere),
+        // Minted tokens carry another issuer too.
+        svc.admin(),
+    ] {
+        svc.get("/v3/packages", &token).await.assert_error(
+            401,
+            1000,
+            "InvalidAuthToken",
+            "Invalid Auth Token",
+        );
+    }
+}

@@ -3,8 +3,13 @@
 //! Tokens are UAA-style JWTs: HS256 with a shared secret (`auth.jwt_secret`) and/or RS256
 //! with a public key (`auth.jwt_public_key`). The token header's `alg` only selects among
 //! the keys that are configured, and each key is bound to exactly one algorithm, so neither
-//! `none` nor the HS256-signed-with-the-RSA-public-key trick can get through.
+//! `none` nor the HS256-signed-with-the-RSA-public-key trick can get through. With
+//! `auth.uaa_url`, RS256 tokens are verified with UAA's own keys ([`jwks`]), chosen by
+//! `kid`; the PEM key stays as the fallback.
 
+mod jwks;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -12,6 +17,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use packages_domain::Principal;
 use rand::RngCore;
 use serde::Deserialize;
+
+pub use jwks::{Jwks, JwksError};
 
 /// Clock skew tolerated on `exp` (and `nbf` when a token carries one), in seconds. None:
 /// as in Cloud Controller, a token is valid only while `exp` is in the future.
@@ -39,7 +46,9 @@ pub enum AuthFailure {
 /// Bad auth configuration, found at start-up or when asked to mint.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("no token key configured: set auth.jwt_secret and/or auth.jwt_public_key")]
+    #[error(
+        "no token key configured: set auth.jwt_secret, auth.jwt_public_key and/or auth.uaa_url"
+    )]
     NoKey,
     #[error("auth.jwt_secret is empty")]
     EmptySecret,
@@ -84,6 +93,8 @@ impl KeyedValidation {
 pub struct Verifier {
     hs256: Option<KeyedValidation>,
     rs256: Option<KeyedValidation>,
+    /// UAA's keys, and the checks for tokens they signed.
+    uaa: Option<(Arc<Jwks>, Validation)>,
 }
 
 /// The claims this service reads; anything else in a token is ignored.
@@ -106,7 +117,42 @@ impl Verifier {
         jwt_public_key_pem: Option<&str>,
         audience: &str,
     ) -> Result<Verifier, AuthError> {
-        if jwt_secret.is_none() && jwt_public_key_pem.is_none() {
+        Verifier::build(jwt_secret, jwt_public_key_pem, None, audience)
+    }
+
+    /// Like [`Verifier::new`], and RS256 tokens naming a `kid` are verified with UAA's keys
+    /// (see [`Verifier::verify_async`]).
+    pub fn with_uaa_keys(
+        jwt_secret: Option<&str>,
+        jwt_public_key_pem: Option<&str>,
+        jwks: Arc<Jwks>,
+        audience: &str,
+    ) -> Result<Verifier, AuthError> {
+        Verifier::build(jwt_secret, jwt_public_key_pem, Some(jwks), audience)
+    }
+
+    /// Tokens must carry this `iss` (UAA's token endpoint URL), whoever signed them.
+    pub fn require_issuer(mut self, issuer: &str) -> Verifier {
+        let checks = self
+            .hs256
+            .iter_mut()
+            .chain(self.rs256.iter_mut())
+            .map(|keyed| &mut keyed.validation)
+            .chain(self.uaa.iter_mut().map(|(_, validation)| validation));
+        for validation in checks {
+            validation.set_issuer(&[issuer]);
+            validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        }
+        self
+    }
+
+    fn build(
+        jwt_secret: Option<&str>,
+        jwt_public_key_pem: Option<&str>,
+        jwks: Option<Arc<Jwks>>,
+        audience: &str,
+    ) -> Result<Verifier, AuthError> {
+        if jwt_secret.is_none() && jwt_public_key_pem.is_none() && jwks.is_none() {
             return Err(AuthError::NoKey);
         }
         if audience.trim().is_empty() {
@@ -145,27 +191,54 @@ impl Verifier {
                 Some(KeyedValidation::new(Algorithm::RS256, key, audience))
             }
         };
-        Ok(Verifier { hs256, rs256 })
+        let uaa = jwks.map(|jwks| {
+            // The key is only a placeholder: each token's key comes from the set.
+            let checks =
+                KeyedValidation::new(Algorithm::RS256, DecodingKey::from_secret(b""), audience);
+            (jwks, checks.validation)
+        });
+        Ok(Verifier { hs256, rs256, uaa })
     }
 
-    /// Checks the raw `Authorization` header value, if any, and returns the caller.
-    pub fn verify(&self, authorization: Option<&str>) -> Result<Principal, AuthFailure> {
-        let raw = match authorization.map(str::trim) {
-            None | Some("") => return Err(AuthFailure::Missing),
-            Some(raw) => raw,
-        };
-        let (scheme, token) = raw
-            .split_once(|c: char| c.is_ascii_whitespace())
-            .map_or((raw, ""), |(scheme, token)| (scheme, token.trim()));
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(invalid("authorization scheme is not bearer"));
-        }
-        if token.is_empty() {
-            return Err(invalid("empty bearer token"));
-        }
-
-        // Unknown algorithms, `none` included, fail to parse here.
+    /// [`Verifier::verify`], and an RS256 token naming a `kid` is checked with that key of
+    /// UAA's set, fetched again (rate-limited) when the set lacks it. An id the set still
+    /// lacks falls back to the configured PEM key, if any.
+    pub async fn verify_async(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Principal, AuthFailure> {
+        let token = bearer_token(authorization)?;
         let header = jsonwebtoken::decode_header(token).map_err(describe)?;
+        if let (Algorithm::RS256, Some(kid), Some((jwks, validation))) =
+            (header.alg, header.kid.as_deref(), &self.uaa)
+        {
+            let key = match jwks.key(kid) {
+                Some(key) => Some(key),
+                None => {
+                    if let Err(e) = jwks.refresh().await {
+                        tracing::warn!(error = %e, "UAA signing keys could not be fetched");
+                    }
+                    jwks.key(kid)
+                }
+            };
+            match key {
+                Some(key) => return principal(token, &key, validation),
+                None if self.rs256.is_none() => return Err(invalid("unknown signing key id")),
+                None => {}
+            }
+        }
+        self.verify_token(token, &header)
+    }
+
+    /// Checks the raw `Authorization` header value, if any, and returns the caller. Only
+    /// the configured keys are used (never UAA's set: see [`Verifier::verify_async`]).
+    pub fn verify(&self, authorization: Option<&str>) -> Result<Principal, AuthFailure> {
+        let token = bearer_token(authorization)?;
+        let header = jsonwebtoken::decode_header(token).map_err(describe)?;
+        self.verify_token(token, &header)
+    }
+
+    fn verify_token(&self, token: &str, header: &Header) -> Result<Principal, AuthFailure> {
         // The header only picks among configured keys, and each key serves one algorithm.
         let keyed = match header.alg {
             Algorithm::HS256 => self.hs256.as_ref(),
@@ -173,17 +246,44 @@ impl Verifier {
             _ => None,
         }
         .ok_or_else(|| invalid(format!("algorithm {:?} is not accepted", header.alg)))?;
-
-        let data = jsonwebtoken::decode::<Claims>(token, &keyed.key, &keyed.validation)
-            .map_err(describe)?;
-        let claims = data.claims;
-        let user = [claims.user_id, claims.client_id]
-            .into_iter()
-            .flatten()
-            .find(|id| !id.is_empty())
-            .ok_or_else(|| invalid("token names no user_id or client_id"))?;
-        Ok(Principal::new(user, &claims.scope.unwrap_or_default()))
+        principal(token, &keyed.key, &keyed.validation)
     }
+}
+
+/// The token of a raw `Authorization` header value.
+fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthFailure> {
+    let raw = match authorization.map(str::trim) {
+        None | Some("") => return Err(AuthFailure::Missing),
+        Some(raw) => raw,
+    };
+    let (scheme, token) = raw
+        .split_once(|c: char| c.is_ascii_whitespace())
+        .map_or((raw, ""), |(scheme, token)| (scheme, token.trim()));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(invalid("authorization scheme is not bearer"));
+    }
+    if token.is_empty() {
+        return Err(invalid("empty bearer token"));
+    }
+    // Unknown algorithms, `none` included, fail to parse in `decode_header`.
+    Ok(token)
+}
+
+/// The caller a token names, once its signature and claims passed `validation`.
+fn principal(
+    token: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+) -> Result<Principal, AuthFailure> {
+    let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
+        .map_err(describe)?
+        .claims;
+    let user = [claims.user_id, claims.client_id]
+        .into_iter()
+        .flatten()
+        .find(|id| !id.is_empty())
+        .ok_or_else(|| invalid("token names no user_id or client_id"))?;
+    Ok(Principal::new(user, &claims.scope.unwrap_or_default()))
 }
 
 fn invalid(reason: impl Into<String>) -> AuthFailure {
@@ -197,6 +297,7 @@ fn describe(error: jsonwebtoken::errors::Error) -> AuthFailure {
         ErrorKind::ExpiredSignature => "token expired".to_owned(),
         ErrorKind::ImmatureSignature => "token not yet valid".to_owned(),
         ErrorKind::InvalidAudience => "audience not accepted".to_owned(),
+        ErrorKind::InvalidIssuer => "issuer not accepted".to_owned(),
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
             "algorithm not accepted".to_owned()
         }

@@ -157,7 +157,7 @@ const TABLE: &[(&str, Kind, &str, &str)] = &[
         "auth.jwt_public_key",
         Text,
         "none",
-        "RS256 PEM public key (UAA asymmetric key); at least one of the two is required",
+        "RS256 PEM public key (UAA asymmetric key), the fallback when `auth.uaa_url` is set; one of the keys or `auth.uaa_url` is required",
     ),
     (
         "auth.audience",
@@ -169,7 +169,19 @@ const TABLE: &[(&str, Kind, &str, &str)] = &[
         "auth.uaa_url",
         Text,
         "none",
-        "UAA base URL advertised by `GET /`",
+        "UAA base URL advertised by `GET /`; RS256 tokens are then verified with UAA's keys from `/token_keys`, chosen by `kid`",
+    ),
+    (
+        "auth.issuer",
+        Text,
+        "none",
+        "required `iss` of every token (UAA's token endpoint URL); absent: not checked",
+    ),
+    (
+        "auth.token_keys_min_interval_secs",
+        Integer,
+        "30",
+        "a token naming a key UAA's set lacks fetches the set again, at most once per this many seconds (0 to 86400)",
     ),
     (
         "upload.bits_path_root",

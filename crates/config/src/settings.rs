@@ -171,9 +171,16 @@ pub struct Auth {
     /// Required `aud` entry.
     #[serde(deserialize_with = "required")]
     pub audience: String,
-    /// UAA base URL advertised by `GET /`, without a trailing slash.
+    /// UAA base URL advertised by `GET /`, without a trailing slash; its `/token_keys`
+    /// verify RS256 tokens.
     #[serde(deserialize_with = "optional_url")]
     pub uaa_url: Option<String>,
+    /// Required `iss` of every token.
+    #[serde(deserialize_with = "optional")]
+    pub issuer: Option<String>,
+    /// Least time between two fetches of UAA's keys.
+    #[serde(deserialize_with = "between::<0, 86_400, _, _>")]
+    pub token_keys_min_interval_secs: u64,
 }
 
 impl Auth {
@@ -302,6 +309,8 @@ impl Settings {
                 jwt_public_key: None,
                 audience: "cloud_controller".to_owned(),
                 uaa_url: None,
+                issuer: None,
+                token_keys_min_interval_secs: 30,
             },
             upload: Upload {
                 bits_path_root: None,
@@ -385,6 +394,11 @@ impl fmt::Debug for Auth {
             .field("jwt_public_key", &self.jwt_public_key)
             .field("audience", &self.audience)
             .field("uaa_url", &self.uaa_url)
+            .field("issuer", &self.issuer)
+            .field(
+                "token_keys_min_interval_secs",
+                &self.token_keys_min_interval_secs,
+            )
             .finish()
     }
 }

@@ -98,7 +98,7 @@ fn keys_list_documents_the_real_defaults() {
     // Setting every key to its documented default must change nothing.
     assert_eq!(load_from(None, concrete).unwrap(), Settings::defaults());
     let none = KEYS.iter().filter(|(_, d, _)| *d == "none").count();
-    assert_eq!(none, 10, "optional keys");
+    assert_eq!(none, 11, "optional keys");
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn keys_are_unique_and_in_contract_order() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), names.len());
-    assert_eq!(names.len(), 42);
+    assert_eq!(names.len(), 44);
     assert_eq!(names.first(), Some(&"server.bind"));
     assert_eq!(names.last(), Some(&"log.level"));
     let position = |k: &str| names.iter().position(|n| *n == k).unwrap();
@@ -128,7 +128,9 @@ fn env_name(key: &str) -> String {
 fn sample(key: &str) -> &'static str {
     match key {
         "server.bind" | "worker.bind" => "0.0.0.0:9999",
-        "server.external_url" | "blobstore.s3.endpoint" | "auth.uaa_url" => "https://h.example",
+        "server.external_url" | "blobstore.s3.endpoint" | "auth.uaa_url" | "auth.issuer" => {
+            "https://h.example"
+        }
         "database.url" => "postgres://u:p@db/packages",
         "queue.url" => "amqp://u:p@mq:5672/%2f",
         "queue.prefix" => "other-prefix",
@@ -149,6 +151,7 @@ fn sample(key: &str) -> &'static str {
         | "blobstore.presign_expiry_secs"
         | "upload.max_body_bytes"
         | "upload.direct_link_ttl_secs"
+        | "auth.token_keys_min_interval_secs"
         | "packages.max_package_size"
         | "packages.max_valid_packages_stored"
         | "packages.pending_timeout_secs"

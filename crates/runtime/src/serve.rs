@@ -9,7 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, middleware::from_fn, web};
 use packages_api::ops::{BlobstoreProbe, ConsumerProbe, DatabaseProbe, PublisherProbe};
 use packages_api::{ApiState, Readiness};
-use packages_auth::Verifier;
+use packages_auth::{Jwks, Verifier};
 use packages_blobstore::{Blobstore, Chain};
 use packages_config::Settings;
 use packages_service::credentials::CredentialKey;
@@ -121,12 +121,7 @@ impl Process {
             Box::new(PublisherProbe(self.queue.publisher.clone())),
             Box::new(BlobstoreProbe(self.blobs.clone())),
         ]);
-        let verifier = Verifier::new(
-            settings.auth.jwt_secret.as_deref(),
-            settings.auth.jwt_public_key.as_deref(),
-            &settings.auth.audience,
-        )
-        .map_err(|e| StartError::Setup(format!("auth: {}", Chain(&e))))?;
+        let verifier = verifier(&settings.auth)?;
         let state = web::Data::new(ApiState {
             services: self.services.clone(),
             verifier,
@@ -204,6 +199,34 @@ impl Process {
         while self.tasks.join_next().await.is_some() {}
         self.queue.consumer.close().await;
     }
+}
+
+/// The token checks: the configured keys, and UAA's keys when `auth.uaa_url` is set
+/// (fetched once now, in the background, so a first token does not wait for them).
+fn verifier(auth: &packages_config::Auth) -> Result<Verifier, StartError> {
+    let secret = auth.jwt_secret.as_deref();
+    let pem = auth.jwt_public_key.as_deref();
+    let verifier = match &auth.uaa_url {
+        None => Verifier::new(secret, pem, &auth.audience),
+        Some(uaa) => {
+            let jwks = Arc::new(Jwks::new(
+                uaa,
+                Duration::from_secs(auth.token_keys_min_interval_secs),
+            ));
+            let first = jwks.clone();
+            tokio::spawn(async move {
+                if let Err(e) = first.refresh().await {
+                    tracing::warn!(error = %Chain(&e), "UAA signing keys could not be fetched; tokens naming them will fetch again");
+                }
+            });
+            Verifier::with_uaa_keys(secret, pem, jwks, &auth.audience)
+        }
+    }
+    .map_err(|e| StartError::Setup(format!("auth: {}", Chain(&e))))?;
+    Ok(match &auth.issuer {
+        Some(issuer) => verifier.require_issuer(issuer),
+        None => verifier,
+    })
 }
 
 fn policy(settings: &Settings) -> Policy {

@@ -28,9 +28,21 @@ pub enum StartError {
 /// The whole life of a binary; the exit code follows the operator contract.
 pub fn main(binary: Binary) -> ExitCode {
     pin_mmap_threshold();
+    let mut command = cli::parse(binary);
+    if let Some(client) = command.client.take() {
+        // A client of a service, perhaps on another host: none of the server's setup
+        // (private file modes, configuration, secrets) applies. Failures exit 1; usage
+        // errors already left with clap's 2.
+        return match packages_client::run(client) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}: {e}", binary.name());
+                ExitCode::FAILURE
+            }
+        };
+    }
     limits::private_files();
     let _failpoints = fail::FailScenario::setup();
-    let command = cli::parse(binary);
     match run(binary, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

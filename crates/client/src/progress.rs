@@ -131,10 +131,6 @@ impl Transfer {
         Reporter::plain().line(&line);
     }
 
-    pub fn position(&self) -> u64 {
-        self.bar.position()
-    }
-
     /// The transfer is complete: the bar stays at its end, or a closing line.
     pub fn finish(&self) {
         self.bar.finish();
@@ -165,12 +161,6 @@ impl Spinner {
     pub fn set_message(&self, text: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(text.to_owned());
-        }
-    }
-
-    pub fn finish(self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
         }
     }
 }

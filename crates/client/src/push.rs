@@ -154,33 +154,29 @@ async fn upload(
         "with the upload request"
     };
     // Everything matched: the pool alone makes the package, no zip is sent.
-    let send_bits = count > 0 || matched.is_empty();
-    if send_bits {
-        out.line(&format!("uploading {} {via}", HumanBytes(len)));
-    } else {
+    if count == 0 && !matched.is_empty() {
         out.line("uploading nothing: the resource pool holds every file");
+        return api.upload(guid, matched, None).await.map(drop);
     }
+    out.line(&format!("uploading {} {via}", HumanBytes(len)));
     let progress = out.transfer("upload", Some(len));
     let result = match &link {
         Some(link) => direct(api, link, reader(&zip)?, len, progress.clone()).await,
         None => {
-            let bits = if send_bits {
-                Some((reader(&zip)?, len, progress.clone()))
-            } else {
-                None
-            };
+            let bits = Some((reader(&zip)?, len, progress.clone()));
             api.upload(guid, matched, bits).await.map(drop)
         }
     };
     match result {
-        Ok(()) if send_bits => progress.finish(),
-        Ok(()) => {}
+        Ok(()) => {
+            progress.finish();
+            Ok(())
+        }
         Err(e) => {
             progress.abandon();
-            return Err(e);
+            Err(e)
         }
     }
-    Ok(())
 }
 
 async fn direct(

@@ -1,12 +1,14 @@
 //! A list page of packages, streamed. A package may carry up to 200 annotations of 5,000
 //! characters and a page up to 5,000 packages, so the body is written as it is rendered:
-//! the metadata of [`CHUNK`] packages at a time is loaded, rendered and sent, and memory
-//! stays bounded by one chunk whatever the page holds.
+//! the page's metadata is loaded in batches of at most [`BATCH_CHARACTERS`] (one batch for
+//! an ordinary page), and memory stays bounded by one batch whatever the page holds.
+
+use std::collections::VecDeque;
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{self, HeaderValue};
 use bytes::Bytes;
-use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::stream::{self, Stream};
 use packages_domain::Package;
 use packages_service::Services;
 use packages_service::packages::{PackageList, PackageView};
@@ -14,10 +16,15 @@ use packages_service::packages::{PackageList, PackageView};
 use crate::presenters::{self, Links};
 use crate::{ApiError, JSON_CONTENT_TYPE};
 
-/// Packages whose metadata is loaded and rendered together: up to about 1 MB each. At 10
-/// a 60 MB page grew the process by 66 MiB (freed small strings stay in per-thread
-/// arenas); at 2, by 8 MiB.
-const CHUNK: usize = 2;
+/// Metadata characters loaded and rendered together. Packages of ordinary metadata fill a
+/// page in one batch (one query); packages of ~1 MB metadata go one at a time. At 10 such
+/// packages a batch, a 60 MB page grew the process by 66 MiB (freed small strings stay in
+/// per-thread arenas).
+const BATCH_CHARACTERS: u64 = 256 * 1024;
+
+/// The body goes out in writes of about this size: a page is one write when it fits, so
+/// no small trailing write waits on the client's delayed ACK.
+const WRITE_BYTES: usize = 64 * 1024;
 
 pub(crate) fn response(
     links: Links,
@@ -29,48 +36,99 @@ pub(crate) fn response(
     let mut head = b"{\n  \"pagination\": ".to_vec();
     head.extend(serde_json::to_vec_pretty(&pagination).unwrap_or_default());
     head.extend_from_slice(b",\n  \"resources\": [");
-    let chunks: Vec<Vec<Package>> = list
-        .page
-        .resources
-        .chunks(CHUNK)
-        .map(<[Package]>::to_vec)
-        .collect();
-    let body = stream::once(async move { Ok::<_, ApiError>(Bytes::from(head)) })
-        .chain(resources(links, services, chunks))
-        .chain(stream::once(async { Ok(Bytes::from_static(b"\n  ]\n}")) }));
+    let page = Page {
+        links,
+        services,
+        packages: list.page.resources.into_iter().collect(),
+        sizes: None,
+        out: head,
+        rendered: 0,
+        done: false,
+    };
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static(JSON_CONTENT_TYPE),
         ))
-        .streaming(body)
+        .streaming(body(page))
 }
 
-/// The rendered resources, chunk by chunk, separated by commas. A database failure
-/// mid-page ends the body early: the status is already sent, and a client sees a
-/// truncated document rather than a wrong one.
-fn resources(
+/// What is left to render of a page.
+struct Page {
     links: Links,
     services: Services,
-    chunks: Vec<Vec<Package>>,
-) -> impl Stream<Item = Result<Bytes, ApiError>> {
-    stream::iter(chunks.into_iter().enumerate()).then(move |(index, packages)| {
-        let (links, services) = (links.clone(), services.clone());
-        async move {
-            let guids = packages.iter().map(|p| p.guid.clone()).collect();
-            let metadata = services.metadata_of(guids).await.map_err(ApiError::from)?;
-            let mut out = Vec::new();
-            for (i, (package, metadata)) in packages.into_iter().zip(metadata).enumerate() {
-                if index > 0 || i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"\n    ");
-                let view = PackageView { package, metadata };
-                out.extend(
-                    serde_json::to_vec(&presenters::package(&links, &view)).unwrap_or_default(),
-                );
+    packages: VecDeque<Package>,
+    /// Metadata sizes of `packages`, loaded before the first batch.
+    sizes: Option<VecDeque<u64>>,
+    /// Rendered and not yet sent.
+    out: Vec<u8>,
+    rendered: usize,
+    done: bool,
+}
+
+/// The body, in writes of about [`WRITE_BYTES`]. A database failure mid-page ends the body
+/// early: the status is already sent, and a client sees a truncated document rather than
+/// a wrong one.
+fn body(page: Page) -> impl Stream<Item = Result<Bytes, ApiError>> {
+    stream::unfold(page, |mut page| async move {
+        if page.done {
+            return None;
+        }
+        loop {
+            if let Err(e) = page.render_batch().await {
+                page.done = true;
+                return Some((Err(e), page));
             }
-            Ok(Bytes::from(out))
+            if page.packages.is_empty() {
+                page.out.extend_from_slice(b"\n  ]\n}");
+                page.done = true;
+                return Some((Ok(Bytes::from(std::mem::take(&mut page.out))), page));
+            }
+            if page.out.len() >= WRITE_BYTES {
+                return Some((Ok(Bytes::from(std::mem::take(&mut page.out))), page));
+            }
         }
     })
+}
+
+impl Page {
+    /// Renders the next packages whose metadata fits [`BATCH_CHARACTERS`] together (at
+    /// least one) into `out`.
+    async fn render_batch(&mut self) -> Result<(), ApiError> {
+        if self.packages.is_empty() {
+            return Ok(());
+        }
+        let sizes = match &mut self.sizes {
+            Some(sizes) => sizes,
+            None => {
+                let guids = self.packages.iter().map(|p| p.guid.clone()).collect();
+                let sizes = self.services.metadata_sizes(guids).await?;
+                self.sizes.insert(sizes.into())
+            }
+        };
+        let mut batch = Vec::new();
+        let mut characters = 0u64;
+        while let Some(&size) = sizes.front() {
+            if !batch.is_empty() && characters.saturating_add(size) > BATCH_CHARACTERS {
+                break;
+            }
+            characters = characters.saturating_add(size);
+            sizes.pop_front();
+            batch.extend(self.packages.pop_front());
+        }
+        let guids = batch.iter().map(|p| p.guid.clone()).collect();
+        let metadata = self.services.metadata_of(guids).await?;
+        for (package, metadata) in batch.into_iter().zip(metadata) {
+            if self.rendered > 0 {
+                self.out.push(b',');
+            }
+            self.out.extend_from_slice(b"\n    ");
+            let view = PackageView { package, metadata };
+            self.out.extend(
+                serde_json::to_vec(&presenters::package(&self.links, &view)).unwrap_or_default(),
+            );
+            self.rendered += 1;
+        }
+        Ok(())
+    }
 }

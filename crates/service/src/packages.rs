@@ -388,6 +388,17 @@ impl Services {
             .await?)
     }
 
+    /// About how large each package's metadata is, in order, without loading it.
+    pub async fn metadata_sizes(&self, guids: Vec<PackageGuid>) -> Result<Vec<u64>> {
+        Ok(self
+            .db
+            .run(move |conn| {
+                let guids: Vec<&str> = guids.iter().map(|g| g.as_str()).collect();
+                metadata::sizes(conn, &guids)
+            })
+            .await?)
+    }
+
     /// `GET /v3/packages/:guid/droplets` (GA): staging is not this service's job, so a
     /// package never has droplets; the query and the package are checked as Cloud
     /// Controller checks them.

@@ -120,6 +120,48 @@ pub fn load_many(
         .collect())
 }
 
+diesel::define_sql_function! {
+    /// SQL's `LENGTH` of a text, in characters on both backends.
+    fn length(text: diesel::sql_types::Text) -> diesel::sql_types::Integer;
+}
+
+/// For each of `package_guids`, in order, about how large its metadata is: the characters
+/// of every key and value, without loading them. Lets a caller load the metadata of many
+/// packages in batches of bounded size.
+pub fn sizes(conn: &mut AnyConnection, package_guids: &[&str]) -> Result<Vec<u64>, StorageError> {
+    let mut by_guid: HashMap<String, u64> = HashMap::new();
+    for chunk in package_guids.chunks(GUIDS_PER_QUERY) {
+        let rows: Vec<(String, i32)> = on_each_backend!(conn, |c| {
+            package_labels::table
+                .filter(package_labels::package_guid.eq_any(chunk))
+                .select((
+                    package_labels::package_guid,
+                    length(package_labels::key_prefix)
+                        + length(package_labels::key_name)
+                        + length(package_labels::value),
+                ))
+                .union_all(
+                    package_annotations::table
+                        .filter(package_annotations::package_guid.eq_any(chunk))
+                        .select((
+                            package_annotations::package_guid,
+                            length(package_annotations::key_prefix)
+                                + length(package_annotations::key_name)
+                                + length(package_annotations::value),
+                        )),
+                )
+                .load(c)
+        })?;
+        for (guid, size) in rows {
+            *by_guid.entry(guid).or_default() += u64::try_from(size).unwrap_or(0);
+        }
+    }
+    Ok(package_guids
+        .iter()
+        .map(|guid| by_guid.get(*guid).copied().unwrap_or(0))
+        .collect())
+}
+
 /// Makes the package's stored metadata equal `metadata` (the result of merging an update
 /// into what [`load`] returned), touching only the keys that differ: a key gone or whose
 /// value changed is deleted, a key new or changed is inserted.

@@ -731,6 +731,13 @@ fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
             ]
         );
         assert!(metadata::load_many(c, &[]).unwrap().is_empty());
+        // Their sizes without loading them: the characters of every key and value.
+        // `second`: env staging, example.com/env staging, new 1; example.com/owner team a.
+        let a_size = (3 + 7) + (11 + 3 + 7) + (3 + 1) + (11 + 5 + 6);
+        assert_eq!(
+            metadata::sizes(c, &[&none, &b, &a, "unknown"]).unwrap(),
+            vec![0, (3 + 3) + (3 + 3), a_size, 0]
+        );
 
         // Metadata of a package that does not exist is refused.
         assert!(matches!(

@@ -146,7 +146,12 @@ impl Process {
         .workers(workers)
         // actix counts per worker thread; together they hold the configured cap.
         .max_connections(settings.server.max_connections.div_ceil(workers))
-        .on_connect(move |_, extensions| {
+        .on_connect(move |io, extensions| {
+            // A streamed body ends with a small write (its last chunk); with Nagle's
+            // algorithm on, it waits for the client's delayed ACK, 40 ms a response.
+            if let Some(tcp) = io.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
             extensions.insert(connections.opened());
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)

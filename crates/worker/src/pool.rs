@@ -109,6 +109,51 @@ impl BlobSink {
     }
 }
 
+impl BlobSink {
+    /// Like [`BlobSink::store`] for a blob of known `size`: one streamed request where the
+    /// store allows it (S3: a single PUT, no part buffers), so the pool costs the worker no
+    /// more memory than the channel. The last chunk is held back until `commit` says the
+    /// producer succeeded; otherwise the body ends in an error and nothing is stored.
+    pub(crate) async fn store_sized(
+        self,
+        blobs: &Arc<dyn Blobstore>,
+        key: &str,
+        size: u64,
+        commit: tokio::sync::oneshot::Receiver<bool>,
+    ) -> Result<(), BlobError> {
+        let state = (self.receiver, None::<Bytes>, Some(commit));
+        let body = futures_util::stream::unfold(
+            state,
+            |(mut receiver, mut held, mut commit)| async move {
+                loop {
+                    match receiver.recv().await {
+                        Some(chunk) => match held.replace(chunk) {
+                            Some(previous) => {
+                                return Some((Ok(previous), (receiver, held, commit)));
+                            }
+                            None => continue,
+                        },
+                        None => {
+                            let last = held.take()?;
+                            let succeeded = match commit.take() {
+                                Some(verdict) => verdict.await.unwrap_or(false),
+                                None => false,
+                            };
+                            let item = if succeeded {
+                                Ok(last)
+                            } else {
+                                Err(BlobError::Stopped("the pool file did not check out".into()))
+                            };
+                            return Some((item, (receiver, None, None)));
+                        }
+                    }
+                }
+            },
+        );
+        blobs.put_stream(key, size, Box::pin(body)).await
+    }
+}
+
 /// Pool files read from the blobstore for an assembly, on a blocking thread.
 pub(crate) struct BlobPool {
     pub blobs: Arc<dyn Blobstore>,
@@ -214,7 +259,7 @@ pub(crate) async fn fill(services: &Services, key: &str, size: u64) -> Result<u6
         if held || !seen.insert(sha1.clone()) {
             continue;
         }
-        store_candidate(services, &zip, candidate, &sha1).await?;
+        store_candidate(services, &zip, candidate, &sha1, size).await?;
         services.pool_added(&sha1, size).await?;
         added += 1;
     }
@@ -228,6 +273,7 @@ async fn store_candidate(
     zip: &Arc<BlobReadAt>,
     candidate: Candidate,
     sha1: &str,
+    size: u64,
 ) -> Result<(), FillError> {
     let (mut writer, sink) = channel();
     let (verdict, verified) = tokio::sync::oneshot::channel();
@@ -254,9 +300,7 @@ async fn store_candidate(
         outcome
     });
     let stored = sink
-        .store(services.blobs(), &pool_key(sha1), async {
-            verified.await.unwrap_or(false)
-        })
+        .store_sized(services.blobs(), &pool_key(sha1), size, verified)
         .await;
     let matched = producer
         .await

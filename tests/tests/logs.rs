@@ -27,8 +27,11 @@ async fn json_logs_follow_an_upload_from_request_to_ready() {
     let request_id = r.header("x-vcap-request-id").unwrap().to_owned();
     assert!(request_id.starts_with("trace-me::"));
     assert_eq!(svc.wait_final(&guid).await["state"], "READY");
-    // The worker logs READY right after the final update; give the line a moment.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The worker logs READY right after the final update: wait for the line itself.
+    svc.wait_until(std::time::Duration::from_secs(30), || {
+        format!("{}{}", svc.api_log(), svc.worker_logs()).contains("package READY")
+    })
+    .await;
 
     let text = format!("{}{}", svc.api_log(), svc.worker_logs());
     let lines: Vec<Value> = text

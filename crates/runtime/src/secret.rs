@@ -50,9 +50,10 @@ pub fn ensure_embedded_encryption_key(settings: &mut Settings) -> Result<(), Sta
         ))
     })?;
     settings.packages.encryption_key = Some(key);
-    println!(
-        "No packages.encryption_key is configured: generated one in {} (kept for later starts).",
-        path.display()
+    // Logged (not printed): with `log.format = json` every line of output is JSON.
+    tracing::info!(
+        path = %path.display(),
+        "No packages.encryption_key is configured: generated one (kept for later starts)"
     );
     Ok(())
 }

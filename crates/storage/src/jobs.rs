@@ -238,17 +238,22 @@ pub fn find_for_package(
         .optional()?)
 }
 
-/// Marks every published job as unpublished again: an in-process queue starts empty, so
-/// what it held before a restart must be published anew.
+/// Marks every published or claimed job as unpublished and unclaimed again: an in-process
+/// queue starts empty, so what it held before a restart must be published anew, and the
+/// claims of the relay that died with it must not hold rows back for their lease.
 pub fn republish_all(conn: &mut AnyConnection) -> Result<usize, StorageError> {
-    Ok(
-        diesel::update(jobs::table.filter(jobs::published_at.is_not_null()))
-            .set((
-                jobs::published_at.eq(None::<i64>),
-                jobs::claimed_until.eq(None::<i64>),
-            ))
-            .execute(conn)?,
+    Ok(diesel::update(
+        jobs::table.filter(
+            jobs::published_at
+                .is_not_null()
+                .or(jobs::claimed_until.is_not_null()),
+        ),
     )
+    .set((
+        jobs::published_at.eq(None::<i64>),
+        jobs::claimed_until.eq(None::<i64>),
+    ))
+    .execute(conn)?)
 }
 
 /// Jobs recorded but not yet handed to the queue.

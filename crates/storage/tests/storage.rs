@@ -539,8 +539,20 @@ fn outbox_claims_publishes_and_reschedules() {
                 .all(|j| j.id != claimed[0].id)
         );
         jobs::mark_published(c, &again[0].id).unwrap();
-        assert_eq!(jobs::republish_all(c).unwrap(), 1);
-        assert_eq!(jobs::count_unpublished(c).unwrap(), 2);
+        // A row claimed by a relay that died before publishing it.
+        jobs::insert(c, &job("p3", "delete_bits")).unwrap();
+        let orphan = jobs::claim_due(c, 10, 30_000).unwrap();
+        assert_eq!(orphan.len(), 1);
+        assert_eq!(jobs::republish_all(c).unwrap(), 2);
+        assert_eq!(jobs::count_unpublished(c).unwrap(), 3);
+        // Its claim is gone with the relay: due at once, not after the lease.
+        let due: Vec<String> = jobs::claim_due(c, 10, 30_000)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert!(due.contains(&orphan[0].id), "{due:?}");
+        assert!(due.contains(&again[0].id), "{due:?}");
         jobs::delete(c, &claimed[0].id).unwrap();
         assert_eq!(
             jobs::reschedule(c, &claimed[0].id, 0, jobs::Rescheduler::Run).unwrap(),

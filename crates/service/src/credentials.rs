@@ -24,6 +24,19 @@ pub enum SealError {
     Open,
 }
 
+/// A 256-bit key for one `purpose`, derived from `packages.encryption_key` with
+/// HKDF-SHA256: any string of enough entropy (hex, base64, a passphrase) makes a uniform
+/// key, and a key derived for one purpose is useless for any other.
+pub(crate) fn derive_key(material: &str, purpose: &[u8]) -> [u8; 32] {
+    let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, material.as_bytes());
+    let mut key = [0u8; 32];
+    // 32 bytes is far below HKDF-SHA256's 8160-byte output limit.
+    if hkdf.expand(purpose, &mut key).is_err() {
+        unreachable!("HKDF-SHA256 yields 32 bytes");
+    }
+    key
+}
+
 /// The key passwords are sealed with.
 #[derive(Clone)]
 pub struct CredentialKey {
@@ -40,14 +53,8 @@ impl CredentialKey {
     /// Derives the AES-256 key from the configured material with HKDF-SHA256, so any
     /// string of enough entropy (hex, base64, a passphrase) makes a uniform key.
     pub fn from_material(material: &str) -> CredentialKey {
-        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, material.as_bytes());
-        let mut key = [0u8; 32];
-        // 32 bytes is far below HKDF-SHA256's 8160-byte output limit.
-        if hkdf.expand(PURPOSE, &mut key).is_err() {
-            unreachable!("HKDF-SHA256 yields 32 bytes");
-        }
         CredentialKey {
-            cipher: Aes256Gcm::new(&key.into()),
+            cipher: Aes256Gcm::new(&derive_key(material, PURPOSE).into()),
         }
     }
 
@@ -97,6 +104,17 @@ impl CredentialKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_purpose_gets_its_own_key() {
+        let material = "0123456789abcdef0123456789abcdef";
+        assert_eq!(derive_key(material, b"a"), derive_key(material, b"a"));
+        assert_ne!(derive_key(material, b"a"), derive_key(material, b"b"));
+        assert_ne!(
+            derive_key(material, b"a"),
+            derive_key("another material of 32 chars!!!", b"a")
+        );
+    }
 
     const MATERIAL: &str = "0123456789abcdef0123456789abcdef";
 

@@ -46,12 +46,9 @@ impl std::fmt::Debug for UploadLinkKey {
 impl UploadLinkKey {
     /// Derives the HMAC key from `packages.encryption_key` with HKDF-SHA256.
     pub fn from_material(material: &str) -> UploadLinkKey {
-        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, material.as_bytes());
-        let mut key = [0u8; 32];
-        if hkdf.expand(PURPOSE, &mut key).is_err() {
-            unreachable!("HKDF-SHA256 yields 32 bytes");
+        UploadLinkKey {
+            key: crate::credentials::derive_key(material, PURPOSE),
         }
-        UploadLinkKey { key }
     }
 
     fn mac(&self, package_guid: &str, upload_id: &str, expires: i64) -> Hmac<sha2::Sha256> {

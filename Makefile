@@ -3,7 +3,7 @@
 CARGO ?= cargo
 SERVICES := ./scripts/test-services.sh
 
-.PHONY: run test test-all test-embedded test-stack test-fuzz lint bench bench-quick fuzz soak
+.PHONY: run test test-all test-embedded test-stack test-fuzz test-deploy lint bench bench-quick fuzz soak
 
 ## Build and start `packages` (API + worker, SQLite, local blobs, in-process queue) on 127.0.0.1:8080.
 run:
@@ -24,7 +24,7 @@ to_targets = $(patsubst tests/tests/%.rs,--test %,$(1))
 EMBEDDED_BLACK_BOX := $(call to_targets,$(filter-out tests/tests/stack_%.rs,$(BLACK_BOX_FILES)))
 STACK_BLACK_BOX := $(call to_targets,$(filter-out tests/tests/embedded_%.rs,$(BLACK_BOX_FILES)))
 
-test-all: test-embedded test-stack test-fuzz
+test-all: test-embedded test-stack test-fuzz test-deploy
 
 test-embedded:
 	PACKAGES_TEST_BACKEND=embedded $(TEST) --exclude packages-tests -- --show-output
@@ -36,6 +36,12 @@ test-stack:
 ## Every fuzz target briefly (make fuzz runs them longer).
 test-fuzz:
 	./scripts/fuzz.sh 15
+
+## deploy/ read by the real tools: promtool (config, rules, alert unit tests), kubectl
+## kustomize + kubernetes-validate and the restricted Pod Security Standard, the Compose
+## specification, hadolint. Installs them into .tools/ when missing.
+test-deploy:
+	./scripts/check-deploy.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -98,20 +98,52 @@ impl Service {
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        Self::read(req.send().await.unwrap()).await
+        let (client, request) = req.build_split();
+        let request = request.unwrap();
+        let (method, url) = (request.method().clone(), request.url().clone());
+        let reply = Self::read(client.execute(request).await.unwrap()).await;
+        self.record(&method, &url, &reply);
+        reply
     }
 
     /// Like [`Client::send`], for a request whose server may die before it answers.
     pub async fn try_send(&self, req: reqwest::RequestBuilder) -> Result<Reply, reqwest::Error> {
-        let res = req.send().await?;
+        let (client, request) = req.build_split();
+        let request = request?;
+        let (method, url) = (request.method().clone(), request.url().clone());
+        let res = client.execute(request).await?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let body = res.bytes().await?;
-        Ok(Reply {
+        let reply = Reply {
             status,
             headers,
             body,
-        })
+        };
+        self.record(&method, &url, &reply);
+        Ok(reply)
+    }
+
+    /// Which process answered a URL: the API, a worker's operator endpoints, or something
+    /// else (a presigned S3 URL).
+    fn answered_by(&self, url: &reqwest::Url) -> &'static str {
+        let origin = url.origin().ascii_serialization();
+        if origin == self.base {
+            "api"
+        } else if url.host_str() == Some("127.0.0.1")
+            && url.port().is_some_and(|p| self.worker_ports().contains(&p))
+        {
+            "worker"
+        } else {
+            "other"
+        }
+    }
+
+    /// Appends the response to `$PACKAGES_TEST_RESPONSES/responses-<pid>.jsonl` when that
+    /// variable names a directory, for `scripts/check-openapi.py` to hold against
+    /// `proto/openapi.yaml`.
+    fn record(&self, method: &reqwest::Method, url: &reqwest::Url, reply: &Reply) {
+        record_response(self.answered_by(url), method, url, reply);
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -320,12 +352,9 @@ impl Service {
         let mut text = self.get_anonymous("/metrics").await.text();
         for port in self.worker_ports() {
             let r = self
-                .http
-                .get(format!("http://127.0.0.1:{port}/metrics"))
-                .send()
-                .await
-                .unwrap();
-            text.push_str(&r.text().await.unwrap());
+                .send(self.http.get(format!("http://127.0.0.1:{port}/metrics")))
+                .await;
+            text.push_str(&r.text());
         }
         text
     }
@@ -383,4 +412,54 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Where responses are recorded (`PACKAGES_TEST_RESPONSES`), opened once per process.
+static RECORDING: std::sync::LazyLock<Option<std::sync::Mutex<std::fs::File>>> =
+    std::sync::LazyLock::new(|| {
+        let dir = std::env::var_os("PACKAGES_TEST_RESPONSES")?;
+        std::fs::create_dir_all(&dir).unwrap();
+        let path =
+            std::path::Path::new(&dir).join(format!("responses-{}.jsonl", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Some(std::sync::Mutex::new(file))
+    });
+
+/// One JSON line per response: the request's method and URL, which process answered
+/// (`api`, `worker`, `other`), the status, the content type, and the body as text when it
+/// is JSON or text, else its length. Also the test (thread) that sent it.
+fn record_response(answered_by: &str, method: &reqwest::Method, url: &reqwest::Url, reply: &Reply) {
+    use std::io::Write;
+    let Some(file) = RECORDING.as_ref() else {
+        return;
+    };
+    let content_type = reply.header("content-type");
+    let textual = content_type.is_some_and(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ct.contains("json") || ct.starts_with("text/")
+    });
+    let mut line = json!({
+        "test": std::thread::current().name().unwrap_or_default(),
+        "answered_by": answered_by,
+        "method": method.as_str(),
+        "url": url.as_str(),
+        "status": reply.status,
+        "content_type": content_type,
+        "location": reply.header("location"),
+        "content_disposition": reply.header("content-disposition"),
+        "body_length": reply.body.len(),
+    });
+    if textual {
+        line["body"] = json!(reply.text());
+    }
+    let mut text = line.to_string();
+    text.push('\n');
+    let mut file = file
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    file.write_all(text.as_bytes()).unwrap();
 }

@@ -6,8 +6,10 @@ SERVICES := ./scripts/test-services.sh
 .PHONY: run test test-all test-embedded test-stack test-fuzz test-deploy lint bench bench-quick fuzz soak
 
 ## Build and start `packages` (API + worker, SQLite, local blobs, in-process queue) on 127.0.0.1:8080.
+## Built without the production backends (PostgreSQL's libpq, RabbitMQ and S3 clients):
+## a Rust toolchain and a C compiler are all it needs.
 run:
-	$(CARGO) run --release
+	$(CARGO) run --release --no-default-features
 
 ## The whole suite: unit and crate tests and the black-box suite on the embedded
 ## default, then the black-box suite again on PostgreSQL + RabbitMQ + S3. Starts what
@@ -27,6 +29,7 @@ STACK_BLACK_BOX := $(call to_targets,$(filter-out tests/tests/embedded_%.rs,$(BL
 test-all: test-embedded test-stack test-fuzz test-deploy
 
 test-embedded:
+	$(CARGO) check -p packages --no-default-features --bins
 	PACKAGES_TEST_BACKEND=embedded $(TEST) --exclude packages-tests -- --show-output
 	PACKAGES_TEST_BACKEND=embedded $(TEST) $(EMBEDDED_BLACK_BOX) -- --show-output
 
@@ -46,6 +49,7 @@ test-deploy:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p packages --no-default-features --all-targets -- -D warnings
 
 ## Speed and memory next to the floor measured in the same run; writes BENCHMARKS.md.
 bench:

@@ -213,6 +213,7 @@ impl Service {
                 let endpoint = required_env("PACKAGES_TEST_S3_ENDPOINT");
                 let settings = packages_blobstore::S3Settings {
                     endpoint: Some(endpoint.clone()),
+                    public_endpoint: None,
                     region: "us-east-1".into(),
                     bucket: format!("pkgtest-{}", &id[..20]),
                     access_key: Some(required_env("PACKAGES_TEST_S3_ACCESS_KEY")),
@@ -317,7 +318,16 @@ impl Service {
     /// Starts the API (`packages` in embedded mode) and waits until it is ready.
     pub async fn start_api(&mut self, extra_env: &[(&str, &str)]) {
         self.spawn_api(extra_env);
-        let url = format!("{}/readyz", self.base);
+        // With `server.ops_bind` the operator endpoints have a port of their own.
+        let url = match self
+            .options
+            .settings
+            .iter()
+            .find(|(k, _)| k == "server.ops_bind")
+        {
+            Some((_, ops)) => format!("http://{ops}/readyz"),
+            None => format!("{}/readyz", self.base),
+        };
         self.wait_ready(&url, true).await;
     }
 

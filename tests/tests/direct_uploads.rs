@@ -397,3 +397,36 @@ async fn oversized_direct_uploads_change_nothing() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(svc.wait_final(&guid).await["state"], "READY");
 }
+
+/// `blobstore.s3.public_endpoint`: every link a client receives names the S3 server as
+/// clients reach it, and is signed for that host (here `localhost` for the test server
+/// the service itself reaches as `127.0.0.1`), so both a direct upload and a download
+/// work through it.
+#[tokio::test]
+async fn links_for_clients_use_the_public_s3_endpoint() {
+    if packages_tests::mode() != Mode::Stack {
+        eprintln!("SKIPPED links_for_clients_use_the_public_s3_endpoint: S3 only (stack)");
+        return;
+    }
+    let internal = std::env::var("PACKAGES_TEST_S3_ENDPOINT").unwrap();
+    let public = internal.replace("127.0.0.1", "localhost");
+    assert_ne!(public, internal, "the test S3 endpoint is on 127.0.0.1");
+    let svc =
+        Service::start_with(Options::default().with("blobstore.s3.public_endpoint", &public)).await;
+    let ctx = svc.ctx().await;
+    let guid = svc.new_package(&ctx.app).await;
+    let link = issue_ok(&svc, &guid).await;
+    let href = upload_href(&link);
+    assert!(href.starts_with(&format!("{public}/")), "{href}");
+    let zip = zips::small_app("through the public endpoint");
+    assert_eq!(put(&svc, &href, zip.clone()).await.status, 200);
+    assert_eq!(complete(&svc, &link, &svc.admin()).await.status, 200);
+    let p = svc.wait_final(&guid).await;
+    assert_eq!(p["state"], "READY", "{p}");
+
+    let (r, bytes) = svc.download(&guid, &svc.admin()).await;
+    assert_eq!(r.status, 302);
+    let location = r.header("location").unwrap();
+    assert!(location.starts_with(&format!("{public}/")), "{location}");
+    assert_eq!(bytes.unwrap(), zip);
+}

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use packages_tests::zips::{self, Entry};
-use packages_tests::{Mode, Service};
+use packages_tests::{Mode, Service, metric};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -564,6 +564,57 @@ async fn headers_request_ids_and_unknown_routes() {
     let ready = svc.get_anonymous("/readyz").await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["checks"]["database"], "ok");
+}
+
+#[tokio::test]
+async fn ops_bind_moves_the_operator_endpoints_off_the_api_port() {
+    let ops = format!("127.0.0.1:{}", packages_tests::service::free_port());
+    let svc =
+        Service::start_with(packages_tests::Options::default().with("server.ops_bind", &ops)).await;
+    let ctx = svc.ctx().await;
+    let http = reqwest::Client::new();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        svc.get_anonymous(path)
+            .await
+            .assert_error(404, 10000, "NotFound", "Unknown request");
+        let r = http
+            .get(format!("http://{ops}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path} on {ops}");
+    }
+    // The API's own traffic is counted and scraped on the ops port.
+    let guid = svc.new_package(&ctx.app).await;
+    assert_eq!(
+        svc.get(&format!("/v3/packages/{guid}"), &svc.admin())
+            .await
+            .status,
+        200
+    );
+    let scrape = http
+        .get(format!("http://{ops}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(
+            &scrape,
+            "http_requests_total",
+            &[
+                ("route", "/v3/packages/{guid}"),
+                ("method", "GET"),
+                ("status", "200")
+            ]
+        ) >= 1.0,
+        "{scrape}"
+    );
+    // Nothing of the API answers on the ops port.
+    let r = http.get(format!("http://{ops}/v3")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 #[tokio::test]

@@ -76,12 +76,20 @@ impl ApiState {
     }
 }
 
-/// Registers every route of the API on an actix app.
+/// Registers every route of the API on an actix app, the operator endpoints included.
 pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        ops::configure(cfg, state.metrics.clone(), state.readiness.clone());
+        configure_packages_api(state)(cfg);
+    }
+}
+
+/// Registers the API's routes without the operator endpoints, for a process that serves
+/// those on a port of their own (`server.ops_bind`).
+pub fn configure_packages_api(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(state.clone());
         cfg.app_data(web::Data::new(state.metrics.clone()));
-        ops::configure(cfg, state.metrics.clone(), state.readiness.clone());
         routes::configure(cfg);
     }
 }

@@ -22,6 +22,11 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub trait Probe: Send + Sync {
     fn name(&self) -> &'static str;
     async fn check(&self) -> Result<(), String>;
+    /// Whether the process is unready while this backend is unavailable. A backend the
+    /// process can work without for a while is still checked and reported.
+    fn gates_readiness(&self) -> bool {
+        true
+    }
 }
 
 /// How long one round of checks answers `/readyz`: the endpoint needs no token, so
@@ -89,7 +94,7 @@ impl Readiness {
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(format!("no answer within {} ms", CHECK_TIMEOUT.as_millis())),
             };
-            (probe.name(), outcome)
+            (probe.name(), probe.gates_readiness(), outcome)
         }))
         .await;
         if let Some(metrics) = &self.metrics {
@@ -97,14 +102,14 @@ impl Readiness {
         }
         let mut ready = true;
         let mut checks = Map::new();
-        for (name, outcome) in results {
+        for (name, gates, outcome) in results {
             if let Some(metrics) = &self.metrics {
                 metrics.set_ready(name, outcome.is_ok());
             }
             let status = match outcome {
                 Ok(()) => json!("ok"),
                 Err(e) => {
-                    ready = false;
+                    ready &= !gates;
                     tracing::warn!(component = name, cause = %e, "readiness check failed");
                     json!("unavailable")
                 }
@@ -158,6 +163,12 @@ impl Probe for PublisherProbe {
             .check()
             .await
             .map_err(|e| packages_blobstore::Chain(&e).to_string())
+    }
+    /// The API records jobs in the outbox and publishes them once the broker is back,
+    /// so uploads keep being accepted: taking the API out of its load balancer for a
+    /// broker outage would refuse them for nothing.
+    fn gates_readiness(&self) -> bool {
+        false
     }
 }
 

@@ -26,6 +26,7 @@ pub enum BlobError {
     /// An HTTP exchange with the store failed: no connection, a timeout, or the connection
     /// broke mid-body. `url` has no query string (a presigned URL carries its signature
     /// there), and `source` carries no URL at all.
+    #[cfg(feature = "s3")]
     #[error("{what}{}", in_parentheses(url))]
     Http {
         what: &'static str,
@@ -44,6 +45,7 @@ pub enum BlobError {
     },
     /// The S3 client failed outside an HTTP exchange (credentials, signing, reading an
     /// answer).
+    #[cfg(feature = "s3")]
     #[error("{what}")]
     S3 {
         what: &'static str,
@@ -101,12 +103,14 @@ impl BlobError {
     /// (bad credentials, bad request), settings, or a stream stopped on purpose.
     pub fn is_retryable(&self) -> bool {
         match self {
+            #[cfg(feature = "s3")]
             BlobError::Http { source, .. } => match find_source::<BlobError>(source) {
                 // The body stream handed to the store failed: what broke it decides.
                 Some(cause) => cause.is_retryable(),
                 None => !(source.is_builder() || source.is_redirect()),
             },
             BlobError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            #[cfg(feature = "s3")]
             BlobError::S3 { source, .. } => matches!(source, ::s3::error::S3Error::Io(_)),
             BlobError::Fs { .. } | BlobError::Io(_) => true,
             BlobError::NotFound(_)
@@ -123,6 +127,7 @@ impl BlobError {
     }
 }
 
+#[cfg(feature = "s3")]
 fn in_parentheses(url: &str) -> String {
     if url.is_empty() {
         String::new()
@@ -141,6 +146,7 @@ pub(crate) fn code_and_message(code: Option<&str>, message: &str) -> String {
 }
 
 /// The first error of type `E` among the sources of `error`.
+#[cfg(feature = "s3")]
 fn find_source<'a, E: Error + 'static>(error: &'a (dyn Error + 'static)) -> Option<&'a E> {
     let mut next = error.source();
     while let Some(cause) = next {
@@ -152,6 +158,7 @@ fn find_source<'a, E: Error + 'static>(error: &'a (dyn Error + 'static)) -> Opti
     None
 }
 
+#[cfg(feature = "s3")]
 /// `e` as [`BlobError::Http`]. The URL of the request, which reqwest would print whole,
 /// is taken out of `e` and kept without its query string; `url` stands in when `e` names
 /// none.
@@ -168,6 +175,7 @@ pub(crate) fn http_error(what: &'static str, url: Option<&str>, e: reqwest::Erro
     }
 }
 
+#[cfg(feature = "s3")]
 /// `url` without query string, fragment and user info.
 fn url_without_query(url: &reqwest::Url) -> String {
     let mut url = url.clone();

@@ -14,11 +14,13 @@ use futures_util::Stream;
 mod error;
 mod local;
 mod redact;
+#[cfg(feature = "s3")]
 mod s3;
 
 pub use error::{BlobError, Chain};
 pub use local::LocalBlobstore;
 pub use redact::redact_urls;
+#[cfg(feature = "s3")]
 pub use s3::{S3Blobstore, S3Settings, S3Writer};
 
 /// A stream of bytes read from a blob.

@@ -50,6 +50,12 @@ const TABLE: &[(&str, Kind, &str, &str)] = &[
         "on SIGTERM, how long requests in flight (uploads) may still run before they are cut; matches Kubernetes' grace period",
     ),
     (
+        "server.ops_bind",
+        Text,
+        "none",
+        "where the API serves its operator endpoints (`/healthz`, `/readyz`, `/metrics`) instead of `server.bind`, so they stay off the public port; absent: on `server.bind`",
+    ),
+    (
         "worker.bind",
         Text,
         "127.0.0.1:8081",
@@ -110,6 +116,12 @@ const TABLE: &[(&str, Kind, &str, &str)] = &[
         Text,
         "none",
         "e.g. `http://127.0.0.1:9000`; absent means AWS",
+    ),
+    (
+        "blobstore.s3.public_endpoint",
+        Text,
+        "none",
+        "the same S3 server as clients outside the service's network reach it (e.g. `https://s3.example.org`); every link a client receives (download redirects, direct-upload links) is signed for it; absent: `blobstore.s3.endpoint`",
     ),
     (
         "blobstore.s3.region",

@@ -17,7 +17,6 @@ mod settings;
 mod value;
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -96,12 +95,11 @@ impl ConfigError {
     }
 }
 
-/// Loads the settings of this process: the config file is `config_file`, else the one
-/// named by `PACKAGES_CONFIG`, else none; overrides come from the process environment.
+/// Loads the settings of this process from `config_file` (the command line's `--config`
+/// or `PACKAGES_CONFIG`, which clap reads) and the process environment's overrides.
 pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
-    let path = resolve_config_file(config_file, std::env::var_os(CONFIG_FILE_ENV).as_deref());
     let env = process_env()?;
-    load_from(path.as_deref(), env)
+    load_from(config_file, env)
 }
 
 /// Loads settings from defaults, then `config_file` if given (it must exist), then the
@@ -306,16 +304,6 @@ fn check_combinations(settings: &Settings) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The config file to read: the explicit one wins over `PACKAGES_CONFIG`, and an empty
-/// `PACKAGES_CONFIG` counts as unset.
-fn resolve_config_file(explicit: Option<&Path>, env_value: Option<&OsStr>) -> Option<PathBuf> {
-    explicit.map(Path::to_path_buf).or_else(|| {
-        env_value
-            .filter(|value| !value.is_empty())
-            .map(PathBuf::from)
-    })
-}
-
 /// The override variables of the process. `std::env::vars` would panic on a non-UTF-8
 /// entry anywhere in the environment; only ours are required to be UTF-8.
 fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
@@ -363,24 +351,6 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn explicit_file_wins_over_packages_config() {
-        let got = resolve_config_file(Some(Path::new("a.toml")), Some(OsStr::new("b.toml")));
-        assert_eq!(got, Some(PathBuf::from("a.toml")));
-    }
-
-    #[test]
-    fn packages_config_names_the_file_when_none_is_given() {
-        let got = resolve_config_file(None, Some(OsStr::new("b.toml")));
-        assert_eq!(got, Some(PathBuf::from("b.toml")));
-    }
-
-    #[test]
-    fn no_file_when_neither_is_set() {
-        assert_eq!(resolve_config_file(None, None), None);
-        assert_eq!(resolve_config_file(None, Some(OsStr::new(""))), None);
-    }
 
     #[test]
     fn env_names_map_to_keys() {

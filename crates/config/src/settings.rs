@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use crate::value::{
     MIN_ENCRYPTION_KEY_BYTES, MIN_JWT_SECRET_BYTES, MIN_PROXY_SECRET_BYTES, at_least, between,
-    blobstore_kind, boolean, database_url, log_format, optional, optional_url, queue_prefix,
-    queue_url, redact_url, required, secret, socket_addr,
+    blobstore_kind, boolean, database_url, log_format, optional, optional_socket_addr,
+    optional_url, queue_prefix, queue_url, redact_url, required, secret, socket_addr,
 };
 
 /// Upper bound of `worker.concurrency`: it becomes the AMQP prefetch count, a `u16`.
@@ -59,6 +59,9 @@ pub struct Server {
     /// On SIGTERM, how long requests in flight may still run.
     #[serde(deserialize_with = "between::<1, 86_400, _, _>")]
     pub shutdown_timeout_secs: u64,
+    /// Operator endpoints on their own address; `None`: on `bind`.
+    #[serde(deserialize_with = "optional_socket_addr")]
+    pub ops_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -147,6 +150,9 @@ pub struct S3Blobstore {
     /// `http(s)://host[:port]`; `None` means AWS.
     #[serde(deserialize_with = "optional_url")]
     pub endpoint: Option<String>,
+    /// `http(s)://host[:port]` that clients reach the same server at; `None`: `endpoint`.
+    #[serde(deserialize_with = "optional_url")]
+    pub public_endpoint: Option<String>,
     #[serde(deserialize_with = "required")]
     pub region: String,
     #[serde(deserialize_with = "required")]
@@ -273,6 +279,7 @@ impl Settings {
                 body_idle_timeout_secs: 15,
                 max_connections: 10_000,
                 shutdown_timeout_secs: 300,
+                ops_bind: None,
             },
             worker: Worker {
                 bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
@@ -296,6 +303,7 @@ impl Settings {
                 },
                 s3: S3Blobstore {
                     endpoint: None,
+                    public_endpoint: None,
                     region: "us-east-1".to_owned(),
                     bucket: "cc-packages".to_owned(),
                     access_key: None,
@@ -378,6 +386,7 @@ impl fmt::Debug for S3Blobstore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Blobstore")
             .field("endpoint", &self.endpoint)
+            .field("public_endpoint", &self.public_endpoint)
             .field("region", &self.region)
             .field("bucket", &self.bucket)
             .field("access_key", &self.access_key)

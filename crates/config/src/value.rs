@@ -178,6 +178,18 @@ pub(crate) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr,
     })
 }
 
+/// An optional IP:PORT; empty means unset.
+pub(crate) fn optional_socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    text(d, |s| match unless_empty(s) {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| {
+            format!("invalid socket address '{s}' (expected IP:PORT, e.g. 0.0.0.0:8081)")
+        }),
+    })
+}
+
 pub(crate) fn optional_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     text(d, |s| unless_empty(s).map(|u| http_url(&u)).transpose())
 }

@@ -98,7 +98,7 @@ fn keys_list_documents_the_real_defaults() {
     // Setting every key to its documented default must change nothing.
     assert_eq!(load_from(None, concrete).unwrap(), Settings::defaults());
     let none = KEYS.iter().filter(|(_, d, _)| *d == "none").count();
-    assert_eq!(none, 11, "optional keys");
+    assert_eq!(none, 13, "optional keys");
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn keys_are_unique_and_in_contract_order() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), names.len());
-    assert_eq!(names.len(), 44);
+    assert_eq!(names.len(), 46);
     assert_eq!(names.first(), Some(&"server.bind"));
     assert_eq!(names.last(), Some(&"log.level"));
     let position = |k: &str| names.iter().position(|n| *n == k).unwrap();
@@ -127,8 +127,12 @@ fn env_name(key: &str) -> String {
 /// A valid value for `key` that differs from its default.
 fn sample(key: &str) -> &'static str {
     match key {
-        "server.bind" | "worker.bind" => "0.0.0.0:9999",
-        "server.external_url" | "blobstore.s3.endpoint" | "auth.uaa_url" | "auth.issuer" => {
+        "server.bind" | "worker.bind" | "server.ops_bind" => "0.0.0.0:9999",
+        "server.external_url"
+        | "blobstore.s3.endpoint"
+        | "blobstore.s3.public_endpoint"
+        | "auth.uaa_url"
+        | "auth.issuer" => {
             "https://h.example"
         }
         "database.url" => "postgres://u:p@db/packages",

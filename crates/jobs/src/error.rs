@@ -4,11 +4,15 @@
 //! one, is its [`source`](std::error::Error::source). Render the whole chain for logs
 //! (`packages_blobstore::Chain` does, and so does this crate's own logging).
 
+#[cfg(feature = "amqp")]
 use std::error::Error;
+#[cfg(feature = "amqp")]
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "amqp")]
 use lapin::ErrorKind;
+#[cfg(feature = "amqp")]
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 
 /// What went wrong. [`QueueError::is_retryable`] tells failures a later attempt may get
@@ -17,6 +21,7 @@ use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 pub enum QueueError {
     /// Talking to the broker failed: it could not be reached, the connection or channel
     /// broke, or the broker refused the operation `what` names.
+    #[cfg(feature = "amqp")]
     #[error("{what}")]
     Amqp {
         what: &'static str,
@@ -55,6 +60,7 @@ impl QueueError {
     /// credentials the broker refuses, a declaration it rejects, a closed queue.
     pub fn is_retryable(&self) -> bool {
         match self {
+            #[cfg(feature = "amqp")]
             QueueError::Amqp { source, .. } => lapin_is_retryable(source),
             QueueError::Timeout { .. }
             | QueueError::ChannelClosed { .. }
@@ -67,6 +73,7 @@ impl QueueError {
     }
 }
 
+#[cfg(feature = "amqp")]
 fn lapin_is_retryable(e: &lapin::Error) -> bool {
     match e.kind() {
         // I/O, a lost heartbeat, or a connection or channel that broke under us.
@@ -92,8 +99,10 @@ fn lapin_is_retryable(e: &lapin::Error) -> bool {
 /// An error and its sources on one line, `outer: cause: root cause`, for this crate's
 /// logs. A cause whose text the part before it already shows (lapin repeats its
 /// source's text) is not repeated.
+#[cfg(feature = "amqp")]
 pub(crate) struct Chain<'a>(pub(crate) &'a dyn Error);
 
+#[cfg(feature = "amqp")]
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = self.0.to_string();
@@ -111,7 +120,7 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "amqp"))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::io;

@@ -6,11 +6,13 @@
 
 use async_trait::async_trait;
 
+#[cfg(feature = "amqp")]
 mod amqp;
 mod embedded;
 mod error;
 mod message;
 
+#[cfg(feature = "amqp")]
 pub use amqp::{AmqpQueue, AmqpSettings};
 pub use embedded::EmbeddedQueue;
 pub use error::QueueError;

@@ -1,5 +1,6 @@
 //! The binaries' command lines and exit codes, as operators meet them: bad configuration
-//! stops start-up with one line on stderr and a non-zero exit.
+//! stops start-up with one line on stderr and exit code 2, a failure at run time (a
+//! database out of reach, a port taken) with exit code 1.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Output};
@@ -21,9 +22,13 @@ fn run(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn one_line_error(out: &Output) -> String {
+    one_line_failure(out, 2)
+}
+
+fn one_line_failure(out: &Output, code: i32) -> String {
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(code),
         "exit code; stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -127,8 +132,157 @@ fn an_unreachable_database_stops_start_up() {
         ("PACKAGES__QUEUE__URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
         ("PACKAGES__AUTH__JWT_SECRET", SECRET),
     ];
-    let err = one_line_error(&run(API, &[], &env));
+    let err = one_line_failure(&run(API, &[], &env), 1);
     assert!(err.contains("database"), "{err}");
+}
+
+#[test]
+fn a_taken_port_is_a_runtime_failure() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = one_line_failure(
+        &run(
+            PACKAGES,
+            &[],
+            &[
+                ("PACKAGES__SERVER__BIND", addr.as_str()),
+                ("PACKAGES__AUTH__JWT_SECRET", SECRET),
+            ],
+        ),
+        1,
+    );
+    assert!(err.contains("server.bind"), "{err}");
+}
+
+#[test]
+fn the_command_line_wins_over_packages_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, bad) = (dir.path().join("good.toml"), dir.path().join("bad.toml"));
+    std::fs::write(&bad, "[server]\nbnd = 2\n").unwrap();
+    std::fs::write(&good, "[server]\nbind = \"not-an-address\"\n").unwrap();
+    // The file named on the command line is the one read: its own error shows.
+    let err = one_line_error(&run(
+        PACKAGES,
+        &["--config", good.to_str().unwrap()],
+        &[("PACKAGES_CONFIG", bad.to_str().unwrap())],
+    ));
+    assert!(
+        err.contains("server.bind") && !err.contains("server.bnd"),
+        "{err}"
+    );
+    // An empty PACKAGES_CONFIG is a usage error, like an empty --config.
+    let out = run(PACKAGES, &[], &[("PACKAGES_CONFIG", "")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+}
+
+#[test]
+fn every_binary_tells_its_version_and_what_it_is() {
+    for binary in [PACKAGES, API, WORKER] {
+        let name = std::path::Path::new(binary)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let out = run(binary, &["--version"], &[]);
+        assert!(out.status.success(), "{name} --version");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{name} {}", env!("CARGO_PKG_VERSION"))
+        );
+        let out = run(binary, &["--help"], &[]);
+        assert!(out.status.success(), "{name} --help");
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let about = help.lines().next().unwrap_or_default();
+        assert!(about.contains("package store"), "{name}: {help}");
+        assert!(help.contains("[env: PACKAGES_CONFIG="), "{name}: {help}");
+        assert!(help.contains("migrate"), "{name}: {help}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for binary in [PACKAGES, API, WORKER] {
+        let out = run(binary, &["--no-such-flag"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{binary}");
+        let out = run(binary, &["no-such-command"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{binary}");
+    }
+}
+
+#[test]
+fn migrate_creates_the_schema_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("migrated.db");
+    let url = format!("sqlite://{}", db.display());
+    for binary in [PACKAGES, WORKER] {
+        // Twice each: migrating a migrated database changes nothing and succeeds.
+        let out = run(
+            binary,
+            &["migrate"],
+            &[("PACKAGES__DATABASE__URL", url.as_str())],
+        );
+        assert!(
+            out.status.success(),
+            "{binary}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("database migrated (sqlite)"));
+    }
+    let tables = std::fs::read(&db).unwrap();
+    // The file holds the schema: SQLite stores each table's CREATE statement as text.
+    let text = String::from_utf8_lossy(&tables);
+    assert!(text.contains("CREATE TABLE packages"), "no packages table");
+    assert!(
+        text.contains("__diesel_schema_migrations"),
+        "no migration record"
+    );
+    // Nothing but the database was created: no server ran, no secret was generated.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.to_string_lossy().starts_with("migrated.db")),
+        "{names:?}"
+    );
+}
+
+/// On PostgreSQL, `packages-api migrate` is what a Kubernetes Job runs before the API.
+#[test]
+fn migrate_runs_on_postgres() {
+    let Ok(server) = std::env::var("PACKAGES_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "SKIPPED migrate_runs_on_postgres: PACKAGES_TEST_POSTGRES_URL is not set (make test sets it)"
+        );
+        return;
+    };
+    let name = format!("pkgtest_migrate_{}", std::process::id());
+    let admin = run_sql(&server, &format!("CREATE DATABASE {name}"));
+    assert!(admin, "cannot create a database on {server}");
+    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let out = run(
+        API,
+        &["migrate"],
+        &[("PACKAGES__DATABASE__URL", url.as_str())],
+    );
+    let ok = out.status.success();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    run_sql(&server, &format!("DROP DATABASE IF EXISTS {name}"));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("database migrated (postgres)"), "{stdout}");
+}
+
+/// Runs one statement through psql; whether it succeeded.
+fn run_sql(url: &str, sql: &str) -> bool {
+    Command::new("psql")
+        .args([url, "-q", "-c", sql])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! Command lines: `[--config FILE]` to serve, or `token --user GUID --scopes a,b` to mint
-//! a bearer token for the configured HS256 secret; `packages` also has the clients
-//! `push DIR --app GUID` and `download GUID -o FILE`, which need no configuration.
+//! Command lines: `[--config FILE]` to serve, `migrate` to run the database migrations
+//! and exit, or `token --user GUID --scopes a,b` to mint a bearer token for the
+//! configured HS256 secret; `packages` also has the clients `push DIR --app GUID` and
+//! `download GUID -o FILE`, which need no configuration.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,42 +27,68 @@ impl Binary {
     }
 }
 
-/// `packages`: serves, or runs one of its subcommands.
-#[derive(Debug, Parser)]
-struct PackagesCli {
-    /// Configuration file (TOML); also `PACKAGES_CONFIG`.
-    #[arg(long, value_name = "FILE")]
+/// The configuration file, for every binary and subcommand that reads one.
+#[derive(Debug, Clone, Args)]
+struct ConfigArg {
+    /// Configuration file (TOML); environment variables PACKAGES__SECTION__KEY override it.
+    #[arg(long, value_name = "FILE", env = "PACKAGES_CONFIG", global = true)]
     config: Option<PathBuf>,
+}
+
+/// The package store of a Cloud Foundry-style platform, all in one process: the v3
+/// packages API and its worker on SQLite, local blobs and an in-process queue (or on
+/// PostgreSQL, RabbitMQ and S3, as configured).
+#[derive(Debug, Parser)]
+#[command(name = "packages", version)]
+struct PackagesCli {
+    #[command(flatten)]
+    config: ConfigArg,
     #[command(subcommand)]
     command: Option<PackagesSub>,
 }
 
+/// The v3 packages API of a Cloud Foundry-style package store; jobs go to RabbitMQ for
+/// packages-worker processes.
 #[derive(Debug, Parser)]
+#[command(name = "packages-api", version)]
 struct ServeCli {
-    /// Configuration file (TOML); also `PACKAGES_CONFIG`.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArg,
     #[command(subcommand)]
     command: Option<Sub>,
 }
 
+/// The worker of a Cloud Foundry-style package store: validates, hashes and stores
+/// uploaded packages from RabbitMQ; run as many as you like.
 #[derive(Debug, Parser)]
+#[command(name = "packages-worker", version)]
 struct WorkerCli {
-    /// Configuration file (TOML); also `PACKAGES_CONFIG`.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    command: Option<WorkerSub>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Sub {
     /// Print a signed bearer token for the configured HS256 secret.
     Token(TokenArgs),
+    /// Run the database migrations, then exit (for a Kubernetes Job or init container).
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerSub {
+    /// Run the database migrations, then exit (for a Kubernetes Job or init container).
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]
 enum PackagesSub {
     /// Print a signed bearer token for the configured HS256 secret.
     Token(TokenArgs),
+    /// Run the database migrations, then exit (for a Kubernetes Job or init container).
+    Migrate,
     /// Zip a directory (honouring .cfignore), upload what the service lacks, and wait
     /// for the package to be READY.
     Push(PushArgs),
@@ -136,6 +163,8 @@ pub struct TokenArgs {
 pub struct Command {
     pub config: Option<PathBuf>,
     pub token: Option<TokenArgs>,
+    /// `migrate`: run the migrations and exit.
+    pub migrate: bool,
     /// A client subcommand of `packages`: runs without the server's configuration.
     pub client: Option<packages_client::Command>,
 }
@@ -150,41 +179,48 @@ pub fn parse(binary: Binary) -> Command {
     match binary {
         Binary::Packages => {
             let cli = PackagesCli::parse_from(args(binary));
-            let (token, client) = match cli.command {
-                None => (None, None),
-                Some(PackagesSub::Token(args)) => (Some(args), None),
-                Some(PackagesSub::Push(args)) => (None, Some(push(args))),
-                Some(PackagesSub::Download(args)) => (
-                    None,
-                    Some(packages_client::Command::Download {
+            let mut command = Command::serve(cli.config);
+            match cli.command {
+                None => {}
+                Some(PackagesSub::Token(args)) => command.token = Some(args),
+                Some(PackagesSub::Migrate) => command.migrate = true,
+                Some(PackagesSub::Push(args)) => command.client = Some(push(args)),
+                Some(PackagesSub::Download(args)) => {
+                    command.client = Some(packages_client::Command::Download {
                         target: args.target.into(),
                         guid: args.guid,
                         output: args.output,
-                    }),
-                ),
-            };
-            Command {
-                config: cli.config,
-                token,
-                client,
+                    })
+                }
             }
+            command
         }
         Binary::Api => {
             let cli = ServeCli::parse_from(args(binary));
-            let token = cli.command.map(|Sub::Token(args)| args);
-            Command {
-                config: cli.config,
-                token,
-                client: None,
+            let mut command = Command::serve(cli.config);
+            match cli.command {
+                None => {}
+                Some(Sub::Token(args)) => command.token = Some(args),
+                Some(Sub::Migrate) => command.migrate = true,
             }
+            command
         }
         Binary::Worker => {
             let cli = WorkerCli::parse_from(args(binary));
-            Command {
-                config: cli.config,
-                token: None,
-                client: None,
-            }
+            let mut command = Command::serve(cli.config);
+            command.migrate = matches!(cli.command, Some(WorkerSub::Migrate));
+            command
+        }
+    }
+}
+
+impl Command {
+    fn serve(config: ConfigArg) -> Command {
+        Command {
+            config: config.config,
+            token: None,
+            migrate: false,
+            client: None,
         }
     }
 }

@@ -16,13 +16,29 @@ use packages_jobs::{JobConsumer, JobPublisher};
 
 pub use cli::Binary;
 
-/// Why a process could not start; printed as one line.
+/// Why a process could not start or stopped; printed as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration is wrong: exit code 2, like a usage error.
     #[error("configuration: {0}")]
     Config(#[from] packages_config::ConfigError),
+    /// Settings that load but cannot work (a key or URL the backend refuses): exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Something failed at run time (a backend out of reach, a port taken): exit 1.
     #[error("{0}")]
     Setup(String),
+}
+
+impl StartError {
+    /// 2 for what the operator must change in the configuration, 1 for the rest, as
+    /// clap's own usage errors (2) and Rust's `main` returning an error (1) do.
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            StartError::Config(_) | StartError::Usage(_) => ExitCode::from(2),
+            StartError::Setup(_) => ExitCode::FAILURE,
+        }
+    }
 }
 
 /// The whole life of a binary; the exit code follows the operator contract.
@@ -50,7 +66,7 @@ pub fn main(binary: Binary) -> ExitCode {
             let text = e.to_string();
             let line: Vec<&str> = text.split_whitespace().collect();
             eprintln!("{}: {}", binary.name(), line.join(" "));
-            ExitCode::from(2)
+            e.exit_code()
         }
     }
 }
@@ -77,8 +93,11 @@ fn run(binary: Binary, command: cli::Command) -> Result<(), StartError> {
     if let Some(token) = command.token {
         return secret::print_token(binary, &settings, &token);
     }
+    if command.migrate {
+        return migrate(&settings);
+    }
     if settings.queue.url.is_embedded() && binary != Binary::Packages {
-        return Err(StartError::Setup(format!(
+        return Err(StartError::Usage(format!(
             "queue.url: 'embedded' only works in the all-in-one `packages`; {} needs amqp://…",
             binary.name()
         )));
@@ -99,6 +118,23 @@ fn run(binary: Binary, command: cli::Command) -> Result<(), StartError> {
             ))
         })?;
     runtime.block_on(serve::serve(binary, settings))
+}
+
+/// `migrate`: connecting migrates (under a lock on PostgreSQL, so it may run beside
+/// starting processes); nothing else starts.
+fn migrate(settings: &packages_config::Settings) -> Result<(), StartError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            StartError::Setup(format!(
+                "cannot start the runtime: {}",
+                packages_blobstore::Chain(&e)
+            ))
+        })?;
+    let db = runtime.block_on(backends::database(settings))?;
+    println!("database migrated ({})", db.backend());
+    Ok(())
 }
 
 /// The queue, seen as a publisher (relay) and a consumer (worker); one object for both.

@@ -117,13 +117,13 @@ pub fn print_token(
     let secret = match (&settings.auth.jwt_secret, binary) {
         (Some(secret), _) => secret.clone(),
         (None, Binary::Packages) => read_generated_secret().ok_or_else(|| {
-            StartError::Setup(
+            StartError::Usage(
                 "no HS256 secret: set auth.jwt_secret, or start `packages` once to generate one"
                     .into(),
             )
         })?,
         (None, _) => {
-            return Err(StartError::Setup(
+            return Err(StartError::Usage(
                 "no HS256 secret configured (auth.jwt_secret)".into(),
             ));
         }

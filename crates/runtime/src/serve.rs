@@ -60,18 +60,32 @@ pub(crate) async fn serve(binary: Binary, mut settings: Settings) -> Result<(), 
     if binary != Binary::Api {
         process.start_worker(&settings);
     }
-    let (server, bound) = match binary {
-        Binary::Packages | Binary::Api => (process.api_server(&settings)?, settings.server.bind),
-        Binary::Worker => (process.worker_ops_server(&settings)?, settings.worker.bind),
+    let (server, ops_server, bound) = match binary {
+        Binary::Packages | Binary::Api => {
+            let (api, ops) = process.api_server(&settings)?;
+            (api, ops, settings.server.bind)
+        }
+        Binary::Worker => (
+            process.worker_ops_server(&settings)?,
+            None,
+            settings.worker.bind,
+        ),
     };
-    tracing::info!(binary = binary.name(), bind = %bound, database = db.backend(), blobstore = process.blobs.kind(), "started");
+    tracing::info!(binary = binary.name(), bind = %bound, ops_bind = ?settings.server.ops_bind.filter(|_| ops_server.is_some()), database = db.backend(), blobstore = process.blobs.kind(), "started");
     let handle = server.handle();
     let server_task = tokio::spawn(server);
+    // The operator endpoints outlive the API during shutdown, so probes and scrapes see
+    // it finish its work.
+    let ops = ops_server.map(|ops| (ops.handle(), tokio::spawn(ops)));
 
     signals.wait().await;
     let grace = Duration::from_secs(settings.server.shutdown_timeout_secs);
     process.shut_down(handle, stop, grace).await;
     let _ = server_task.await;
+    if let Some((handle, task)) = ops {
+        handle.stop(true).await;
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -114,8 +128,9 @@ impl Process {
         readiness
     }
 
-    /// The packages API, with its ops endpoints, on `server.bind`.
-    fn api_server(&mut self, settings: &Settings) -> Result<Server, StartError> {
+    /// The packages API on `server.bind`, with its ops endpoints there too, or on a
+    /// server of their own on `server.ops_bind`.
+    fn api_server(&mut self, settings: &Settings) -> Result<(Server, Option<Server>), StartError> {
         let readiness = self.readiness(vec![
             Box::new(DatabaseProbe(self.services.clone())),
             Box::new(PublisherProbe(self.queue.publisher.clone())),
@@ -133,15 +148,29 @@ impl Process {
             proxy_secret: settings.upload.proxy_secret.clone(),
             bind: settings.server.bind,
         });
+        let ops_server = match settings.server.ops_bind {
+            Some(addr) => Some(ops_server(
+                "server.ops_bind",
+                addr,
+                self.metrics.clone(),
+                state.readiness.clone(),
+                settings,
+            )?),
+            None => None,
+        };
+        let with_ops = ops_server.is_none();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let connections = Arc::new(connections::Connections::new(
             settings.server.max_connections,
             self.metrics.clone(),
         ));
         let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(packages_api::request_middleware))
-                .configure(packages_api::configure(state.clone()))
+            let app = App::new().wrap(from_fn(packages_api::request_middleware));
+            if with_ops {
+                app.configure(packages_api::configure(state.clone()))
+            } else {
+                app.configure(packages_api::configure_packages_api(state.clone()))
+            }
         })
         .workers(workers)
         // actix counts per worker thread; together they hold the configured cap.
@@ -159,7 +188,7 @@ impl Process {
         .bind(settings.server.bind)
         .map_err(|e| StartError::Setup(format!("server.bind {}: {e}", settings.server.bind)))?
         .run();
-        Ok(server)
+        Ok((server, ops_server))
     }
 
     /// The worker's `/healthz`, `/readyz` and `/metrics`, on `worker.bind`.
@@ -169,18 +198,13 @@ impl Process {
             Box::new(ConsumerProbe(self.queue.consumer.clone())),
             Box::new(BlobstoreProbe(self.blobs.clone())),
         ]);
-        let metrics = self.metrics.clone();
-        let server = HttpServer::new(move || {
-            let (metrics, readiness) = (metrics.clone(), readiness.clone());
-            App::new().configure(move |cfg| packages_api::ops::configure(cfg, metrics, readiness))
-        })
-        .workers(1)
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .disable_signals()
-        .bind(settings.worker.bind)
-        .map_err(|e| StartError::Setup(format!("worker.bind {}: {e}", settings.worker.bind)))?
-        .run();
-        Ok(server)
+        ops_server(
+            "worker.bind",
+            settings.worker.bind,
+            self.metrics.clone(),
+            readiness,
+            settings,
+        )
     }
 
     /// Intake stops first; requests in flight (uploads still arriving) finish, up to
@@ -206,6 +230,27 @@ impl Process {
     }
 }
 
+/// `/healthz`, `/readyz` and `/metrics` alone, on `addr` (the setting `key` names it).
+fn ops_server(
+    key: &str,
+    addr: std::net::SocketAddr,
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+    settings: &Settings,
+) -> Result<Server, StartError> {
+    let server = HttpServer::new(move || {
+        let (metrics, readiness) = (metrics.clone(), readiness.clone());
+        App::new().configure(move |cfg| packages_api::ops::configure(cfg, metrics, readiness))
+    })
+    .workers(1)
+    .shutdown_timeout(settings.server.shutdown_timeout_secs)
+    .disable_signals()
+    .bind(addr)
+    .map_err(|e| StartError::Setup(format!("{key} {addr}: {e}")))?
+    .run();
+    Ok(server)
+}
+
 /// The token checks: the configured keys, and UAA's keys when `auth.uaa_url` is set
 /// (fetched once now, in the background, so a first token does not wait for them).
 fn verifier(auth: &packages_config::Auth) -> Result<Verifier, StartError> {
@@ -227,7 +272,7 @@ fn verifier(auth: &packages_config::Auth) -> Result<Verifier, StartError> {
             Verifier::with_uaa_keys(secret, pem, jwks, &auth.audience)
         }
     }
-    .map_err(|e| StartError::Setup(format!("auth: {}", Chain(&e))))?;
+    .map_err(|e| StartError::Usage(format!("auth: {}", Chain(&e))))?;
     Ok(match &auth.issuer {
         Some(issuer) => verifier.require_issuer(issuer),
         None => verifier,

@@ -2,18 +2,22 @@
 
 use std::path::Path;
 
+#[cfg(feature = "postgres")]
+use diesel::PgConnection;
+use diesel::SqliteConnection;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
-use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::StorageError;
 
+#[cfg(feature = "postgres")]
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
+    #[cfg(feature = "postgres")]
     Postgresql(PgConnection),
     Sqlite(SqliteConnection),
 }
@@ -70,6 +74,12 @@ pub enum ConnectError {
     Query(#[from] diesel::result::Error),
     #[error("cannot create the database directory: {0}")]
     Directory(#[from] std::io::Error),
+    /// `postgres://` in a build made without PostgreSQL (the embedded default's).
+    #[cfg(not(feature = "postgres"))]
+    #[error(
+        "this build has no PostgreSQL support (it was built without the `postgres` feature, as `make run` does); build with `cargo build --release` for postgres:// URLs"
+    )]
+    NotBuiltIn,
 }
 
 /// A pooled connection that remembers whether it failed in a way that may have left it
@@ -117,6 +127,7 @@ impl r2d2::ManageConnection for Manager {
     fn has_broken(&self, pooled: &mut Pooled) -> bool {
         pooled.broken
             || match &mut pooled.conn {
+                #[cfg(feature = "postgres")]
                 AnyConnection::Postgresql(c) => {
                     AnsiTransactionManager::is_broken_transaction_manager(c)
                 }
@@ -130,9 +141,12 @@ impl r2d2::ManageConnection for Manager {
 impl Manager {
     fn open(&self) -> Result<AnyConnection, ConnectError> {
         match &self.url {
+            #[cfg(feature = "postgres")]
             DatabaseUrl::Postgres(url) => Ok(AnyConnection::Postgresql(PgConnection::establish(
                 &with_connect_timeout(url),
             )?)),
+            #[cfg(not(feature = "postgres"))]
+            DatabaseUrl::Postgres(_) => Err(ConnectError::NotBuiltIn),
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = Path::new(path)
                     .parent()
@@ -153,6 +167,7 @@ impl Manager {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// libpq waits for the OS TCP timeout (minutes) on an unreachable host unless told.
 fn with_connect_timeout(url: &str) -> String {
     if url.contains("connect_timeout=") {
@@ -167,8 +182,10 @@ fn with_connect_timeout(url: &str) -> String {
 /// Applies pending migrations. On PostgreSQL an advisory lock keeps processes that start
 /// together (an API and several workers) from migrating at the same time.
 pub fn migrate(conn: &mut AnyConnection) -> Result<(), StorageError> {
+    #[cfg(feature = "postgres")]
     const LOCK: i64 = 0x7061_636b_6167_6573; // "packages"
     match conn {
+        #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(c) => {
             c.batch_execute(&format!("SELECT pg_advisory_lock({LOCK})"))?;
             let result = c
@@ -189,6 +206,7 @@ pub fn migrate(conn: &mut AnyConnection) -> Result<(), StorageError> {
 /// the tests that prove every `down.sql` undoes its `up.sql`) needs.
 pub fn revert_all(conn: &mut AnyConnection) -> Result<(), StorageError> {
     match conn {
+        #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(c) => c
             .revert_all_migrations(POSTGRES_MIGRATIONS)
             .map(|_| ())
@@ -211,9 +229,12 @@ where
     F: FnOnce(&mut AnyConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
+    #[cfg(feature = "postgres")]
     let AnyConnection::Sqlite(c) = conn else {
         return conn.transaction(f);
     };
+    #[cfg(not(feature = "postgres"))]
+    let AnyConnection::Sqlite(c) = conn;
     AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
     match f(conn) {
         Ok(value) => {
@@ -229,7 +250,9 @@ where
 
 fn end_transaction(conn: &mut AnyConnection, commit: bool) -> QueryResult<()> {
     match (conn, commit) {
+        #[cfg(feature = "postgres")]
         (AnyConnection::Postgresql(c), true) => AnsiTransactionManager::commit_transaction(c),
+        #[cfg(feature = "postgres")]
         (AnyConnection::Postgresql(c), false) => AnsiTransactionManager::rollback_transaction(c),
         (AnyConnection::Sqlite(c), true) => AnsiTransactionManager::commit_transaction(c),
         (AnyConnection::Sqlite(c), false) => AnsiTransactionManager::rollback_transaction(c),

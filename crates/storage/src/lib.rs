@@ -12,6 +12,7 @@
 macro_rules! on_each_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
+            #[cfg(feature = "postgres")]
             $crate::AnyConnection::Postgresql($c) => $body,
             $crate::AnyConnection::Sqlite($c) => $body,
         }

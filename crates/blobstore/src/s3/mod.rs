@@ -55,6 +55,9 @@ pub struct S3Blobstore {
     part_size: usize,
     /// Keys per list request; `None` lets the server choose (1000 on S3).
     list_page_size: Option<usize>,
+    /// Signs the links clients receive: `control` itself, or the same bucket at
+    /// `public_endpoint` (a presigned URL's signature covers its host).
+    public: Arc<Bucket>,
     /// Plain HTTP client for streaming PUTs to presigned URLs.
     http: reqwest::Client,
 }
@@ -95,18 +98,23 @@ impl S3Blobstore {
         } else {
             settings.region.clone()
         };
-        let region = match &settings.endpoint {
-            Some(endpoint) => {
-                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                    return invalid(format!(
-                        "endpoint {endpoint:?} must start with http:// or https://"
-                    ));
-                }
-                Region::Custom {
-                    region: region_name.clone(),
-                    endpoint: endpoint.trim_end_matches('/').to_string(),
-                }
+        let custom = |name: &str, endpoint: &str| {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(BlobError::Settings(format!(
+                    "{name} {endpoint:?} must start with http:// or https://"
+                )));
             }
+            Ok(Region::Custom {
+                region: region_name.clone(),
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+            })
+        };
+        let public_region = match &settings.public_endpoint {
+            Some(endpoint) => Some(custom("public_endpoint", endpoint)?),
+            None => None,
+        };
+        let region = match &settings.endpoint {
+            Some(endpoint) => custom("endpoint", endpoint)?,
             None => {
                 let region: Region = region_name.parse().map_err(|e| BlobError::S3 {
                     what: "S3 region is unreadable",
@@ -132,14 +140,19 @@ impl S3Blobstore {
             source: e.into(),
         })?;
 
-        let mut bucket =
-            Bucket::new(&settings.bucket, region, credentials).map_err(|source| BlobError::S3 {
-                what: "S3 client setup failed",
-                source,
-            })?;
-        if settings.path_style {
-            bucket.set_path_style();
-        }
+        let new_bucket =
+            |region: Region| {
+                let mut bucket = Bucket::new(&settings.bucket, region, credentials.clone())
+                    .map_err(|source| BlobError::S3 {
+                        what: "S3 client setup failed",
+                        source,
+                    })?;
+                if settings.path_style {
+                    bucket.set_path_style();
+                }
+                Ok::<_, BlobError>(bucket)
+            };
+        let bucket = new_bucket(region)?;
         let with_timeout = |timeout| {
             bucket
                 .with_request_timeout(timeout)
@@ -149,8 +162,14 @@ impl S3Blobstore {
                     source,
                 })
         };
+        let control = with_timeout(CONTROL_TIMEOUT)?;
+        let public = match public_region {
+            Some(region) => Arc::from(new_bucket(region)?),
+            None => control.clone(),
+        };
         Ok(Self {
-            control: with_timeout(CONTROL_TIMEOUT)?,
+            control,
+            public,
             transfer: with_timeout(TRANSFER_TIMEOUT)?,
             region: region_name,
             presign_expiry_secs: settings.presign_expiry_secs,
@@ -231,6 +250,7 @@ mod tests {
     pub(super) fn settings() -> S3Settings {
         S3Settings {
             endpoint: Some("http://127.0.0.1:9".to_string()),
+            public_endpoint: None,
             region: "us-east-1".to_string(),
             bucket: "b".to_string(),
             access_key: Some("ak".to_string()),
@@ -252,6 +272,7 @@ mod tests {
         };
         S3Blobstore::connect(S3Settings {
             endpoint: Some(format!("http://127.0.0.1:{port}")),
+            public_endpoint: None,
             access_key: Some(ACCESS_KEY.to_string()),
             ..settings()
         })

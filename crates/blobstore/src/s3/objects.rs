@@ -217,7 +217,7 @@ impl Blobstore for S3Blobstore {
         let secs = u32::try_from(expiry.as_secs())
             .unwrap_or(u32::MAX)
             .clamp(1, super::MAX_PRESIGN_EXPIRY);
-        self.control
+        self.public
             .presign_put(key, secs, None, None)
             .await
             .map(Some)
@@ -231,7 +231,7 @@ impl Blobstore for S3Blobstore {
             return Err(BlobError::NotFound(key.to_string()));
         }
         let url = self
-            .control
+            .public
             .presign_get(key, self.presign_expiry_secs, None)
             .await
             .map_err(|e| map_error(e, key))?;

@@ -5,6 +5,10 @@
 pub struct S3Settings {
     /// `http(s)://host[:port]` of an S3-compatible server; `None` for AWS itself.
     pub endpoint: Option<String>,
+    /// The endpoint clients outside the service's network reach the same server at, used
+    /// for every link a client receives (download redirects, direct-upload links);
+    /// `None`: `endpoint`.
+    pub public_endpoint: Option<String>,
     pub region: String,
     pub bucket: String,
     /// Both keys or neither; with neither, the usual AWS credential chain applies
@@ -33,6 +37,7 @@ impl std::fmt::Debug for S3Settings {
         // The secret must never reach a log line.
         f.debug_struct("S3Settings")
             .field("endpoint", &self.endpoint)
+            .field("public_endpoint", &self.public_endpoint)
             .field("region", &self.region)
             .field("bucket", &self.bucket)
             .field("access_key", &self.access_key)

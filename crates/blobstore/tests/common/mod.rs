@@ -42,6 +42,7 @@ pub fn settings(bucket: &str, part_size: usize) -> S3Settings {
     let server = server();
     S3Settings {
         endpoint: Some(server.endpoint),
+        public_endpoint: None,
         region: "us-east-1".to_string(),
         bucket: bucket.to_string(),
         access_key: Some(server.access_key),

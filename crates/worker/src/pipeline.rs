@@ -247,14 +247,14 @@ impl Pipeline {
                 None => return self.staged_bits_missing(&package).await,
             },
         };
-        let local_headers = match self.check_zip(source, size).await {
+        let (local_headers, largest_file) = match self.check_zip(source, size).await {
             Ok(checked) => {
                 tracing::info!(
                     entries = checked.summary.entries,
                     uncompressed = checked.summary.uncompressed_bytes,
                     "zip checked"
                 );
-                checked.local_headers
+                (checked.local_headers, checked.summary.largest_file_bytes)
             }
             Err(CheckError::Invalid(problem)) => {
                 self.discard(source).await;
@@ -296,7 +296,14 @@ impl Pipeline {
             );
         }
         // Before READY: a client that sees READY can match this package's files at once.
-        match crate::pool::fill(&self.services, &package.blob_key(), moved).await {
+        // An archive whose files are all below the pool's minimum has nothing for it, and
+        // the check already read its central directory: no second read.
+        let fill = if largest_file >= self.services.policy().resource_pool.minimum_size {
+            crate::pool::fill(&self.services, &package.blob_key(), moved).await
+        } else {
+            Ok(0)
+        };
+        match fill {
             Ok(added) if added > 0 => tracing::info!(added, "resource pool filled"),
             Ok(_) => {}
             Err(FillError::Corrupt(corrupt)) => {

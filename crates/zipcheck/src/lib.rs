@@ -104,6 +104,9 @@ pub struct Summary {
     pub entries: u64,
     /// Sum of the claimed uncompressed sizes.
     pub uncompressed_bytes: u64,
+    /// The largest claimed uncompressed size of one entry that is not a symbolic link:
+    /// no file of the archive is larger (the resource pool skips archives of small files).
+    pub largest_file_bytes: u64,
 }
 
 /// An archive that passed [`check`], and what is left to verify as its bytes stream past.
@@ -215,6 +218,7 @@ pub fn check<R: ReadAt + ?Sized>(archive: &R, limits: &Limits) -> Result<Checked
     let mut total: u128 = 0;
     let mut entries: u64 = 0;
     let mut symlinks: u64 = 0;
+    let mut largest_file: u64 = 0;
     let mut links = LinkSet::default();
     let mut expected = Expectations::with_capacity(dir.entries);
     directory::walk(&mut src, &dir, |entry| {
@@ -237,6 +241,9 @@ pub fn check<R: ReadAt + ?Sized>(archive: &R, limits: &Limits) -> Result<Checked
                 limit: limits.max_uncompressed_bytes,
             }
             .into());
+        }
+        if !entry.is_symlink() {
+            largest_file = largest_file.max(entry.uncompressed);
         }
         if entry.is_symlink() {
             symlinks += 1;
@@ -264,6 +271,7 @@ pub fn check<R: ReadAt + ?Sized>(archive: &R, limits: &Limits) -> Result<Checked
         summary: Summary {
             entries: dir.entries,
             uncompressed_bytes: u64::try_from(total).unwrap_or(u64::MAX),
+            largest_file_bytes: largest_file,
         },
         local_headers,
     })

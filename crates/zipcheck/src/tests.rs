@@ -487,6 +487,7 @@ fn good_zip_summary_counts_entries_and_claimed_bytes() {
         Summary {
             entries: 4,
             uncompressed_bytes: 17,
+            largest_file_bytes: 10,
         }
     );
 }
@@ -539,6 +540,7 @@ fn built_archive_passes_with_its_summary() {
         Summary {
             entries: 3,
             uncompressed_bytes: 23,
+            largest_file_bytes: 18, // app/index.js
         }
     );
 }
@@ -583,6 +585,7 @@ fn zip64_archive_passes() {
         Summary {
             entries: 4,
             uncompressed_bytes: 5 * GIB + 10,
+            largest_file_bytes: 5 * GIB,
         }
     );
 }

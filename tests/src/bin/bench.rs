@@ -415,6 +415,30 @@ async fn drain(workers: usize, count: usize) -> (f64, f64) {
     (count as f64 / elapsed, cpu_busy(&cpu_before, &cpu_times()))
 }
 
+/// Small packages queued with no worker, then drained by one worker and by two.
+async fn scale_out(plan: &Plan, report: &mut String) {
+    writeln!(report, "\n## Scale-out\n").unwrap();
+    let (one, cpu_one) = drain(1, plan.drain_packages).await;
+    let (two, cpu_two) = drain(2, plan.drain_packages).await;
+    writeln!(
+        report,
+        "{} small packages queued with no worker running, then drained:\n",
+        plan.drain_packages
+    )
+    .unwrap();
+    writeln!(report, "| workers | jobs/s | CPU busy (all cores) |").unwrap();
+    writeln!(report, "| --- | --- | --- |").unwrap();
+    writeln!(report, "| 1 | {one:.1} | {:.0} % |", cpu_one * 100.0).unwrap();
+    writeln!(report, "| 2 | {two:.1} | {:.0} % |", cpu_two * 100.0).unwrap();
+    let speedup = two / one;
+    writeln!(report, "\n2 workers / 1 worker: {speedup:.2}×.").unwrap();
+    println!(
+        "scale-out: 1 worker {one:.1} jobs/s ({:.0} % CPU), 2 workers {two:.1} jobs/s ({:.0} % CPU), {speedup:.2}x",
+        cpu_one * 100.0,
+        cpu_two * 100.0
+    );
+}
+
 /// Polls a package until it leaves PROCESSING_UPLOAD; it must end READY.
 async fn wait_ready(svc: &Service, guid: &str) {
     loop {
@@ -562,6 +586,11 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let plan = Plan::new(quick);
     let _ = bin_dir();
+    if std::env::args().any(|a| a == "--scale-out-only") {
+        // One section, printed only: for comparing a change without a full run.
+        scale_out(&plan, &mut String::new()).await;
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let mut report = String::new();
     let command = if quick {
@@ -725,27 +754,7 @@ async fn main() {
 
     resource_matching(&plan, scratch.path(), &mut report).await;
 
-    // Scale-out.
-    writeln!(report, "\n## Scale-out\n").unwrap();
-    let (one, cpu_one) = drain(1, plan.drain_packages).await;
-    let (two, cpu_two) = drain(2, plan.drain_packages).await;
-    writeln!(
-        report,
-        "{} small packages queued with no worker running, then drained:\n",
-        plan.drain_packages
-    )
-    .unwrap();
-    writeln!(report, "| workers | jobs/s | CPU busy (all cores) |").unwrap();
-    writeln!(report, "| --- | --- | --- |").unwrap();
-    writeln!(report, "| 1 | {one:.1} | {:.0} % |", cpu_one * 100.0).unwrap();
-    writeln!(report, "| 2 | {two:.1} | {:.0} % |", cpu_two * 100.0).unwrap();
-    let speedup = two / one;
-    writeln!(report, "\n2 workers / 1 worker: {speedup:.2}×.").unwrap();
-    println!(
-        "scale-out: 1 worker {one:.1} jobs/s ({:.0} % CPU), 2 workers {two:.1} jobs/s ({:.0} % CPU), {speedup:.2}x",
-        cpu_one * 100.0,
-        cpu_two * 100.0
-    );
+    scale_out(&plan, &mut report).await;
 
     if !plan.quick {
         let notes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench-notes.md");

@@ -132,9 +132,7 @@ fn sample(key: &str) -> &'static str {
         | "blobstore.s3.endpoint"
         | "blobstore.s3.public_endpoint"
         | "auth.uaa_url"
-        | "auth.issuer" => {
-            "https://h.example"
-        }
+        | "auth.issuer" => "https://h.example",
         "database.url" => "postgres://u:p@db/packages",
         "queue.url" => "amqp://u:p@mq:5672/%2f",
         "queue.prefix" => "other-prefix",

@@ -3,7 +3,7 @@
 CARGO ?= cargo
 SERVICES := ./scripts/test-services.sh
 
-.PHONY: run test test-all test-embedded test-stack test-fuzz test-deploy lint bench bench-quick fuzz soak
+.PHONY: run test test-all test-embedded test-stack test-openapi test-fuzz test-deploy lint bench bench-quick fuzz soak
 
 ## Build and start `packages` (API + worker, SQLite, local blobs, in-process queue) on 127.0.0.1:8080.
 ## Built without the production backends (PostgreSQL's libpq, RabbitMQ and S3 clients):
@@ -26,15 +26,29 @@ to_targets = $(patsubst tests/tests/%.rs,--test %,$(1))
 EMBEDDED_BLACK_BOX := $(call to_targets,$(filter-out tests/tests/stack_%.rs,$(BLACK_BOX_FILES)))
 STACK_BLACK_BOX := $(call to_targets,$(filter-out tests/tests/embedded_%.rs,$(BLACK_BOX_FILES)))
 
-test-all: test-embedded test-stack test-fuzz test-deploy
+# Every response the black-box suite receives is recorded here (tests/src/client.rs), then
+# held against proto/openapi.yaml: status, content type and body (scripts/check-openapi.py).
+RESPONSES := $(CURDIR)/target/test-responses
+OPENAPI_PYTHON = "$$(./scripts/openapi-tools.sh)"
+
+test-all: test-embedded test-stack test-openapi test-fuzz test-deploy
 
 test-embedded:
 	$(CARGO) check -p packages --no-default-features --bins
 	PACKAGES_TEST_BACKEND=embedded $(TEST) --exclude packages-tests -- --show-output
-	PACKAGES_TEST_BACKEND=embedded $(TEST) $(EMBEDDED_BLACK_BOX) -- --show-output
+	rm -rf $(RESPONSES)/embedded
+	PACKAGES_TEST_BACKEND=embedded PACKAGES_TEST_RESPONSES=$(RESPONSES)/embedded $(TEST) $(EMBEDDED_BLACK_BOX) -- --show-output
+	$(OPENAPI_PYTHON) scripts/check-openapi.py $(RESPONSES)/embedded
 
 test-stack:
-	PACKAGES_TEST_BACKEND=stack $(TEST) $(STACK_BLACK_BOX) -- --show-output
+	rm -rf $(RESPONSES)/stack
+	PACKAGES_TEST_BACKEND=stack PACKAGES_TEST_RESPONSES=$(RESPONSES)/stack $(TEST) $(STACK_BLACK_BOX) -- --show-output
+	$(OPENAPI_PYTHON) scripts/check-openapi.py $(RESPONSES)/stack
+
+## Requests generated from proto/openapi.yaml against the embedded default, bounded to a
+## few examples per operation (schemathesis; see scripts/schemathesis.sh).
+test-openapi:
+	./scripts/schemathesis.sh
 
 ## Every fuzz target briefly (make fuzz runs them longer).
 test-fuzz:

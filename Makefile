@@ -64,6 +64,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p packages --no-default-features --all-targets -- -D warnings
+	./scripts/deny.sh
 
 ## Speed and memory next to the floor measured in the same run; writes BENCHMARKS.md.
 bench:

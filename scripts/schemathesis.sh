@@ -17,7 +17,8 @@
 # Starts target/debug/packages (the embedded default; built by `make test`) on a free port
 # with a temporary data directory, mints an admin token, creates an organization, space,
 # app, roles and packages in each state, and points each operation's path parameters at
-# them (a schemathesis.toml), so generated bodies and queries reach real resources.
+# them (a schemathesis.toml), so generated bodies and queries reach real resources; the
+# stateful phase then follows the document's links (create an app, then its packages, …).
 #
 #   scripts/schemathesis.sh [MAX_EXAMPLES]    (default 50 per operation: about 30 s after the
 #                                             build; SCHEMATHESIS_SEED to explore other cases)
@@ -162,7 +163,7 @@ status=0
   --url "$api" \
   --header "Authorization: bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,ignored_auth \
-  --phases examples,coverage,fuzzing \
+  --phases examples,coverage,fuzzing,stateful \
   --max-examples "$max_examples" \
   --workers 1 \
   --seed "$seed" \

@@ -129,6 +129,15 @@ pub struct Service {
     started_workers: usize,
 }
 
+impl Service {
+    /// This run's own PostgreSQL database, as the tests reach it (stack).
+    pub fn database_url(&self) -> Option<String> {
+        let (admin, name) = self.pg.as_ref()?;
+        let (server, _) = admin.rsplit_once('/')?;
+        Some(format!("{server}/{name}"))
+    }
+}
+
 fn env_key(key: &str) -> String {
     format!("PACKAGES__{}", key.replace('.', "__").to_uppercase())
 }

@@ -415,6 +415,118 @@ async fn drain(workers: usize, count: usize) -> (f64, f64) {
     (count as f64 / elapsed, cpu_busy(&cpu_before, &cpu_times()))
 }
 
+/// `GET /v3/packages/:guid` next to what bounds it, each pair measured back to back with
+/// `wrk -t2 -c16`: the same process's `/healthz` (embedded default) and PostgreSQL
+/// serving the same row query itself (pgbench, prepared, `-c16 -j2`, stack); and a list
+/// page of 50 next to a single GET (stack, from the table above).
+async fn reads_against_ceilings(
+    plan: &Plan,
+    stack: &Service,
+    stack_guid: &str,
+    at_16: &[f64],
+    scratch: &Path,
+    report: &mut String,
+) {
+    writeln!(report, "\n## Reads against their ceilings\n").unwrap();
+    writeln!(
+        report,
+        "Each pair measured back to back, `wrk -t2 -c16` ({}), admin token.\n",
+        plan.wrk_duration
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| read | requests/s | ceiling | ceiling/s | ratio | target |"
+    )
+    .unwrap();
+    writeln!(report, "| --- | --- | --- | --- | --- | --- |").unwrap();
+
+    let embedded = Service::start_with(
+        Options {
+            mode: Some(Mode::Embedded),
+            ..Options::default()
+        }
+        .with("log.level", "warn")
+        .with("server.external_url", "http://127.0.0.1"),
+    )
+    .await;
+    let ctx = embedded.ctx().await;
+    let guid = embedded.new_package(&ctx.app).await;
+    let admin = embedded.admin();
+    let healthz = wrk(
+        &format!("{}/healthz", embedded.base),
+        &admin,
+        16,
+        plan.wrk_duration,
+        None,
+    );
+    let get = wrk(
+        &format!("{}/v3/packages/{guid}", embedded.base),
+        &admin,
+        16,
+        plan.wrk_duration,
+        None,
+    );
+    let line = format!(
+        "| `GET /v3/packages/:guid`, embedded | {:.0} | `/healthz` of the same process | {:.0} | {:.2} | ≥ 0.40 |",
+        get.rps,
+        healthz.rps,
+        get.rps / healthz.rps
+    );
+    println!("{line}");
+    writeln!(report, "{line}").unwrap();
+    drop(embedded);
+
+    // The row query the API runs for a GET: the package joined with its app's space.
+    let db = stack.database_url().expect("the stack has a database");
+    let sql = scratch.join("get.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "SELECT packages.*, apps.space_guid FROM packages JOIN apps ON apps.guid = packages.app_guid WHERE packages.guid = '{stack_guid}';\n"
+        ),
+    )
+    .unwrap();
+    let seconds = plan.wrk_duration.trim_end_matches('s');
+    let admin = stack.admin();
+    let get = wrk(
+        &format!("{}/v3/packages/{stack_guid}", stack.base),
+        &admin,
+        16,
+        plan.wrk_duration,
+        None,
+    );
+    let out = Command::new("pgbench")
+        .args([
+            "-n", "-M", "prepared", "-c", "16", "-j", "2", "-T", seconds, "-f",
+        ])
+        .arg(&sql)
+        .arg(&db)
+        .output()
+        .expect("pgbench comes with PostgreSQL");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tps = "))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("pgbench: {text}{}", String::from_utf8_lossy(&out.stderr)));
+    let line = format!(
+        "| `GET /v3/packages/:guid`, stack | {:.0} | pgbench, the same row query, prepared, `-c16 -j2` | {tps:.0} | {:.2} | ≥ 0.50 |",
+        get.rps,
+        get.rps / tps
+    );
+    println!("{line}");
+    writeln!(report, "{line}").unwrap();
+    if let [single, list, ..] = at_16 {
+        let line = format!(
+            "| `GET /v3/packages?per_page=50`, stack | {list:.0} | a single `GET /v3/packages/:guid` (table above, 16 connections) | {single:.0} | {:.2} | ≥ 0.25 |",
+            list / single
+        );
+        println!("{line}");
+        writeln!(report, "{line}").unwrap();
+    }
+}
+
 /// Small packages queued with no worker, then drained by one worker and by two.
 async fn scale_out(plan: &Plan, report: &mut String) {
     writeln!(report, "\n## Scale-out\n").unwrap();
@@ -739,6 +851,7 @@ async fn main() {
             Some(script.as_path()),
         ),
     ];
+    let mut at_16 = Vec::new();
     for (name, url, script) in &cases {
         for &c in &plan.concurrency {
             let r = wrk(url, &admin, c, plan.wrk_duration, *script);
@@ -748,8 +861,12 @@ async fn main() {
             );
             println!("{line}");
             writeln!(report, "{line}").unwrap();
+            if c == 16 {
+                at_16.push(r.rps);
+            }
         }
     }
+    reads_against_ceilings(&plan, &svc, &guid, &at_16, scratch.path(), &mut report).await;
     drop(svc);
 
     resource_matching(&plan, scratch.path(), &mut report).await;

@@ -69,7 +69,40 @@ const GUIDS_PER_QUERY: usize = 10_000;
 
 /// The metadata of one package (empty when it has none, or does not exist).
 pub fn load(conn: &mut AnyConnection, package_guid: &str) -> Result<Metadata, StorageError> {
-    Ok(load_many(conn, &[package_guid])?.pop().unwrap_or_default())
+    // One guid: `=` rather than `IN (…)`, so the statement is prepared once per
+    // connection and reused (diesel caches statements of a fixed shape only); every
+    // single-package answer runs it.
+    let rows: Vec<(bool, String, String, String)> = on_each_backend!(conn, |c| {
+        package_labels::table
+            .filter(package_labels::package_guid.eq(package_guid))
+            .select((
+                true.into_sql::<Bool>(),
+                package_labels::key_prefix,
+                package_labels::key_name,
+                package_labels::value,
+            ))
+            .union_all(
+                package_annotations::table
+                    .filter(package_annotations::package_guid.eq(package_guid))
+                    .select((
+                        false.into_sql::<Bool>(),
+                        package_annotations::key_prefix,
+                        package_annotations::key_name,
+                        package_annotations::value,
+                    )),
+            )
+            .load(c)
+    })?;
+    let mut metadata = Metadata::default();
+    for (is_label, prefix, name, value) in rows {
+        let map = if is_label {
+            &mut metadata.labels
+        } else {
+            &mut metadata.annotations
+        };
+        map.insert(key_of(prefix, name), value);
+    }
+    Ok(metadata)
 }
 
 /// The metadata of each package of `package_guids` (a list page), in that order, read in

@@ -49,7 +49,7 @@ fn readable(principal: &Principal, membership: &Membership) -> bool {
 impl Services {
     /// A resource that hangs off a space, with what the caller holds there; `NotFound`
     /// (as `missing`) when it does not exist or the caller cannot read it.
-    async fn readable<T, F>(
+    pub(crate) async fn readable<T, F>(
         &self,
         principal: &Principal,
         missing: Resource,

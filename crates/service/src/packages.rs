@@ -319,15 +319,19 @@ impl Services {
         guid: &PackageGuid,
     ) -> Result<PackageView> {
         require_read_scope(principal)?;
-        let (package, _) = self.readable_package(principal, guid).await?;
-        self.view(package).await
-    }
-
-    /// A package with its metadata, as every answer shows it.
-    pub(crate) async fn view(&self, package: Package) -> Result<PackageView> {
-        let guid = package.guid.clone();
-        let metadata = self.db.run(move |conn| metadata::load(conn, &guid)).await?;
-        Ok(PackageView { package, metadata })
+        // The package, the caller's role and the metadata in one trip to the database
+        // (one hop to the blocking pool per request, not two).
+        let guid = guid.clone();
+        let (view, _) = self
+            .readable(principal, Resource::Package, move |conn| {
+                let Some((package, space)) = packages::find_with_space(conn, &guid)? else {
+                    return Ok(None);
+                };
+                let metadata = metadata::load(conn, &package.guid)?;
+                Ok(Some((PackageView { package, metadata }, space.into())))
+            })
+            .await?;
+        Ok(view)
     }
 
     /// `GET /v3/packages` and `GET /v3/apps/:guid/packages`, with GA's filters and

@@ -86,7 +86,9 @@ pub fn membership(
         .inner_join(organizations::table.on(organizations::guid.eq(spaces::organization_guid)))
         .filter(spaces::guid.eq(space_guid))
         .select((spaces::organization_guid, organizations::suspended))
-        .first::<(String, bool)>(conn)
+        // A key: one row at most. No bound LIMIT, which would have SQLite parse the
+        // statement again at every binding.
+        .get_result::<(String, bool)>(conn)
         .optional()?
     else {
         return Ok(None);
@@ -150,7 +152,8 @@ macro_rules! find_by_guid {
         $table::table
             .filter($table::guid.eq($guid))
             .select(<$row>::as_select())
-            .first::<$row>($conn)
+            // A key: one row at most, and no bound LIMIT (see `packages::find`).
+            .get_result::<$row>($conn)
             .optional()?
     };
 }

@@ -107,10 +107,13 @@ pub fn insert_with_job(
 }
 
 pub fn find(conn: &mut AnyConnection, guid: &str) -> Result<Option<Package>, StorageError> {
+    // `get_result`, not `first`: a key matches one row at most, and `first`'s bound
+    // `LIMIT ?` makes SQLite treat the prepared statement as expired at every new binding
+    // and parse it again (perf: sqlite3Reprepare under every GET).
     packages::table
         .filter(packages::guid.eq(guid))
         .select(PackageRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Package::try_from)
         .transpose()
@@ -125,7 +128,8 @@ pub fn find_with_space(
         .inner_join(apps::table.on(apps::guid.eq(packages::app_guid)))
         .filter(packages::guid.eq(guid))
         .select((PackageRow::as_select(), apps::space_guid))
-        .first::<(PackageRow, String)>(conn)
+        // One row at most, without a bound LIMIT (see `find`).
+        .get_result::<(PackageRow, String)>(conn)
         .optional()?
         .map(|(row, space)| Ok((Package::try_from(row)?, space)))
         .transpose()

@@ -14,7 +14,8 @@ run:
 ## The whole suite: unit and crate tests and the black-box suite on the embedded
 ## default, then the black-box suite again on PostgreSQL + RabbitMQ + S3. Starts what
 ## the machine lacks. One feature set throughout (with the binaries' test-only crash
-## points), so nothing is compiled twice.
+## points), so nothing is compiled twice, except the lean build of `make run`, which
+## scripts/check-lean-build.sh builds apart and runs.
 test:
 	$(SERVICES) $(MAKE) --no-print-directory test-all
 
@@ -34,7 +35,7 @@ OPENAPI_PYTHON = "$$(./scripts/openapi-tools.sh)"
 test-all: test-embedded test-stack test-openapi test-fuzz test-deploy
 
 test-embedded:
-	$(CARGO) check -p packages --no-default-features --bins
+	./scripts/check-lean-build.sh
 	PACKAGES_TEST_BACKEND=embedded $(TEST) --exclude packages-tests -- --show-output
 	rm -rf $(RESPONSES)/embedded
 	PACKAGES_TEST_BACKEND=embedded PACKAGES_TEST_RESPONSES=$(RESPONSES)/embedded $(TEST) $(EMBEDDED_BLACK_BOX) -- --show-output

@@ -72,7 +72,7 @@ async fn s3(settings: &Settings) -> Result<Arc<dyn Blobstore>, StartError> {
 
 #[cfg(not(feature = "s3"))]
 async fn s3(_: &Settings) -> Result<Arc<dyn Blobstore>, StartError> {
-    Err(StartError::Usage(not_built_in("blobstore.kind = s3", "s3")))
+    Err(StartError::Usage(not_built_in("blobstore.kind = s3", "S3")))
 }
 
 /// Why a build without a backend refuses the settings that name it.

@@ -25,6 +25,7 @@ pub enum AnyConnection {
 /// A parsed `database.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
+    #[cfg(feature = "postgres")]
     Postgres(String),
     /// Path of the SQLite file.
     Sqlite(String),
@@ -32,10 +33,16 @@ pub enum DatabaseUrl {
 
 impl DatabaseUrl {
     /// `postgres://…` / `postgresql://…`, or `sqlite://PATH` (relative or, with a third
-    /// slash, absolute). Anything else is refused rather than guessed.
+    /// slash, absolute). Anything else is refused rather than guessed, and so is
+    /// `postgres://` in a build without PostgreSQL (the embedded default's).
     pub fn parse(url: &str) -> Result<Self, StorageError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
             return Ok(DatabaseUrl::Postgres(url.to_owned()));
+            #[cfg(not(feature = "postgres"))]
+            return Err(StorageError::BadUrl(
+                "this build has no PostgreSQL support (`make run` builds the embedded default only); build with `cargo build --release` for postgres:// URLs".to_owned(),
+            ));
         }
         match url.strip_prefix("sqlite://") {
             Some(path) if !path.is_empty() => Ok(DatabaseUrl::Sqlite(path.to_owned())),
@@ -47,6 +54,7 @@ impl DatabaseUrl {
 
     pub fn backend(&self) -> &'static str {
         match self {
+            #[cfg(feature = "postgres")]
             DatabaseUrl::Postgres(_) => "postgres",
             DatabaseUrl::Sqlite(_) => "sqlite",
         }
@@ -74,12 +82,6 @@ pub enum ConnectError {
     Query(#[from] diesel::result::Error),
     #[error("cannot create the database directory: {0}")]
     Directory(#[from] std::io::Error),
-    /// `postgres://` in a build made without PostgreSQL (the embedded default's).
-    #[cfg(not(feature = "postgres"))]
-    #[error(
-        "this build has no PostgreSQL support (it was built without the `postgres` feature, as `make run` does); build with `cargo build --release` for postgres:// URLs"
-    )]
-    NotBuiltIn,
 }
 
 /// A pooled connection that remembers whether it failed in a way that may have left it
@@ -145,8 +147,6 @@ impl Manager {
             DatabaseUrl::Postgres(url) => Ok(AnyConnection::Postgresql(PgConnection::establish(
                 &with_connect_timeout(url),
             )?)),
-            #[cfg(not(feature = "postgres"))]
-            DatabaseUrl::Postgres(_) => Err(ConnectError::NotBuiltIn),
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = Path::new(path)
                     .parent()

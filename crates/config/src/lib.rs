@@ -29,9 +29,6 @@ pub use settings::{
     QueueUrl, S3Blobstore, Server, Settings, Upload, Worker,
 };
 
-/// Environment variable naming the config file when none is given explicitly.
-pub const CONFIG_FILE_ENV: &str = "PACKAGES_CONFIG";
-
 /// Prefix of the environment variables that override keys.
 pub const ENV_PREFIX: &str = "PACKAGES__";
 

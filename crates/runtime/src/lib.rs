@@ -108,30 +108,25 @@ fn run(binary: Binary, command: cli::Command) -> Result<(), StartError> {
     )
     .map_err(|e| StartError::Setup(format!("log: {}", packages_blobstore::Chain(&e))))?;
     limits::raise_open_files();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            StartError::Setup(format!(
-                "cannot start the runtime: {}",
-                packages_blobstore::Chain(&e)
-            ))
-        })?;
+    let runtime = build_runtime(&mut tokio::runtime::Builder::new_multi_thread())?;
     runtime.block_on(serve::serve(binary, settings))
+}
+
+fn build_runtime(
+    builder: &mut tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, StartError> {
+    builder.enable_all().build().map_err(|e| {
+        StartError::Setup(format!(
+            "cannot start the runtime: {}",
+            packages_blobstore::Chain(&e)
+        ))
+    })
 }
 
 /// `migrate`: connecting migrates (under a lock on PostgreSQL, so it may run beside
 /// starting processes); nothing else starts.
 fn migrate(settings: &packages_config::Settings) -> Result<(), StartError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            StartError::Setup(format!(
-                "cannot start the runtime: {}",
-                packages_blobstore::Chain(&e)
-            ))
-        })?;
+    let runtime = build_runtime(&mut tokio::runtime::Builder::new_current_thread())?;
     let db = runtime.block_on(backends::database(settings))?;
     println!("database migrated ({})", db.backend());
     Ok(())

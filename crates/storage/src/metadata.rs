@@ -95,14 +95,19 @@ pub fn load(conn: &mut AnyConnection, package_guid: &str) -> Result<Metadata, St
     })?;
     let mut metadata = Metadata::default();
     for (is_label, prefix, name, value) in rows {
-        let map = if is_label {
-            &mut metadata.labels
-        } else {
-            &mut metadata.annotations
-        };
-        map.insert(key_of(prefix, name), value);
+        add_row(&mut metadata, is_label, prefix, name, value);
     }
     Ok(metadata)
+}
+
+/// One row of either table into `metadata`.
+fn add_row(metadata: &mut Metadata, is_label: bool, prefix: String, name: String, value: String) {
+    let map = if is_label {
+        &mut metadata.labels
+    } else {
+        &mut metadata.annotations
+    };
+    map.insert(key_of(prefix, name), value);
 }
 
 /// The metadata of each package of `package_guids` (a list page), in that order, read in
@@ -138,13 +143,13 @@ pub fn load_many(
                 .load(c)
         })?;
         for (is_label, guid, prefix, name, value) in rows {
-            let metadata = by_guid.entry(guid).or_default();
-            let map = if is_label {
-                &mut metadata.labels
-            } else {
-                &mut metadata.annotations
-            };
-            map.insert(key_of(prefix, name), value);
+            add_row(
+                by_guid.entry(guid).or_default(),
+                is_label,
+                prefix,
+                name,
+                value,
+            );
         }
     }
     Ok(package_guids

@@ -75,6 +75,13 @@ pub trait Blobstore: Send + Sync + 'static {
     /// Streams the whole blob.
     async fn read(&self, key: &str) -> Result<ByteStream, BlobError>;
 
+    /// Streams the blob from `offset` to its end (nothing when `offset` is at or past
+    /// it): one request for a sequential read of any length, where [`read_range`] costs
+    /// one per range.
+    ///
+    /// [`read_range`]: Blobstore::read_range
+    async fn read_from(&self, key: &str, offset: u64) -> Result<ByteStream, BlobError>;
+
     /// Copies a blob inside the store without passing its bytes through this process
     /// where the store allows it (S3 server-side copy). Overwrites `to`.
     async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError>;

@@ -62,6 +62,7 @@ contract!(
     finish_replaces_an_existing_blob,
     missing_blobs,
     read_range_edges,
+    read_from_streams_to_the_end,
     aborted_writer_leaves_nothing,
     dropped_writer_leaves_nothing,
     put_stream_round_trips,
@@ -297,6 +298,30 @@ async fn read_range_edges(store: &dyn Blobstore) {
             want,
             "{offset}+{len}"
         );
+    }
+}
+
+async fn read_from_streams_to_the_end(store: &dyn Blobstore) {
+    let bytes = data(LARGE, 11);
+    put(store, "from", &bytes).await;
+    let len = LARGE as u64;
+    for offset in [
+        0,
+        1,
+        len / 3,
+        len - 1,
+        len,
+        len + 5,
+        i64::MAX as u64,
+        u64::MAX,
+    ] {
+        let got = drain(store.read_from("from", offset).await.unwrap()).await;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(LARGE);
+        assert!(got == bytes[start..], "from {offset}: {} bytes", got.len());
+    }
+    for offset in [0, 7] {
+        let err = store.read_from("absent", offset).await.err().unwrap();
+        assert!(matches!(err, BlobError::NotFound(_)), "{err}");
     }
 }
 

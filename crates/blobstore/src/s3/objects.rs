@@ -99,24 +99,51 @@ impl Blobstore for S3Blobstore {
         let last = offset
             .checked_add(len - 1)
             .filter(|last| *last <= MAX_POSITION);
-        let response = match self.transfer.get_object_range(key, offset, last).await {
-            Ok(response) => response,
-            // Range starts at or past the end: nothing to read there.
-            Err(S3Error::HttpFailWithBody(416, _)) => return Ok(Bytes::new()),
-            Err(e) => return Err(map_error(e, key)),
+        // A presigned GET with a Range header: rust-s3's ranged read moved about a third
+        // of the bytes per second (measured on 4 MiB ranges of a 512 MiB object).
+        let url = self
+            .control
+            .presign_get(key, PUT_URL_EXPIRY_SECS, None)
+            .await
+            .map_err(|e| map_error(e, key))?;
+        let range = match last {
+            Some(last) => format!("bytes={offset}-{last}"),
+            None => format!("bytes={offset}-"),
         };
-        let mut body = response.bytes().clone();
-        if response.status_code() == 200 {
-            // The server ignored the Range header and sent the whole object.
-            let start = usize::try_from(offset)
-                .unwrap_or(usize::MAX)
-                .min(body.len());
-            body = body.slice(start..);
+        let response = self
+            .http
+            .get(url)
+            .header(reqwest::header::RANGE, range)
+            .send()
+            .await
+            .map_err(|e| http_error("S3 download failed", None, e))?;
+        let status = response.status().as_u16();
+        // Range starts at or past the end: nothing to read there.
+        if status == 416 {
+            return Ok(Bytes::new());
         }
-        let max = usize::try_from(len).unwrap_or(usize::MAX);
-        if body.len() > max {
-            body.truncate(max);
+        if !response.status().is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(map_error(S3Error::HttpFailWithBody(status, body), key));
         }
+        // Read as a stream and stopped at `len`: a server that ignores the Range header
+        // sends the whole object, which must not end up in memory.
+        let mut skip = if status == 200 { offset } else { 0 };
+        let want = usize::try_from(len).unwrap_or(usize::MAX);
+        let mut body = bytes::BytesMut::with_capacity(want.min(8 << 20));
+        let mut stream = response.bytes_stream();
+        while body.len() < want {
+            let Some(chunk) = stream.next().await else {
+                break;
+            };
+            let mut chunk = chunk.map_err(|e| http_error("S3 download broke off", None, e))?;
+            let skipped = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
+            let _ = chunk.split_to(skipped);
+            skip -= skipped as u64;
+            let room = want - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        let body = body.freeze();
         Ok(body)
     }
 
@@ -172,6 +199,52 @@ impl Blobstore for S3Blobstore {
         let shown = crate::redact_urls(response.url().as_str());
         Ok(Box::pin(response.bytes_stream().map_err(move |e| {
             http_error("S3 download broke off", Some(&shown), e)
+        })))
+    }
+
+    /// A presigned GET from `offset` on, streamed.
+    async fn read_from(&self, key: &str, offset: u64) -> Result<ByteStream, BlobError> {
+        validate_key(key)?;
+        if offset == 0 {
+            return self.read(key).await;
+        }
+        // Servers parse range bounds as signed 64-bit numbers; no blob is that long.
+        if offset > i64::MAX as u64 {
+            return match self.size(key).await? {
+                Some(_) => Ok(Box::pin(futures_util::stream::empty())),
+                None => Err(BlobError::NotFound(key.to_string())),
+            };
+        }
+        let url = self
+            .control
+            .presign_get(key, PUT_URL_EXPIRY_SECS, None)
+            .await
+            .map_err(|e| map_error(e, key))?;
+        let response = self
+            .http
+            .get(url)
+            .header(reqwest::header::RANGE, format!("bytes={offset}-"))
+            .send()
+            .await
+            .map_err(|e| http_error("S3 download failed", None, e))?;
+        let status = response.status().as_u16();
+        if status == 416 {
+            return Ok(Box::pin(futures_util::stream::empty()));
+        }
+        if !response.status().is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(map_error(S3Error::HttpFailWithBody(status, body), key));
+        }
+        let shown = crate::redact_urls(response.url().as_str());
+        // A server that ignores the Range header sends the object from its start.
+        let mut skip = if status == 200 { offset } else { 0 };
+        Ok(Box::pin(response.bytes_stream().map(move |chunk| {
+            let mut chunk =
+                chunk.map_err(|e| http_error("S3 download broke off", Some(&shown), e))?;
+            let skipped = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
+            let _ = chunk.split_to(skipped);
+            skip -= skipped as u64;
+            Ok(chunk)
         })))
     }
 

@@ -1109,3 +1109,36 @@ async fn corrupt_pool_entries_fail_the_package_and_leave_the_pool() {
     assert_eq!(data("b.bin"), &second.bytes);
     assert_eq!(data("c.bin"), &third.bytes);
 }
+
+/// A file whose bytes do not match its CRC-32 (the headers all agree, so only the pass
+/// that hashes the pool's files can tell): the package would not unpack, so it is FAILED
+/// and the pool takes none of its files, not even the intact ones read before it.
+#[tokio::test]
+async fn damaged_files_fail_the_package_before_the_pool_takes_any() {
+    let svc = Service::start_with(small_pool()).await;
+    let ctx = svc.ctx().await;
+    let good = PoolFile::random("good.bin", 1000);
+    let bad = PoolFile::random("lib/bad.bin", 1200);
+    let mut zip = zips::zip(&[good.entry(), bad.entry()]);
+    let at = zip
+        .windows(bad.size())
+        .position(|w| w == bad.bytes.as_slice())
+        .expect("the stored bytes are in the zip");
+    zip[at + 600] ^= 0x01;
+
+    let p = svc.upload_and_wait(&ctx.app, zip).await;
+    assert_eq!(p["state"], "FAILED", "{p}");
+    let error = p["data"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("The zip provided was not valid: entry 'lib/bad.bin'")
+            && error.ends_with("is damaged: its CRC-32 does not match"),
+        "{error}"
+    );
+    assert!(!svc.blob_exists(&good.pool_key()).await);
+    assert!(!svc.blob_exists(&bad.pool_key()).await);
+    let guid = p["guid"].as_str().unwrap();
+    assert!(
+        !svc.blob_exists(&format!("{}/{}/{guid}", &guid[..2], &guid[2..4])).await,
+        "no bits are kept"
+    );
+}

@@ -86,6 +86,11 @@ impl Candidate {
     pub fn compression(&self) -> Compression {
         self.compression
     }
+
+    /// Where the next entry (or the central directory) starts.
+    pub(crate) fn region_end(&self) -> u64 {
+        self.region_end
+    }
 }
 
 /// How an entry's data disagrees with its central directory header.
@@ -543,7 +548,7 @@ impl Decode {
     }
 }
 
-fn corrupt(candidate: &Candidate, what: Corruption) -> HarvestError {
+pub(crate) fn corrupt(candidate: &Candidate, what: Corruption) -> HarvestError {
     HarvestError::Corrupt {
         name: candidate.name.to_string(),
         offset: candidate.offset,

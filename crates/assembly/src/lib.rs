@@ -97,6 +97,7 @@ mod output;
 mod plan;
 mod resources;
 mod source;
+mod stream_hash;
 mod upload;
 
 use std::io::{self, Read, Write};
@@ -106,6 +107,7 @@ pub use harvest::{
     open_candidate, pool_candidates,
 };
 pub use packages_zipcheck::ReadAt;
+pub use stream_hash::StreamHasher;
 
 use output::Output;
 use plan::Plan;

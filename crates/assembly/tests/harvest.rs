@@ -6,8 +6,8 @@ use std::cell::Cell;
 use std::io::{self, Cursor, Read, Write};
 
 use packages_assembly::{
-    Candidate, Compression, Corruption, HarvestError, ReadAt, hash_candidates, open_candidate,
-    pool_candidates,
+    Candidate, Compression, Corruption, HarvestError, ReadAt, StreamHasher, hash_candidates,
+    open_candidate, pool_candidates,
 };
 use packages_zipcheck::{Limits, check};
 use sha1::{Digest, Sha1};
@@ -63,6 +63,34 @@ fn read_all(zip: &dyn ReadAt, candidate: &Candidate) -> Vec<u8> {
     bytes
 }
 
+/// Chunk sizes the streaming hasher is fed in: byte by byte, odd sizes that split every
+/// header, and the whole zip at once.
+const CHUNKS: [usize; 5] = [1, 7, 4096, 65_536, usize::MAX];
+
+/// The hashes [`StreamHasher`] gives when `zip` streams past in `chunk`-sized pieces, in
+/// the order `candidates` are given.
+fn stream_hashes(
+    zip: &[u8],
+    candidates: &[Candidate],
+    chunk: usize,
+) -> Result<Vec<(String, u64)>, HarvestError> {
+    let mut hasher = StreamHasher::new(candidates.to_vec());
+    for piece in zip.chunks(chunk.min(zip.len().max(1))) {
+        hasher.feed(piece)?;
+    }
+    let hashed = hasher.finish()?;
+    Ok(candidates
+        .iter()
+        .map(|c| {
+            let (_, sha1, size) = hashed
+                .iter()
+                .find(|(h, _, _)| h.offset() == c.offset())
+                .expect("every candidate hashed");
+            (sha1.clone(), *size)
+        })
+        .collect())
+}
+
 /// Checks every candidate against `expected` (name, contents, compression), in order:
 /// hashed in one pass, and each read on its own, last first.
 fn assert_harvest(zip: &[u8], candidates: &[Candidate], expected: &[(&str, &[u8], Compression)]) {
@@ -70,6 +98,10 @@ fn assert_harvest(zip: &[u8], candidates: &[Candidate], expected: &[(&str, &[u8]
     let expected_names: Vec<&str> = expected.iter().map(|e| e.0).collect();
     assert_eq!(names, expected_names);
     let hashes = hash_candidates(&zip, candidates).expect("hashes");
+    for chunk in CHUNKS {
+        let streamed = stream_hashes(zip, candidates, chunk).expect("streamed hashes");
+        assert_eq!(streamed, hashes, "fed in chunks of {chunk}");
+    }
     for ((candidate, (sha1, size)), (name, contents, compression)) in
         candidates.iter().zip(&hashes).zip(expected)
     {
@@ -266,6 +298,13 @@ fn assert_corrupt(zip: &[u8], name: &str, what: Corruption) {
         "{err}"
     );
     assert!(!err.is_transient());
+    for chunk in CHUNKS {
+        let err = stream_hashes(zip, &candidates, chunk).expect_err("damaged, streamed");
+        assert!(
+            matches!(&err, HarvestError::Corrupt { name: n, what: w, .. } if n == name && *w == what),
+            "fed in chunks of {chunk}: {err}"
+        );
+    }
 
     let candidate = candidates
         .iter()
@@ -459,6 +498,10 @@ fn hashes_come_in_the_order_the_candidates_were_given() {
         .map(|name| (sha1_hex(name.repeat(1000).as_bytes()), 1000))
         .collect();
     assert_eq!(hashes, expected);
+    assert_eq!(
+        stream_hashes(&zip, &candidates, 100).expect("streamed"),
+        expected
+    );
 
     let counting = Counting::new(&zip);
     assert!(hash_candidates(&counting, &[]).expect("nothing").is_empty());
@@ -471,4 +514,31 @@ fn a_file_that_is_not_a_zip_is_reported_as_such() {
         .expect_err("not a zip");
     assert!(matches!(err, HarvestError::InvalidZip(_)), "{err}");
     assert!(!err.is_transient());
+}
+
+#[test]
+fn a_stream_that_ends_early_or_misses_a_header_is_refused() {
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    for name in ["a", "b"] {
+        zip.start_file(name, options(CompressionMethod::Stored))
+            .expect("start");
+        zip.write_all(&noise(10_000, 9)).expect("write");
+    }
+    let zip = zip.finish().expect("finish").into_inner();
+    let candidates = pool_candidates(&zip, 0, u64::MAX).expect("lists");
+
+    let mut cut = StreamHasher::new(candidates.clone());
+    cut.feed(&zip[..12_000]).expect("the first entry hashes");
+    let err = cut.finish().expect_err("the second entry never came");
+    assert!(matches!(err, HarvestError::InvalidZip(_)), "{err}");
+
+    let second = candidates[1].offset() as usize;
+    let mut moved = zip.clone();
+    moved[second] ^= 0xff;
+    let mut hasher = StreamHasher::new(candidates);
+    let err = hasher.feed(&moved).expect_err("no local header");
+    assert!(matches!(err, HarvestError::InvalidZip(_)), "{err}");
+    // A refused stream stays refused.
+    assert!(hasher.feed(&[]).is_err());
+    assert!(hasher.finish().is_err());
 }

@@ -45,12 +45,11 @@ impl Pipeline {
                 }
                 Err(CheckError::Io(e)) => return Err(Retry::Read(e)),
             }
-            uploaded = Some(BlobReadAt {
-                blobs: self.blobs().clone(),
-                key: job.staging_key.to_string(),
+            uploaded = Some(BlobReadAt::new(
+                self.blobs().clone(),
+                &job.staging_key,
                 size,
-                runtime: Handle::current(),
-            });
+            ));
         }
         // 2. Paths and modes, before any pool read.
         let fingerprints = match self.services.staged_resources(resources_key).await {

@@ -13,6 +13,8 @@ use packages_telemetry::Metrics;
 use packages_zipcheck::{CheckError, Checked, Limits, LocalHeaders, Problem};
 use sha1::Digest;
 
+use packages_assembly::{HarvestError, StreamHasher};
+
 use crate::assemble::Assembly;
 use crate::pool::FillError;
 use crate::zipread::BlobReadAt;
@@ -56,6 +58,8 @@ impl Retry {
 pub(crate) enum Moved {
     /// The zip is at fault: its local headers disagree with its central directory.
     Refused(Problem),
+    /// A file the resource pool would take does not decode to what the zip claims.
+    Pool(HarvestError),
     Blob(BlobError),
 }
 
@@ -264,14 +268,40 @@ impl Pipeline {
             }
             Err(CheckError::Io(e)) => return Err(Retry::Read(e)),
         };
+        // The files the resource pool may take are hashed in the same pass: before READY
+        // (a client that sees READY can match them at once), without a read of their own.
+        // An archive whose files are all below the pool's minimum has nothing for it, and
+        // the check already read its central directory: no second read.
+        let mut pool_hasher = if largest_file >= self.services.policy().resource_pool.minimum_size {
+            match crate::pool::candidates(&self.services, source, size).await {
+                Ok(candidates) => Some(StreamHasher::new(candidates)),
+                Err(FillError::Corrupt(corrupt)) => {
+                    return self
+                        .refuse_inconsistent(&package, source, staging, corrupt)
+                        .await;
+                }
+                Err(FillError::Service(e)) => return Err(e.into()),
+                Err(FillError::Infrastructure(e)) => return Err(Retry::Read(e)),
+            }
+        } else {
+            None
+        };
         // Tests pause here to cut the blobstore between the check and the move.
         fail::fail_point!("worker-before-move");
-        let (sha1, sha256, moved) = match self.hash_checking(source, local_headers).await {
+        let hashed = self
+            .hash_checking(source, local_headers, pool_hasher.as_mut())
+            .await;
+        let (sha1, sha256, moved) = match hashed {
             Ok(done) => done,
             Err(Moved::Refused(problem)) => {
                 self.discard(source).await;
                 return self
                     .fail(&package, failure_for(problem), Some(staging))
+                    .await;
+            }
+            Err(Moved::Pool(corrupt)) => {
+                return self
+                    .refuse_inconsistent(&package, source, staging, corrupt)
                     .await;
             }
             Err(Moved::Blob(BlobError::NotFound(_))) => {
@@ -281,12 +311,14 @@ impl Pipeline {
         };
         // Read once, written never again: a rename on local disk, a server-side move on
         // S3 (its write happens inside the S3 server).
+        tracing::info!(bytes = moved, "bits hashed");
         if bits_key != source {
             match self.blobs().rename(source, &bits_key).await {
                 Ok(()) => {}
                 Err(BlobError::NotFound(_)) => return self.staged_bits_missing(&package).await,
                 Err(e) => return Err(e.into()),
             }
+            tracing::info!("bits renamed");
         }
         if moved != expected_size {
             tracing::warn!(
@@ -295,25 +327,17 @@ impl Pipeline {
                 "staged upload changed size since it was accepted"
             );
         }
-        // Before READY: a client that sees READY can match this package's files at once.
-        // An archive whose files are all below the pool's minimum has nothing for it, and
-        // the check already read its central directory: no second read.
-        let fill = if largest_file >= self.services.policy().resource_pool.minimum_size {
-            crate::pool::fill(&self.services, &package.blob_key(), moved).await
-        } else {
-            Ok(0)
+        let fill = match pool_hasher.map(StreamHasher::finish) {
+            None => Ok(0),
+            Some(Ok(hashed)) => crate::pool::fill(&self.services, &bits_key, moved, hashed).await,
+            Some(Err(e)) => Err(FillError::from(e)),
         };
         match fill {
             Ok(added) if added > 0 => tracing::info!(added, "resource pool filled"),
             Ok(_) => {}
             Err(FillError::Corrupt(corrupt)) => {
-                self.discard(&package.blob_key()).await;
                 return self
-                    .fail(
-                        &package,
-                        FailureReason::InconsistentZip(corrupt.to_string()),
-                        Some(staging),
-                    )
+                    .refuse_inconsistent(&package, &bits_key, staging, corrupt)
                     .await;
             }
             Err(FillError::Service(e)) => return Err(e.into()),
@@ -338,6 +362,24 @@ impl Pipeline {
         Ok(Done::Succeeded)
     }
 
+    /// A file of the package does not decode to what its central directory claims: the
+    /// package would not unpack, so it is FAILED and its bits at `bits` go.
+    async fn refuse_inconsistent(
+        &self,
+        package: &Package,
+        bits: &str,
+        staging: &str,
+        corrupt: HarvestError,
+    ) -> Result<Done, Retry> {
+        self.discard(bits).await;
+        self.fail(
+            package,
+            FailureReason::InconsistentZip(corrupt.to_string()),
+            Some(staging),
+        )
+        .await
+    }
+
     /// The staged bits vanished while the package still waits for them: a duplicate job
     /// may have just finished, otherwise nothing can bring them back.
     async fn staged_bits_missing(&self, package: &Package) -> Result<Done, Retry> {
@@ -359,12 +401,7 @@ impl Pipeline {
     /// Reads only the central directory, on a blocking thread (each read waits on the
     /// runtime). The local headers are checked later, in the pass that hashes the bits.
     pub(crate) async fn check_zip(&self, key: &str, size: u64) -> Result<Checked, CheckError> {
-        let reader = BlobReadAt {
-            blobs: self.blobs().clone(),
-            key: key.to_owned(),
-            size,
-            runtime: tokio::runtime::Handle::current(),
-        };
+        let reader = BlobReadAt::new(self.blobs().clone(), key, size);
         let policy = self.services.policy();
         let limits = Limits {
             max_uncompressed_bytes: policy.max_package_size,
@@ -384,6 +421,7 @@ impl Pipeline {
         &self,
         key: &str,
         mut local_headers: LocalHeaders,
+        mut pool_hasher: Option<&mut StreamHasher>,
     ) -> Result<(String, String, u64), Moved> {
         let mut digests = Digests::new();
         let mut read = 0u64;
@@ -392,6 +430,9 @@ impl Pipeline {
             let chunk = chunk?;
             digests.update(&chunk);
             local_headers.update(&chunk).map_err(Moved::Refused)?;
+            if let Some(hasher) = pool_hasher.as_deref_mut() {
+                hasher.feed(&chunk).map_err(Moved::Pool)?;
+            }
             read += chunk.len() as u64;
             self.metrics.bits_hashed(chunk.len() as u64);
         }

@@ -226,36 +226,44 @@ impl From<HarvestError> for FillError {
     }
 }
 
-/// Adds every regular file of the stored package at `key` whose size the pool takes, and
-/// that the pool does not hold yet (GA spec 10.1). One pass hashes the candidates, one
-/// query finds the missing ones, and each missing file streams into the pool, its SHA-1
-/// checked again on the way. Returns how many files were added.
-pub(crate) async fn fill(services: &Services, key: &str, size: u64) -> Result<u64, FillError> {
+/// The files of the zip at `key` that the pool's size window takes (GA spec 10.1): read
+/// from its central directory only. Their SHA-1s come from the pass that hashes the whole
+/// package ([`packages_assembly::StreamHasher`]), so the pool costs no read of its own to
+/// learn which files it lacks.
+pub(crate) async fn candidates(
+    services: &Services,
+    key: &str,
+    size: u64,
+) -> Result<Vec<Candidate>, FillError> {
     let bounds = services.policy().resource_pool;
-    let zip = Arc::new(BlobReadAt {
-        blobs: services.blobs().clone(),
-        key: key.to_owned(),
-        size,
-        runtime: Handle::current(),
-    });
-    let reader = zip.clone();
-    let (candidates, hashes) = blocking(move || {
-        let candidates = packages_assembly::pool_candidates(
-            reader.as_ref(),
-            bounds.minimum_size,
-            bounds.maximum_size,
-        )?;
-        let hashes = packages_assembly::hash_candidates(reader.as_ref(), &candidates)?;
-        Ok::<_, HarvestError>((candidates, hashes))
+    let zip = BlobReadAt::new(services.blobs().clone(), key, size);
+    Ok(blocking(move || {
+        packages_assembly::pool_candidates(&zip, bounds.minimum_size, bounds.maximum_size)
     })
-    .await??;
-    if candidates.is_empty() {
+    .await??)
+}
+
+/// Adds the hashed candidates of the stored package at `key` that the pool does not hold
+/// yet: one query finds the missing ones, and each missing file streams into the pool,
+/// its SHA-1 checked again on the way. Returns how many files were added.
+pub(crate) async fn fill(
+    services: &Services,
+    key: &str,
+    size: u64,
+    hashed: Vec<(Candidate, String, u64)>,
+) -> Result<u64, FillError> {
+    if hashed.is_empty() {
         return Ok(0);
     }
-    let held = services.pool_holds(hashes.clone()).await?;
+    let zip = Arc::new(BlobReadAt::new(services.blobs().clone(), key, size));
+    let hashes: Vec<(String, u64)> = hashed
+        .iter()
+        .map(|(_, sha1, size)| (sha1.clone(), *size))
+        .collect();
+    let held = services.pool_holds(hashes).await?;
     let mut added = 0;
     let mut seen = std::collections::HashSet::new();
-    for ((candidate, (sha1, size)), held) in candidates.into_iter().zip(hashes).zip(held) {
+    for ((candidate, sha1, size), held) in hashed.into_iter().zip(held) {
         if held || !seen.insert(sha1.clone()) {
             continue;
         }

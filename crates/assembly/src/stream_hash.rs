@@ -1,0 +1,273 @@
+//! The pool candidates' SHA-1s from the package's bytes as they stream past once: the
+//! worker reads every byte of an upload anyway (for its SHA-1 and SHA-256), so the pool
+//! needs no pass of its own to learn which files it lacks.
+//!
+//! Push-based and free of I/O: [`StreamHasher::feed`] takes the zip's bytes in order from
+//! offset 0, in chunks of any size; the same checks as [`crate::hash_candidates`] apply
+//! (local header, length, CRC-32, a deflate stream ending with its data).
+
+use flate2::{Crc, Decompress, FlushDecompress, Status};
+use sha1::{Digest, Sha1};
+
+use crate::format::{LOCAL_LEN, LOCAL_SIG, le16, le32};
+use crate::harvest::{Candidate, Compression, Corruption, HarvestError, corrupt};
+
+/// Inflated bytes are hashed from a buffer of this size.
+const INFLATE_BUFFER: usize = 256 * 1024;
+
+/// Where the current candidate stands.
+enum Stage {
+    /// Gathering its fixed local header (30 bytes).
+    Header(Vec<u8>),
+    /// Hashing its data, which lies in `start..end` of the zip.
+    Data {
+        start: u64,
+        end: u64,
+        sha1: Sha1,
+        crc: Crc,
+        produced: u64,
+        stream_ended: bool,
+    },
+}
+
+/// Hashes candidates (as [`crate::pool_candidates`] lists them: in the order they are
+/// stored, none overlapping) from the zip's bytes fed in order.
+pub struct StreamHasher {
+    candidates: Vec<Candidate>,
+    hashes: Vec<(String, u64)>,
+    /// Offset in the zip of the next byte fed.
+    pos: u64,
+    stage: Stage,
+    inflater: Option<Decompress>,
+    out: Vec<u8>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for StreamHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamHasher")
+            .field("candidates", &self.candidates.len())
+            .field("hashed", &self.hashes.len())
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamHasher {
+    /// Candidates in any order; they are hashed in the order they are stored, and
+    /// [`StreamHasher::finish`] returns them in that order with their hashes.
+    pub fn new(mut candidates: Vec<Candidate>) -> Self {
+        candidates.sort_unstable_by_key(Candidate::offset);
+        let hashes = Vec::with_capacity(candidates.len());
+        StreamHasher {
+            candidates,
+            hashes,
+            pos: 0,
+            stage: Stage::Header(Vec::with_capacity(LOCAL_LEN)),
+            inflater: None,
+            out: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// The next bytes of the zip. Memory: one inflater and a 256 KiB buffer at most,
+    /// whatever the chunk or the files.
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), HarvestError> {
+        if self.failed {
+            return Err(HarvestError::InvalidZip(
+                "an earlier part of the zip was refused".into(),
+            ));
+        }
+        let result = (|| {
+            while self.hashes.len() < self.candidates.len() {
+                // A step that needs more input has used up the chunk.
+                if !self.step(&mut chunk)? {
+                    break;
+                }
+            }
+            // The rest lies after the last candidate.
+            self.pos = self.pos.saturating_add(chunk.len() as u64);
+            Ok(())
+        })();
+        self.failed = result.is_err();
+        result
+    }
+
+    /// The SHA-1 (lowercase hex) and size of every candidate, in the order they are
+    /// stored, once the whole zip was fed.
+    pub fn finish(self) -> Result<Vec<(Candidate, String, u64)>, HarvestError> {
+        if self.failed {
+            return Err(HarvestError::InvalidZip(
+                "an earlier part of the zip was refused".into(),
+            ));
+        }
+        if let Some(missing) = self.candidates.get(self.hashes.len()) {
+            return Err(HarvestError::InvalidZip(format!(
+                "the zip ended before the entry at offset {} did",
+                missing.offset()
+            )));
+        }
+        Ok(self
+            .candidates
+            .into_iter()
+            .zip(self.hashes)
+            .map(|(candidate, (sha1, size))| (candidate, sha1, size))
+            .collect())
+    }
+
+    /// Moves the current candidate on with bytes from the front of `chunk`; true when it
+    /// made progress that needs no more input (a candidate completed).
+    fn step(&mut self, chunk: &mut &[u8]) -> Result<bool, HarvestError> {
+        let Some(candidate) = self.candidates.get(self.hashes.len()) else {
+            return Ok(false);
+        };
+        match &mut self.stage {
+            Stage::Header(fixed) => {
+                let header_at = candidate.offset();
+                skip_to(&mut self.pos, chunk, header_at);
+                let want = LOCAL_LEN - fixed.len();
+                let n = want.min(chunk.len());
+                fixed.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                advance(&mut self.pos, chunk, n);
+                if fixed.len() < LOCAL_LEN {
+                    return Ok(false);
+                }
+                if le32(fixed, 0) != Some(LOCAL_SIG) {
+                    return Err(HarvestError::InvalidZip(format!(
+                        "no local header at offset {header_at}"
+                    )));
+                }
+                let len = |at| le16(fixed, at).map_or(0, u64::from);
+                let variable = len(26) + len(28);
+                let (start, end) = header_at
+                    .checked_add(LOCAL_LEN as u64 + variable)
+                    .and_then(|start| {
+                        Some((start, start.checked_add(candidate.compressed_size())?))
+                    })
+                    .filter(|&(_, end)| end <= candidate.region_end())
+                    .ok_or_else(|| {
+                        HarvestError::InvalidZip(format!(
+                            "the entry at offset {header_at} runs into the next one"
+                        ))
+                    })?;
+                if candidate.compression() == Compression::Deflated {
+                    match &mut self.inflater {
+                        Some(inflater) => inflater.reset(false),
+                        None => self.inflater = Some(Decompress::new(false)),
+                    }
+                    if self.out.is_empty() {
+                        self.out = vec![0; INFLATE_BUFFER];
+                    }
+                }
+                self.stage = Stage::Data {
+                    start,
+                    end,
+                    sha1: Sha1::new(),
+                    crc: Crc::new(),
+                    produced: 0,
+                    stream_ended: false,
+                };
+                Ok(true)
+            }
+            Stage::Data {
+                start,
+                end,
+                sha1,
+                crc,
+                produced,
+                stream_ended,
+            } => {
+                skip_to(&mut self.pos, chunk, *start);
+                if self.pos < *start {
+                    return Ok(false);
+                }
+                let take = usize::try_from(*end - self.pos)
+                    .unwrap_or(usize::MAX)
+                    .min(chunk.len());
+                let data = chunk.get(..take).unwrap_or_default();
+                match candidate.compression() {
+                    Compression::Stored => {
+                        sha1.update(data);
+                        crc.update(data);
+                        *produced = produced.saturating_add(data.len() as u64);
+                    }
+                    Compression::Deflated => {
+                        let Some(inflater) = self.inflater.as_mut() else {
+                            return Err(HarvestError::InvalidZip("no inflater was readied".into()));
+                        };
+                        let mut input = data;
+                        while !input.is_empty() {
+                            if *stream_ended {
+                                // Bytes after the stream would be another entry's for a
+                                // streaming unpacker.
+                                return Err(corrupt(candidate, Corruption::Deflate));
+                            }
+                            let (before_in, before_out) =
+                                (inflater.total_in(), inflater.total_out());
+                            let status = inflater
+                                .decompress(input, &mut self.out, FlushDecompress::None)
+                                .map_err(|_| corrupt(candidate, Corruption::Deflate))?;
+                            let read = usize::try_from(inflater.total_in() - before_in)
+                                .unwrap_or(usize::MAX);
+                            let wrote = usize::try_from(inflater.total_out() - before_out)
+                                .unwrap_or(usize::MAX);
+                            let inflated = self.out.get(..wrote).unwrap_or_default();
+                            sha1.update(inflated);
+                            crc.update(inflated);
+                            *produced = produced.saturating_add(wrote as u64);
+                            // Checked as the bytes come, so a stream that inflates without
+                            // end stops here.
+                            if *produced > candidate.size() {
+                                return Err(corrupt(candidate, Corruption::Length));
+                            }
+                            input = input.get(read..).unwrap_or_default();
+                            if status == Status::StreamEnd {
+                                *stream_ended = true;
+                            } else if read == 0 && wrote == 0 {
+                                return Err(corrupt(candidate, Corruption::Deflate));
+                            }
+                        }
+                    }
+                }
+                if *produced > candidate.size() {
+                    return Err(corrupt(candidate, Corruption::Length));
+                }
+                advance(&mut self.pos, chunk, take);
+                if self.pos < *end {
+                    return Ok(false);
+                }
+                let deflate_open =
+                    candidate.compression() == Compression::Deflated && !*stream_ended;
+                if deflate_open {
+                    // The data ended before the stream did.
+                    return Err(corrupt(candidate, Corruption::Deflate));
+                }
+                if *produced != candidate.size() {
+                    return Err(corrupt(candidate, Corruption::Length));
+                }
+                if crc.sum() != candidate.crc32() {
+                    return Err(corrupt(candidate, Corruption::Crc));
+                }
+                let digest = format!("{:x}", std::mem::take(sha1).finalize());
+                self.hashes.push((digest, candidate.size()));
+                self.stage = Stage::Header(Vec::with_capacity(LOCAL_LEN));
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Drops the bytes of `chunk` that lie before `target`.
+fn skip_to(pos: &mut u64, chunk: &mut &[u8], target: u64) {
+    if *pos < target {
+        let n = usize::try_from(target - *pos)
+            .unwrap_or(usize::MAX)
+            .min(chunk.len());
+        advance(pos, chunk, n);
+    }
+}
+
+fn advance(pos: &mut u64, chunk: &mut &[u8], n: usize) {
+    *chunk = chunk.get(n..).unwrap_or_default();
+    *pos = pos.saturating_add(n as u64);
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench` / `make bench-quick`: builds the release binaries, starts what the
-# benchmarks need (PostgreSQL, RabbitMQ, the S3 server, wrk) and runs the bench driver,
+# benchmarks need (PostgreSQL, RabbitMQ, the S3 servers, wrk) and runs the bench driver,
 # which prints its figures and writes BENCHMARKS.md (quick: target/BENCHMARKS-quick.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +11,8 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 cargo build --release --bins
 cargo build --release -p packages-tests --bin bench
-PACKAGES_TEST_BIN_DIR="$PWD/target/release" ./scripts/test-services.sh ./target/release/bench "$@"
+# The full run also measures uploads on a second S3 server (garage); the quick run and
+# PACKAGES_BENCH_GARAGE=0 skip it.
+second_s3=(./scripts/garage.sh)
+if [[ " $* " == *" --quick "* ]] || [ "${PACKAGES_BENCH_GARAGE:-1}" = 0 ]; then second_s3=(); fi
+PACKAGES_TEST_BIN_DIR="$PWD/target/release" ./scripts/test-services.sh "${second_s3[@]}" ./target/release/bench "$@"

@@ -10,7 +10,7 @@ pub mod service;
 pub mod zips;
 
 pub use client::{ADMIN, Ctx, READ_WRITE, Reply, metric};
-pub use service::{Mode, Options, Service, mode};
+pub use service::{Mode, Options, S3Server, Service, mode};
 
 /// Fails the test unless it runs on `backend`: files of tests for one backend only are
 /// left out of the other backend's run by `make test`, never skipped silently.

@@ -82,6 +82,30 @@ pub struct Options {
     pub mode: Option<Mode>,
     /// Configuration keys the harness would set that this run leaves unset.
     pub unset: Vec<String>,
+    /// The S3 server to use instead of the one `PACKAGES_TEST_S3_*` names (stack): the
+    /// benchmark runs on a second server too.
+    pub s3_server: Option<S3Server>,
+}
+
+/// Where an S3 server listens and how to sign for it.
+#[derive(Debug, Clone)]
+pub struct S3Server {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl S3Server {
+    /// The server `make test` started, as `PACKAGES_TEST_S3_*` names it.
+    pub fn from_env() -> S3Server {
+        S3Server {
+            endpoint: required_env("PACKAGES_TEST_S3_ENDPOINT"),
+            region: env_or("PACKAGES_TEST_S3_REGION", "us-east-1"),
+            access_key: required_env("PACKAGES_TEST_S3_ACCESS_KEY"),
+            secret_key: required_env("PACKAGES_TEST_S3_SECRET_KEY"),
+        }
+    }
 }
 
 impl Options {
@@ -219,20 +243,22 @@ impl Service {
                 env.push((env_key("queue.url"), broker_for_service));
                 env.push((env_key("queue.prefix"), prefix.clone()));
 
-                let endpoint = required_env("PACKAGES_TEST_S3_ENDPOINT");
+                let server = options.s3_server.clone().unwrap_or_else(S3Server::from_env);
+                let endpoint = server.endpoint.clone();
                 let settings = packages_blobstore::S3Settings {
                     endpoint: Some(endpoint.clone()),
                     public_endpoint: None,
-                    region: "us-east-1".into(),
+                    region: server.region,
                     bucket: format!("pkgtest-{}", &id[..20]),
-                    access_key: Some(required_env("PACKAGES_TEST_S3_ACCESS_KEY")),
-                    secret_key: Some(required_env("PACKAGES_TEST_S3_SECRET_KEY")),
+                    access_key: Some(server.access_key),
+                    secret_key: Some(server.secret_key),
                     path_style: true,
                     presign_expiry_secs: 3600,
                     part_size: packages_blobstore::S3Settings::DEFAULT_PART_SIZE,
                 };
                 env.push((env_key("blobstore.kind"), "s3".into()));
                 env.push((env_key("blobstore.s3.endpoint"), endpoint.clone()));
+                env.push((env_key("blobstore.s3.region"), settings.region.clone()));
                 env.push((env_key("blobstore.s3.bucket"), settings.bucket.clone()));
                 env.push((
                     env_key("blobstore.s3.access_key"),

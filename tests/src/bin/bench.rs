@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use packages_tests::{Mode, Options, Service, peak_rss, zips};
+use packages_tests::{Mode, Options, S3Server, Service, peak_rss, zips};
 use sha1::Digest;
 
 const MIB: u64 = 1 << 20;
@@ -114,8 +114,9 @@ fn hash_floor(path: &Path) -> Duration {
     started.elapsed()
 }
 
-/// A plain single PUT of the file to the same S3 server (curl, SigV4, streamed).
-fn s3_put_floor(svc: &Service, path: &Path) -> Duration {
+/// A plain single PUT of the file to the same S3 server, then a plain GET of it (curl,
+/// SigV4, streamed): the least a store-then-read pipeline moves through that server.
+fn s3_put_get_floor(svc: &Service, path: &Path) -> (Duration, Duration) {
     let s3 = svc.s3.as_ref().unwrap();
     let url = format!(
         "{}/{}/floor-{}",
@@ -128,28 +129,33 @@ fn s3_put_floor(svc: &Service, path: &Path) -> Duration {
         s3.access_key.as_deref().unwrap(),
         s3.secret_key.as_deref().unwrap()
     );
-    let started = Instant::now();
-    let status = Command::new("curl")
-        .args([
-            "-sS",
-            "-f",
-            "-o",
-            "/dev/null",
-            "--aws-sigv4",
-            "aws:amz:us-east-1:s3",
-            "--user",
-            &user,
-            // Streamed as is: the body is not hashed for the signature.
-            "-H",
-            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
-            "-T",
-        ])
-        .arg(path)
-        .arg(&url)
-        .status()
-        .unwrap();
-    assert!(status.success(), "plain PUT to {url} failed");
-    started.elapsed()
+    let curl = |args: &[&str]| {
+        let started = Instant::now();
+        let status = Command::new("curl")
+            .args([
+                "-sS",
+                "-f",
+                "-o",
+                "/dev/null",
+                "--aws-sigv4",
+                &format!("aws:amz:{}:s3", s3.region),
+                "--user",
+                &user,
+                // Streamed as is: the body is not hashed for the signature.
+                "-H",
+                "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            ])
+            .args(args)
+            .arg(&url)
+            .status()
+            .unwrap();
+        assert!(status.success(), "curl {args:?} {url} failed");
+        started.elapsed()
+    };
+    let put = curl(&["-T", path.to_str().unwrap()]);
+    let get = curl(&[]);
+    let _ = curl(&["-X", "DELETE"]);
+    (put, get)
 }
 
 /// A copy on the same disk: the floor of the local blobstore.
@@ -169,7 +175,14 @@ fn options(mode: Mode, workers: usize) -> Options {
         workers,
         ..Options::default()
     }
-    .with("log.level", "warn")
+    .with(
+        "log.level",
+        if std::env::var_os("PACKAGES_BENCH_PHASES").is_some() {
+            "info"
+        } else {
+            "warn"
+        },
+    )
     .with("packages.max_package_size", 4u64 << 30)
     .with("upload.max_body_bytes", 4u64 << 30)
 }
@@ -179,8 +192,17 @@ struct UploadRun {
     rss: Vec<(String, u64)>,
 }
 
-async fn upload_to_ready(mode: Mode, path: &Path, sha1: &str) -> (UploadRun, Service) {
-    let svc = Service::start_with(options(mode, 1)).await;
+async fn upload_to_ready(
+    mode: Mode,
+    s3: Option<S3Server>,
+    path: &Path,
+    sha1: &str,
+) -> (UploadRun, Service) {
+    let svc = Service::start_with(Options {
+        s3_server: s3,
+        ..options(mode, 1)
+    })
+    .await;
     let ctx = svc.ctx().await;
     let guid = svc.new_package(&ctx.app).await;
     let started = Instant::now();
@@ -209,6 +231,96 @@ async fn upload_to_ready(mode: Mode, path: &Path, sha1: &str) -> (UploadRun, Ser
         }
     };
     (UploadRun { to_ready, rss }, svc)
+}
+
+/// Upload→READY of an incompressible zip next to the floor measured on the same file.
+async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String) {
+    writeln!(report, "## Upload pipeline\n").unwrap();
+    writeln!(report, "Time from the start of the upload request to READY, for an incompressible zip, next to the floor measured on the same file. Stack: one plain PUT plus one plain GET of the same bytes on the same S3 server (the API must store the bits and the worker must read them). Embedded default: one copy on the same disk (with fsync) plus one read through SHA-1 + SHA-256. Ratio = upload→READY / floor.\n").unwrap();
+    writeln!(
+        report,
+        "| backend | size | upload→READY | floor | floor parts | ratio | peak RSS |"
+    )
+    .unwrap();
+    writeln!(report, "| --- | --- | --- | --- | --- | --- | --- |").unwrap();
+    for &size in &plan.upload_sizes {
+        let path = scratch.join(format!("upload-{}.zip", size / MIB));
+        let sha1 = zips::write_large_zip(&path, size);
+        let mut runs = vec![("stack (s3s-fs)", Mode::Stack, None)];
+        if let Some(garage) = second_s3_server() {
+            runs.push(("stack (garage)", Mode::Stack, Some(garage)));
+        }
+        runs.push(("embedded", Mode::Embedded, None));
+        for (backend, mode, s3) in runs {
+            let (result, svc) = upload_to_ready(mode, s3, &path, &sha1).await;
+            let (floor, parts) = match mode {
+                Mode::Stack => {
+                    let (put, get) = s3_put_get_floor(&svc, &path);
+                    (
+                        put + get,
+                        format!("PUT {} + GET {}", seconds(put), seconds(get)),
+                    )
+                }
+                Mode::Embedded => {
+                    let copy = disk_copy_floor(&svc, &path);
+                    let hash = hash_floor(&path);
+                    (
+                        copy + hash,
+                        format!("copy {} + hash {}", seconds(copy), seconds(hash)),
+                    )
+                }
+            };
+            let ratio = result.to_ready.as_secs_f64() / floor.as_secs_f64();
+            let rss: Vec<String> = result
+                .rss
+                .iter()
+                .map(|(who, bytes)| format!("{who} {}", mib(*bytes)))
+                .collect();
+            let line = format!(
+                "| {backend} | {} | {} | {} | {parts} | {ratio:.2} | {} |",
+                mib(size),
+                seconds(result.to_ready),
+                seconds(floor),
+                rss.join(", ")
+            );
+            println!("{line}");
+            if std::env::var_os("PACKAGES_BENCH_PHASES").is_some() {
+                println!("{}", phases(&svc));
+            }
+            writeln!(report, "{line}").unwrap();
+            drop(svc);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// The second S3 server `scripts/bench.sh` started (garage), if it did.
+fn second_s3_server() -> Option<S3Server> {
+    Some(S3Server {
+        endpoint: std::env::var("PACKAGES_BENCH_GARAGE_ENDPOINT").ok()?,
+        region: std::env::var("PACKAGES_BENCH_GARAGE_REGION").ok()?,
+        access_key: std::env::var("PACKAGES_BENCH_GARAGE_ACCESS_KEY").ok()?,
+        secret_key: std::env::var("PACKAGES_BENCH_GARAGE_SECRET_KEY").ok()?,
+    })
+}
+
+/// The worker's log lines that mark the phases of a job, for `PACKAGES_BENCH_PHASES=1`.
+fn phases(svc: &Service) -> String {
+    const MARKS: [&str; 8] = [
+        "job received",
+        "zip checked",
+        "bits hashed",
+        "bits renamed",
+        "pool candidates hashed",
+        "resource pool filled",
+        "package READY",
+        "job done",
+    ];
+    svc.logs()
+        .lines()
+        .filter(|line| MARKS.iter().any(|mark| line.contains(mark)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// CPU seconds (user + system) a process has used so far.
@@ -703,6 +815,11 @@ async fn main() {
         scale_out(&plan, &mut String::new()).await;
         return;
     }
+    if std::env::args().any(|a| a == "--uploads-only") {
+        let scratch = tempfile::tempdir().unwrap();
+        upload_pipeline(&plan, scratch.path(), &mut String::new()).await;
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let mut report = String::new();
     let command = if quick {
@@ -725,47 +842,7 @@ async fn main() {
     .unwrap();
     writeln!(report, "## Machine\n\n{}", machine()).unwrap();
 
-    // Upload pipeline.
-    writeln!(report, "## Upload pipeline\n").unwrap();
-    writeln!(report, "Time from the start of the upload request to READY, for an incompressible zip, next to the floor measured on the same file: one read through SHA-1 + SHA-256, plus one plain PUT of the same bytes to the same S3 server (stack) or one copy on the same disk (embedded). Ratio = upload→READY / floor.\n").unwrap();
-    writeln!(report, "| backend | size | upload→READY | hash floor | store floor | floor (sum) | ratio | peak RSS |").unwrap();
-    writeln!(report, "| --- | --- | --- | --- | --- | --- | --- | --- |").unwrap();
-    for &size in &plan.upload_sizes {
-        let path = scratch.path().join(format!("upload-{}.zip", size / MIB));
-        let sha1 = zips::write_large_zip(&path, size);
-        for mode in [Mode::Stack, Mode::Embedded] {
-            let (result, svc) = upload_to_ready(mode, &path, &sha1).await;
-            let hash = hash_floor(&path);
-            let store = match mode {
-                Mode::Stack => s3_put_floor(&svc, &path),
-                Mode::Embedded => disk_copy_floor(&svc, &path),
-            };
-            let floor = hash + store;
-            let ratio = result.to_ready.as_secs_f64() / floor.as_secs_f64();
-            let rss: Vec<String> = result
-                .rss
-                .iter()
-                .map(|(who, bytes)| format!("{who} {}", mib(*bytes)))
-                .collect();
-            let backend = match mode {
-                Mode::Stack => "stack",
-                Mode::Embedded => "embedded",
-            };
-            let line = format!(
-                "| {backend} | {} | {} | {} | {} | {} | {ratio:.2} | {} |",
-                mib(size),
-                seconds(result.to_ready),
-                seconds(hash),
-                seconds(store),
-                seconds(floor),
-                rss.join(", ")
-            );
-            println!("{line}");
-            writeln!(report, "{line}").unwrap();
-            drop(svc);
-        }
-        let _ = std::fs::remove_file(&path);
-    }
+    upload_pipeline(&plan, scratch.path(), &mut report).await;
 
     // Direct uploads.
     writeln!(report, "\n### Direct uploads\n").unwrap();
@@ -791,7 +868,7 @@ async fn main() {
     // Memory of `packages` for the largest embedded case.
     let path = scratch.path().join("big.zip");
     let sha1 = zips::write_large_zip(&path, plan.big_embedded);
-    let (result, svc) = upload_to_ready(Mode::Embedded, &path, &sha1).await;
+    let (result, svc) = upload_to_ready(Mode::Embedded, None, &path, &sha1).await;
     drop(svc);
     let _ = std::fs::remove_file(&path);
     let line = format!(

@@ -1112,14 +1112,21 @@ async fn corrupt_pool_entries_fail_the_package_and_leave_the_pool() {
 
 /// A file whose bytes do not match its CRC-32 (the headers all agree, so only the pass
 /// that hashes the pool's files can tell): the package would not unpack, so it is FAILED
-/// and the pool takes none of its files, not even the intact ones read before it.
+/// and the pool takes none of its files, not even the intact ones read before it (the
+/// large one was already being written into the pool as it was read).
 #[tokio::test]
 async fn damaged_files_fail_the_package_before_the_pool_takes_any() {
-    let svc = Service::start_with(small_pool()).await;
+    let svc = Service::start_with(
+        Options::default()
+            .with("resource_pool.minimum_size", 16)
+            .with("resource_pool.maximum_size", 4 << 20),
+    )
+    .await;
     let ctx = svc.ctx().await;
     let good = PoolFile::random("good.bin", 1000);
+    let large = PoolFile::random("lib/large.bin", 2 << 20);
     let bad = PoolFile::random("lib/bad.bin", 1200);
-    let mut zip = zips::zip(&[good.entry(), bad.entry()]);
+    let mut zip = zips::zip(&[good.entry(), large.entry(), bad.entry()]);
     let at = zip
         .windows(bad.size())
         .position(|w| w == bad.bytes.as_slice())
@@ -1134,11 +1141,89 @@ async fn damaged_files_fail_the_package_before_the_pool_takes_any() {
             && error.ends_with("is damaged: its CRC-32 does not match"),
         "{error}"
     );
-    assert!(!svc.blob_exists(&good.pool_key()).await);
-    assert!(!svc.blob_exists(&bad.pool_key()).await);
+    for f in [&good, &large, &bad] {
+        assert!(
+            !svc.blob_exists(&f.pool_key()).await,
+            "{} is not pooled",
+            f.path
+        );
+    }
     let guid = p["guid"].as_str().unwrap();
     assert!(
-        !svc.blob_exists(&format!("{}/{}/{guid}", &guid[..2], &guid[2..4])).await,
+        !svc.blob_exists(&format!("{}/{}/{guid}", &guid[..2], &guid[2..4]))
+            .await,
         "no bits are kept"
     );
+    assert_eq!(svc.staged_blobs().await, Vec::<String>::new());
+}
+
+/// Files of 1 MiB or more that the pool lacks are written into it while the package is
+/// read; one whose size the pool already holds is not, and still is pooled when its
+/// SHA-1 is new. Either way the pool ends with exactly the files, and nothing is left in
+/// the staging area.
+#[tokio::test]
+async fn large_files_reach_the_pool_whole_whichever_way_they_are_written() {
+    let svc = Service::start_with(
+        Options::default()
+            .with("resource_pool.minimum_size", 16)
+            .with("resource_pool.maximum_size", 8 << 20),
+    )
+    .await;
+    let ctx = svc.ctx().await;
+    let user = svc.token("any-writer", READ_WRITE);
+    let first = PoolFile::random("a.bin", 3 << 20);
+    let twin = PoolFile::new("copy/a.bin", first.bytes.clone());
+    let small = PoolFile::random("s.bin", 5000);
+    seed(&svc, &ctx.app, &[&first, &small, &twin]).await;
+    // Same size as `first`, other bytes: written after the pass, from the package.
+    let same_size = PoolFile::random("b.bin", 3 << 20);
+    let other = PoolFile::random("c.bin", (1 << 20) + 7);
+    seed(&svc, &ctx.app, &[&same_size, &first, &other]).await;
+
+    // Each upload added two files, one of them written while the package was read.
+    let filled: Vec<String> = svc
+        .logs()
+        .lines()
+        .filter(|l| l.contains("resource pool filled"))
+        .map(|l| {
+            l.split("filled")
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        filled,
+        ["added=2 written_ahead=1", "added=2 written_ahead=1"]
+    );
+    for f in [&first, &small, &same_size, &other] {
+        let key = f.pool_key();
+        assert!(svc.blob_exists(&key).await, "{} is pooled", f.path);
+    }
+    let request: Vec<Value> = [&first, &small, &same_size, &other]
+        .iter()
+        .map(|f| fingerprint(&f.sha1, f.size()))
+        .collect();
+    assert_eq!(matches(&svc, &user, json!(request)).await.len(), 4);
+    // Pooled bytes are the files': a package assembled from them downloads them back.
+    let resources = json!([
+        first.ga("x/a.bin", None),
+        same_size.ga("x/b.bin", None),
+        other.ga("x/c.bin", None),
+    ]);
+    let p = assemble(
+        &svc,
+        &ctx.app,
+        Some(zips::small_app("from-pool")),
+        &resources,
+    )
+    .await;
+    assert_eq!(p["state"], "READY", "{p}");
+    let entries = read_zip(&download(&svc, p["guid"].as_str().unwrap()).await);
+    let data = |name: &str| &entries.iter().find(|e| e.name == name).unwrap().data;
+    assert!(*data("x/a.bin") == first.bytes);
+    assert!(*data("x/b.bin") == same_size.bytes);
+    assert!(*data("x/c.bin") == other.bytes);
+    assert_eq!(svc.staged_blobs().await, Vec::<String>::new());
 }

@@ -41,6 +41,9 @@ pub struct StreamHasher {
     inflater: Option<Decompress>,
     out: Vec<u8>,
     failed: bool,
+    /// Per candidate (in stored order): whether its file's bytes are handed out as they
+    /// are hashed ([`StreamHasher::feed_some`]).
+    tapped: Vec<bool>,
 }
 
 impl std::fmt::Debug for StreamHasher {
@@ -67,12 +70,46 @@ impl StreamHasher {
             inflater: None,
             out: Vec::new(),
             failed: false,
+            tapped: Vec::new(),
         }
+    }
+
+    /// The candidates in the order they are stored: positions in this list are what
+    /// [`StreamHasher::feed_some`] and [`StreamHasher::hashed`] speak of.
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
+    /// Hands out the file bytes of the candidates `tap` picks, as they are hashed.
+    pub fn tap(&mut self, tap: impl Fn(&Candidate) -> bool) {
+        self.tapped = self.candidates.iter().map(tap).collect();
+    }
+
+    /// How many candidates (the first ones in stored order) are hashed and checked.
+    pub fn hashed(&self) -> usize {
+        self.hashes.len()
     }
 
     /// The next bytes of the zip. Memory: one inflater and a 256 KiB buffer at most,
     /// whatever the chunk or the files.
     pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), HarvestError> {
+        loop {
+            self.feed_some(&mut chunk, &mut |_, _| {})?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Like [`StreamHasher::feed`], but stops once it handed out some bytes of a tapped
+    /// file (at most 256 KiB) to `emit` with the candidate's position, and leaves the rest
+    /// of `chunk` for the next call: a caller can pass them on before more come, so an
+    /// entry that inflates a thousandfold never piles up in memory.
+    pub fn feed_some(
+        &mut self,
+        chunk: &mut &[u8],
+        emit: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), HarvestError> {
         if self.failed {
             return Err(HarvestError::InvalidZip(
                 "an earlier part of the zip was refused".into(),
@@ -80,13 +117,17 @@ impl StreamHasher {
         }
         let result = (|| {
             while self.hashes.len() < self.candidates.len() {
-                // A step that needs more input has used up the chunk.
-                if !self.step(&mut chunk)? {
-                    break;
+                let emitted = match self.step(chunk, emit)? {
+                    Step::NeedsInput => return Ok(()),
+                    Step::Moved { emitted } => emitted,
+                };
+                if emitted {
+                    return Ok(());
                 }
             }
             // The rest lies after the last candidate.
             self.pos = self.pos.saturating_add(chunk.len() as u64);
+            *chunk = &[];
             Ok(())
         })();
         self.failed = result.is_err();
@@ -115,12 +156,18 @@ impl StreamHasher {
             .collect())
     }
 
-    /// Moves the current candidate on with bytes from the front of `chunk`; true when it
-    /// made progress that needs no more input (a candidate completed).
-    fn step(&mut self, chunk: &mut &[u8]) -> Result<bool, HarvestError> {
-        let Some(candidate) = self.candidates.get(self.hashes.len()) else {
-            return Ok(false);
+    /// Moves the current candidate on with bytes from the front of `chunk`.
+    fn step(
+        &mut self,
+        chunk: &mut &[u8],
+        emit: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<Step, HarvestError> {
+        let position = self.hashes.len();
+        let Some(candidate) = self.candidates.get(position) else {
+            return Ok(Step::NeedsInput);
         };
+        let tapped = self.tapped.get(position).copied().unwrap_or(false);
+        let mut emitted = false;
         match &mut self.stage {
             Stage::Header(fixed) => {
                 let header_at = candidate.offset();
@@ -130,7 +177,7 @@ impl StreamHasher {
                 fixed.extend_from_slice(chunk.get(..n).unwrap_or_default());
                 advance(&mut self.pos, chunk, n);
                 if fixed.len() < LOCAL_LEN {
-                    return Ok(false);
+                    return Ok(Step::NeedsInput);
                 }
                 if le32(fixed, 0) != Some(LOCAL_SIG) {
                     return Err(HarvestError::InvalidZip(format!(
@@ -167,7 +214,7 @@ impl StreamHasher {
                     produced: 0,
                     stream_ended: false,
                 };
-                Ok(true)
+                Ok(Step::Moved { emitted })
             }
             Stage::Data {
                 start,
@@ -179,24 +226,32 @@ impl StreamHasher {
             } => {
                 skip_to(&mut self.pos, chunk, *start);
                 if self.pos < *start {
-                    return Ok(false);
+                    return Ok(Step::NeedsInput);
                 }
-                let take = usize::try_from(*end - self.pos)
+                let mut take = usize::try_from(*end - self.pos)
                     .unwrap_or(usize::MAX)
                     .min(chunk.len());
+                if tapped {
+                    take = take.min(INFLATE_BUFFER);
+                }
                 let data = chunk.get(..take).unwrap_or_default();
-                match candidate.compression() {
+                let consumed = match candidate.compression() {
                     Compression::Stored => {
                         sha1.update(data);
                         crc.update(data);
                         *produced = produced.saturating_add(data.len() as u64);
+                        if tapped && !data.is_empty() && *produced <= candidate.size() {
+                            emit(position, data);
+                            emitted = true;
+                        }
+                        take
                     }
                     Compression::Deflated => {
                         let Some(inflater) = self.inflater.as_mut() else {
                             return Err(HarvestError::InvalidZip("no inflater was readied".into()));
                         };
                         let mut input = data;
-                        while !input.is_empty() {
+                        while !input.is_empty() && !emitted {
                             if *stream_ended {
                                 // Bytes after the stream would be another entry's for a
                                 // streaming unpacker.
@@ -220,6 +275,10 @@ impl StreamHasher {
                             if *produced > candidate.size() {
                                 return Err(corrupt(candidate, Corruption::Length));
                             }
+                            if tapped && !inflated.is_empty() {
+                                emit(position, inflated);
+                                emitted = true;
+                            }
                             input = input.get(read..).unwrap_or_default();
                             if status == Status::StreamEnd {
                                 *stream_ended = true;
@@ -227,14 +286,20 @@ impl StreamHasher {
                                 return Err(corrupt(candidate, Corruption::Deflate));
                             }
                         }
+                        // Stopped early after handing bytes out: the rest comes next call.
+                        take - input.len()
                     }
-                }
+                };
                 if *produced > candidate.size() {
                     return Err(corrupt(candidate, Corruption::Length));
                 }
-                advance(&mut self.pos, chunk, take);
+                advance(&mut self.pos, chunk, consumed);
                 if self.pos < *end {
-                    return Ok(false);
+                    return Ok(if emitted {
+                        Step::Moved { emitted }
+                    } else {
+                        Step::NeedsInput
+                    });
                 }
                 let deflate_open =
                     candidate.compression() == Compression::Deflated && !*stream_ended;
@@ -251,10 +316,19 @@ impl StreamHasher {
                 let digest = format!("{:x}", std::mem::take(sha1).finalize());
                 self.hashes.push((digest, candidate.size()));
                 self.stage = Stage::Header(Vec::with_capacity(LOCAL_LEN));
-                Ok(true)
+                Ok(Step::Moved { emitted })
             }
         }
     }
+}
+
+/// What one step did.
+enum Step {
+    /// It used up the chunk (or there is nothing left to hash).
+    NeedsInput,
+    /// It got somewhere (a header read, a file finished, bytes handed out) and may go on
+    /// with what is left of the chunk.
+    Moved { emitted: bool },
 }
 
 /// Drops the bytes of `chunk` that lie before `target`.

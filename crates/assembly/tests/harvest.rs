@@ -64,8 +64,8 @@ fn read_all(zip: &dyn ReadAt, candidate: &Candidate) -> Vec<u8> {
 }
 
 /// Chunk sizes the streaming hasher is fed in: byte by byte, odd sizes that split every
-/// header, and the whole zip at once.
-const CHUNKS: [usize; 5] = [1, 7, 4096, 65_536, usize::MAX];
+/// header, and the whole zip at once (odd sizes also tap every file).
+const CHUNKS: [usize; 6] = [1, 7, 4096, 65_536, 1 << 20, usize::MAX];
 
 /// The hashes [`StreamHasher`] gives when `zip` streams past in `chunk`-sized pieces, in
 /// the order `candidates` are given.
@@ -74,11 +74,31 @@ fn stream_hashes(
     candidates: &[Candidate],
     chunk: usize,
 ) -> Result<Vec<(String, u64)>, HarvestError> {
+    // Every file is tapped on alternate runs: handing bytes out changes no hash, and what
+    // is handed out is the file.
+    let tap = chunk % 2 == 1;
     let mut hasher = StreamHasher::new(candidates.to_vec());
+    hasher.tap(|_| tap);
+    let mut files: Vec<Vec<u8>> = vec![Vec::new(); candidates.len()];
     for piece in zip.chunks(chunk.min(zip.len().max(1))) {
-        hasher.feed(piece)?;
+        let mut rest = piece;
+        loop {
+            hasher.feed_some(&mut rest, &mut |position, bytes| {
+                assert!(bytes.len() <= 256 * 1024);
+                files[position].extend_from_slice(bytes);
+            })?;
+            if rest.is_empty() {
+                break;
+            }
+        }
     }
     let hashed = hasher.finish()?;
+    if tap {
+        for ((_, sha1, size), file) in hashed.iter().zip(&files) {
+            assert_eq!(sha1_hex(file), *sha1, "tapped bytes are the file");
+            assert_eq!(file.len() as u64, *size);
+        }
+    }
     Ok(candidates
         .iter()
         .map(|c| {
@@ -541,4 +561,33 @@ fn a_stream_that_ends_early_or_misses_a_header_is_refused() {
     // A refused stream stays refused.
     assert!(hasher.feed(&[]).is_err());
     assert!(hasher.finish().is_err());
+}
+
+#[test]
+fn a_tapped_file_that_inflates_a_thousandfold_comes_out_in_bounded_pieces() {
+    let zeros = vec![0u8; 8 << 20];
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    zip.start_file("zeros.bin", options(CompressionMethod::Deflated))
+        .expect("start");
+    zip.write_all(&zeros).expect("write");
+    let zip = zip.finish().expect("finish").into_inner();
+    assert!(zip.len() < 64 * 1024, "{} bytes", zip.len());
+    let candidates = pool_candidates(&zip, 0, u64::MAX).expect("lists");
+    let mut hasher = StreamHasher::new(candidates);
+    hasher.tap(|_| true);
+    let (mut pieces, mut total) = (0, 0);
+    let mut rest = zip.as_slice();
+    while !rest.is_empty() {
+        hasher
+            .feed_some(&mut rest, &mut |_, bytes| {
+                assert!(bytes.len() <= 256 * 1024, "{} bytes at once", bytes.len());
+                pieces += 1;
+                total += bytes.len();
+            })
+            .expect("feeds");
+    }
+    assert_eq!(total, zeros.len());
+    assert!(pieces >= 32, "{pieces} pieces");
+    let hashed = hasher.finish().expect("hashed");
+    assert_eq!(hashed[0].1, sha1_hex(&zeros));
 }

@@ -7,6 +7,8 @@
 //! it) and indexed after, so the index never names a file that is not there; an entry
 //! that fails its integrity check leaves the index first.
 
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use packages_domain::resources::{self, Fingerprint, ResourceMatch};
@@ -69,6 +71,17 @@ impl Services {
                     entries.iter().map(|(s, n)| (s.as_str(), *n)).collect();
                 resource_pool::contains_each(conn, &keys)
             })
+            .await?)
+    }
+
+    /// Which of `sizes` the pool holds any file of.
+    pub async fn pool_sizes_held(&self, sizes: Vec<u64>) -> Result<BTreeSet<u64>> {
+        if sizes.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        Ok(self
+            .db
+            .run(move |conn| resource_pool::sizes_held(conn, &sizes))
             .await?)
     }
 

@@ -72,6 +72,26 @@ pub fn contains_each(
         .collect())
 }
 
+/// Which of `sizes` the pool holds a file of (any SHA-1): a file whose size is not among
+/// them is certainly not pooled yet. Answered from the index on `size`.
+pub fn sizes_held(conn: &mut AnyConnection, sizes: &[u64]) -> Result<BTreeSet<u64>, StorageError> {
+    let wanted = sizes
+        .iter()
+        .map(|size| size_column(*size))
+        .collect::<Result<BTreeSet<i64>, _>>()?;
+    let mut held = BTreeSet::new();
+    let wanted: Vec<i64> = wanted.into_iter().collect();
+    for chunk in wanted.chunks(SHA1S_PER_QUERY) {
+        let rows: Vec<i64> = resource_pool::table
+            .filter(resource_pool::size.eq_any(chunk))
+            .select(resource_pool::size)
+            .distinct()
+            .load(conn)?;
+        held.extend(rows.into_iter().filter_map(|size| u64::try_from(size).ok()));
+    }
+    Ok(held)
+}
+
 /// Removes an entry (its bytes failed an integrity check). Returns whether it was there.
 pub fn remove(conn: &mut AnyConnection, sha1: &str) -> Result<bool, StorageError> {
     let deleted = diesel::delete(

@@ -1325,6 +1325,16 @@ fn the_resource_pool_index_matches_sha1_and_size() {
         assert!(resource_pool::contains_each(c, &[]).unwrap().is_empty());
         assert!(resource_pool::insert(c, abc, u64::MAX).is_err());
 
+        // Sizes: 1, 3 and 102,400 are held, whichever SHA-1 has them.
+        assert_eq!(
+            resource_pool::sizes_held(c, &[3, 4, 102_400, 3, 1, u64::MAX / 2])
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![1, 3, 102_400]
+        );
+        assert!(resource_pool::sizes_held(c, &[]).unwrap().is_empty());
+
         // A full request (5000 entries) is answered at once.
         let many: Vec<String> = (0..5000).map(|i| format!("{i:040x}")).collect();
         for sha1 in many.iter().step_by(1000) {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use packages_blobstore::{BlobError, Blobstore};
 use packages_domain::{FailureReason, Outcome, Package, PackageState, Transition, blob_key};
@@ -17,6 +18,7 @@ use packages_assembly::{HarvestError, StreamHasher};
 
 use crate::assemble::Assembly;
 use crate::pool::FillError;
+use crate::pool::WriteAhead;
 use crate::zipread::BlobReadAt;
 
 /// How a job ended, when it ended.
@@ -286,11 +288,38 @@ impl Pipeline {
         } else {
             None
         };
+        let mut write_ahead = match &mut pool_hasher {
+            Some(hasher) => match crate::pool::choose_write_ahead(&self.services, hasher).await {
+                Ok(true) => Some(WriteAhead::new(self.blobs().clone(), &package.guid)),
+                Ok(false) => None,
+                Err(FillError::Service(e)) => return Err(e.into()),
+                Err(FillError::Corrupt(corrupt)) => {
+                    return self
+                        .refuse_inconsistent(&package, source, staging, corrupt)
+                        .await;
+                }
+                Err(FillError::Infrastructure(e)) => return Err(Retry::Read(e)),
+            },
+            None => None,
+        };
         // Tests pause here to cut the blobstore between the check and the move.
         fail::fail_point!("worker-before-move");
         let hashed = self
-            .hash_checking(source, local_headers, pool_hasher.as_mut())
+            .hash_checking(
+                source,
+                local_headers,
+                pool_hasher.as_mut(),
+                write_ahead.as_mut(),
+            )
             .await;
+        if hashed.is_err()
+            && let Some(write_ahead) = write_ahead.take()
+        {
+            write_ahead.abandon().await;
+        }
+        let written = write_ahead
+            .map(WriteAhead::into_written)
+            .unwrap_or_default();
         let (sha1, sha256, moved) = match hashed {
             Ok(done) => done,
             Err(Moved::Refused(problem)) => {
@@ -329,11 +358,12 @@ impl Pipeline {
         }
         let fill = match pool_hasher.map(StreamHasher::finish) {
             None => Ok(0),
-            Some(Ok(hashed)) => crate::pool::fill(&self.services, &bits_key, moved, hashed).await,
+            Some(Ok(hashed)) => {
+                crate::pool::fill(&self.services, &bits_key, moved, hashed, written).await
+            }
             Some(Err(e)) => Err(FillError::from(e)),
         };
         match fill {
-            Ok(added) if added > 0 => tracing::info!(added, "resource pool filled"),
             Ok(_) => {}
             Err(FillError::Corrupt(corrupt)) => {
                 return self
@@ -422,6 +452,7 @@ impl Pipeline {
         key: &str,
         mut local_headers: LocalHeaders,
         mut pool_hasher: Option<&mut StreamHasher>,
+        mut write_ahead: Option<&mut WriteAhead>,
     ) -> Result<(String, String, u64), Moved> {
         let mut digests = Digests::new();
         let mut read = 0u64;
@@ -431,7 +462,25 @@ impl Pipeline {
             digests.update(&chunk);
             local_headers.update(&chunk).map_err(Moved::Refused)?;
             if let Some(hasher) = pool_hasher.as_deref_mut() {
-                hasher.feed(&chunk).map_err(Moved::Pool)?;
+                let mut rest: &[u8] = &chunk;
+                loop {
+                    let mut piece = None;
+                    hasher
+                        .feed_some(&mut rest, &mut |position, bytes| {
+                            piece = Some((position, Bytes::copy_from_slice(bytes)));
+                        })
+                        .map_err(Moved::Pool)?;
+                    if let Some(writes) = write_ahead.as_deref_mut() {
+                        if let Some((position, bytes)) = piece {
+                            let size = hasher.candidates().get(position).map_or(0, |c| c.size());
+                            writes.send(position, size, bytes).await?;
+                        }
+                        writes.complete_below(hasher.hashed()).await?;
+                    }
+                    if rest.is_empty() {
+                        break;
+                    }
+                }
             }
             read += chunk.len() as u64;
             self.metrics.bits_hashed(chunk.len() as u64);

@@ -5,13 +5,15 @@
 //! adapters let it read and write the blobstore, which is async, through bounded
 //! channels, so memory stays a few buffers whatever the sizes.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use packages_assembly::{Candidate, HarvestError, Pool};
+use packages_assembly::{Candidate, HarvestError, Pool, StreamHasher};
 use packages_blobstore::{BlobError, Blobstore};
+use packages_domain::{new_guid, staging_key};
 use packages_service::Services;
 use packages_service::resource_pool::pool_key;
 use sha1::Digest;
@@ -243,14 +245,166 @@ pub(crate) async fn candidates(
     .await??)
 }
 
+/// Files at least this large are written into the pool while the package is read, when
+/// the pool holds no file of their size (so it certainly lacks them): reading them again
+/// afterwards would cost more than the server-side move that puts them under their
+/// SHA-1. Smaller files are stored after the pass, and only those the pool lacks.
+pub(crate) const WRITE_AHEAD_MIN: u64 = 1 << 20;
+
+/// Picks the candidates to write while the package is read (see [`WRITE_AHEAD_MIN`]).
+pub(crate) async fn choose_write_ahead(
+    services: &Services,
+    hasher: &mut StreamHasher,
+) -> Result<bool, FillError> {
+    let large: Vec<u64> = hasher
+        .candidates()
+        .iter()
+        .map(Candidate::size)
+        .filter(|size| *size >= WRITE_AHEAD_MIN)
+        .collect();
+    if large.is_empty() {
+        return Ok(false);
+    }
+    let held = services.pool_sizes_held(large).await?;
+    hasher.tap(|c| c.size() >= WRITE_AHEAD_MIN && !held.contains(&c.size()));
+    Ok(true)
+}
+
+/// Pool files written while the package is read: each goes to a key in the package's
+/// staging area until the pass has hashed and checked it whole; [`fill`] then moves it
+/// under its SHA-1, or drops it when the pool turns out to hold it. Keys left behind by a
+/// process that died go with the staging sweep.
+pub(crate) struct WriteAhead {
+    blobs: Arc<dyn Blobstore>,
+    package_guid: String,
+    active: Option<Active>,
+    /// By candidate position: where that file lies, whole.
+    written: HashMap<usize, String>,
+}
+
+/// The file being written.
+struct Active {
+    position: usize,
+    key: String,
+    sender: mpsc::Sender<Bytes>,
+    commit: tokio::sync::oneshot::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), BlobError>>,
+}
+
+impl WriteAhead {
+    pub(crate) fn new(blobs: Arc<dyn Blobstore>, package_guid: &str) -> Self {
+        WriteAhead {
+            blobs,
+            package_guid: package_guid.to_owned(),
+            active: None,
+            written: HashMap::new(),
+        }
+    }
+
+    /// The next bytes of the candidate at `position` (of `size` bytes in all).
+    pub(crate) async fn send(
+        &mut self,
+        position: usize,
+        size: u64,
+        bytes: Bytes,
+    ) -> Result<(), BlobError> {
+        if self.active.as_ref().is_some_and(|a| a.position != position) {
+            // Only a file the pass finished makes way for the next.
+            return Err(BlobError::Bug("a pool file was left unfinished"));
+        }
+        let active = match &mut self.active {
+            Some(active) => active,
+            None => {
+                let key = staging_key(&self.package_guid, &format!("pool-{}", new_guid()));
+                let (sender, receiver) = mpsc::channel(IN_FLIGHT);
+                let (commit, verdict) = tokio::sync::oneshot::channel();
+                let (blobs, task_key) = (self.blobs.clone(), key.to_string());
+                let task = tokio::spawn(async move {
+                    BlobSink { receiver }
+                        .store_sized(&blobs, &task_key, size, verdict)
+                        .await
+                });
+                self.active.insert(Active {
+                    position,
+                    key: key.to_string(),
+                    sender,
+                    commit,
+                    task,
+                })
+            }
+        };
+        if active.sender.send(bytes).await.is_err() {
+            // The store stopped reading: its error says why.
+            let Some(active) = self.active.take() else {
+                return Err(BlobError::Bug("no pool file is being written"));
+            };
+            return Err(match active.task.await {
+                Ok(Err(e)) => e,
+                _ => BlobError::Stopped("writing a pool file stopped".into()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Completes the file being written once the pass has hashed `hashed` candidates and
+    /// so checked it whole.
+    pub(crate) async fn complete_below(&mut self, hashed: usize) -> Result<(), BlobError> {
+        if self.active.as_ref().is_none_or(|a| a.position >= hashed) {
+            return Ok(());
+        }
+        let Some(Active {
+            position,
+            key,
+            sender,
+            commit,
+            task,
+        }) = self.active.take()
+        else {
+            return Ok(());
+        };
+        drop(sender);
+        let _ = commit.send(true);
+        match task.await {
+            Ok(Ok(())) => {
+                self.written.insert(position, key);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(BlobError::Stopped(format!(
+                "writing a pool file failed: {e}"
+            ))),
+        }
+    }
+
+    /// The files written whole, by candidate position.
+    pub(crate) fn into_written(self) -> HashMap<usize, String> {
+        self.written
+    }
+
+    /// Stops the file being written (nothing of it is stored) and removes those written.
+    pub(crate) async fn abandon(mut self) {
+        if let Some(active) = self.active.take() {
+            drop(active.sender);
+            let _ = active.commit.send(false);
+            let _ = active.task.await;
+        }
+        for key in self.written.values() {
+            let _ = self.blobs.delete(key).await;
+        }
+    }
+}
+
 /// Adds the hashed candidates of the stored package at `key` that the pool does not hold
-/// yet: one query finds the missing ones, and each missing file streams into the pool,
-/// its SHA-1 checked again on the way. Returns how many files were added.
+/// yet: one query finds the missing ones; each missing file is moved in from where the
+/// pass wrote it (`written`, by position), or else streams into the pool from the
+/// package, its SHA-1 checked again on the way. Written files the pool turns out to hold
+/// are dropped. Returns how many files were added.
 pub(crate) async fn fill(
     services: &Services,
     key: &str,
     size: u64,
     hashed: Vec<(Candidate, String, u64)>,
+    mut written: HashMap<usize, String>,
 ) -> Result<u64, FillError> {
     if hashed.is_empty() {
         return Ok(0);
@@ -261,15 +415,32 @@ pub(crate) async fn fill(
         .map(|(_, sha1, size)| (sha1.clone(), *size))
         .collect();
     let held = services.pool_holds(hashes).await?;
-    let mut added = 0;
+    let (mut added, mut moved_in) = (0, 0);
     let mut seen = std::collections::HashSet::new();
-    for ((candidate, sha1, size), held) in hashed.into_iter().zip(held) {
+    for (position, ((candidate, sha1, size), held)) in hashed.into_iter().zip(held).enumerate() {
+        let ahead = written.remove(&position);
         if held || !seen.insert(sha1.clone()) {
+            if let Some(ahead) = ahead {
+                let _ = services.blobs().delete(&ahead).await;
+            }
             continue;
         }
-        store_candidate(services, &zip, candidate, &sha1, size).await?;
+        match ahead {
+            Some(ahead) => {
+                services
+                    .blobs()
+                    .rename(&ahead, &pool_key(&sha1))
+                    .await
+                    .map_err(|e| FillError::Infrastructure(blob_to_io(e)))?;
+                moved_in += 1;
+            }
+            None => store_candidate(services, &zip, candidate, &sha1, size).await?,
+        }
         services.pool_added(&sha1, size).await?;
         added += 1;
+    }
+    if added > 0 {
+        tracing::info!(added, written_ahead = moved_in, "resource pool filled");
     }
     Ok(added)
 }

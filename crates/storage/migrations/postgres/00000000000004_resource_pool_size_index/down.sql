@@ -1,0 +1,1 @@
+DROP INDEX resource_pool_size;

@@ -66,7 +66,7 @@ impl Services {
         let (user, admin) = (principal.user_guid.clone(), principal.is_admin());
         let found = self
             .db
-            .run(move |conn| {
+            .read(move |conn| {
                 let Some((resource, space)) = find(conn)? else {
                     return Ok(None);
                 };

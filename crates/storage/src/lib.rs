@@ -166,6 +166,31 @@ impl Database {
         .map_err(StorageError::Task)?
     }
 
+    /// Runs a short read like [`Database::run`], but on the calling thread when the
+    /// database is SQLite and a connection is idle at once: an indexed read of a local
+    /// file takes a few microseconds, less than the hand-off to the blocking pool and
+    /// back (two thread wake-ups). In WAL mode a reader never waits for a writer. Any
+    /// other case goes through the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StorageError> + Send + 'static,
+    {
+        if self.backend == "sqlite"
+            && let Some(mut pooled) = self.pool.try_get()
+        {
+            let result = f(&mut pooled);
+            if matches!(
+                result,
+                Err(StorageError::ConnectionLost(_) | StorageError::Query(_))
+            ) {
+                pooled.mark_broken();
+            }
+            return result;
+        }
+        self.run(f).await
+    }
+
     /// Readiness: a connection can be had and answers.
     pub async fn check(&self) -> Result<(), StorageError> {
         use diesel::connection::SimpleConnection;

@@ -206,3 +206,74 @@ async fn many_uploads_at_once_all_end_ready_once() {
         }
     }
 }
+
+/// With `worker.large_job_concurrency` at 1, a large upload waits its turn while another
+/// large one is in hand, and small uploads go ahead of it: raising `worker.concurrency`
+/// for many small packages does not let large ones run (and hold buffers) all at once.
+#[tokio::test]
+async fn large_jobs_take_turns_while_small_ones_go_ahead() {
+    let mut svc = Service::start_with(
+        Options {
+            defer_start: true,
+            ..Options::default()
+        }
+        .with("worker.concurrency", 4)
+        .with("worker.large_job_concurrency", 1),
+    )
+    .await;
+    // The first job past its zip check is held there for a minute; the others pass.
+    let failpoint = [("FAILPOINTS", "worker-before-move=1*sleep(60000)")];
+    match svc.mode {
+        Mode::Embedded => svc.start_api(&failpoint).await,
+        Mode::Stack => {
+            svc.start_api(&[]).await;
+            svc.start_worker_with(&failpoint).await;
+        }
+    }
+    let ctx = svc.ctx().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = |svc: &Service| format!("{}{}", svc.api_log(), svc.worker_logs());
+    let mut large = Vec::new();
+    for name in ["first.zip", "second.zip"] {
+        let path = dir.path().join(name);
+        zips::write_large_zip(&path, 9 << 20);
+        let guid = svc.new_package(&ctx.app).await;
+        let r = svc.upload_file(&guid, &svc.admin(), &path).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        if large.is_empty() {
+            // The first is in hand, held, before the second is even uploaded.
+            svc.wait_until(Duration::from_secs(60), || {
+                logs(&svc).contains("zip checked")
+            })
+            .await;
+        }
+        large.push(guid);
+    }
+    let mut small = Vec::new();
+    for i in 0..3 {
+        let guid = svc.new_package(&ctx.app).await;
+        let r = svc
+            .upload(&guid, &svc.admin(), zips::small_app(&format!("small {i}")))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        small.push(guid);
+    }
+    for guid in &small {
+        assert_eq!(svc.wait_final(guid).await["state"], "READY");
+    }
+    // Queued before the small ones, the second large upload has not even been checked:
+    // it waits for the first one's turn to end.
+    let checked = |guid: &str| {
+        logs(&svc)
+            .lines()
+            .any(|l| l.contains(guid) && l.contains("zip checked"))
+    };
+    assert!(checked(&large[0]));
+    assert!(
+        !checked(&large[1]),
+        "the second large job ran alongside the first"
+    );
+    for guid in &large {
+        assert_eq!(svc.package(guid).await["state"], "PROCESSING_UPLOAD");
+    }
+}

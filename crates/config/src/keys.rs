@@ -68,6 +68,12 @@ const TABLE: &[(&str, Kind, &str, &str)] = &[
         "jobs one worker process runs at once (AMQP prefetch)",
     ),
     (
+        "worker.large_job_concurrency",
+        Integer,
+        "number of cores",
+        "of those, upload jobs with 8 MiB or more of bits (or resources to assemble) run at once; the others wait in the process, so `worker.concurrency` can be raised for many small packages without raising the memory large ones take",
+    ),
+    (
         "worker.max_attempts",
         Integer,
         "5",

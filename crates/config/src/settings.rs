@@ -73,6 +73,11 @@ pub struct Worker {
     /// Jobs one worker process runs at once (the AMQP prefetch); at least 1.
     #[serde(deserialize_with = "between::<1, MAX_CONCURRENCY, _, _>")]
     pub concurrency: usize,
+    /// Of those, upload jobs with 8 MiB or more of bits, or with resources to assemble, at
+    /// once: they hold a few MiB of buffers each, so raising `concurrency` for many small
+    /// packages does not raise the memory large ones can take.
+    #[serde(deserialize_with = "between::<1, MAX_CONCURRENCY, _, _>")]
+    pub large_job_concurrency: usize,
     #[serde(deserialize_with = "between::<1, 1000, _, _>")]
     pub max_attempts: u32,
     #[serde(deserialize_with = "between::<1, 3_600_000, _, _>")]
@@ -284,6 +289,7 @@ impl Settings {
             worker: Worker {
                 bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
                 concurrency: default_concurrency(),
+                large_job_concurrency: default_concurrency(),
                 max_attempts: 5,
                 retry_base_ms: 1000,
             },

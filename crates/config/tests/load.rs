@@ -108,7 +108,7 @@ fn keys_are_unique_and_in_contract_order() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), names.len());
-    assert_eq!(names.len(), 46);
+    assert_eq!(names.len(), 47);
     assert_eq!(names.first(), Some(&"server.bind"));
     assert_eq!(names.last(), Some(&"log.level"));
     let position = |k: &str| names.iter().position(|n| *n == k).unwrap();
@@ -146,6 +146,7 @@ fn sample(key: &str) -> &'static str {
         "packages.encryption_key" => "an-encryption-key-of-at-least-32-characters",
         "resource_pool.maximum_size" => "1000000",
         "worker.concurrency"
+        | "worker.large_job_concurrency"
         | "worker.max_attempts"
         | "worker.retry_base_ms"
         | "database.pool_size"

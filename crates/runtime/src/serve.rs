@@ -310,6 +310,7 @@ fn policy(settings: &Settings) -> Policy {
 fn worker_settings(settings: &Settings) -> WorkerSettings {
     WorkerSettings {
         concurrency: settings.worker.concurrency,
+        large_job_concurrency: settings.worker.large_job_concurrency,
         max_attempts: i32::try_from(settings.worker.max_attempts).unwrap_or(i32::MAX),
         retry_base: Duration::from_millis(settings.worker.retry_base_ms),
     }

@@ -32,6 +32,9 @@ use crate::pipeline::{Done, Pipeline, Retry};
 pub struct WorkerSettings {
     /// Jobs run at once (also the AMQP prefetch).
     pub concurrency: usize,
+    /// Of those, large upload jobs ([`LARGE_JOB_BYTES`] of bits or more, or an assembly)
+    /// at once.
+    pub large_job_concurrency: usize,
     /// Attempts of a job that keeps failing for infrastructure reasons (and re-drives of
     /// a stuck package) before its package is FAILED.
     pub max_attempts: i32,
@@ -43,6 +46,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         WorkerSettings {
             concurrency: 2,
+            large_job_concurrency: 2,
             max_attempts: 5,
             retry_base: Duration::from_secs(1),
         }
@@ -50,6 +54,18 @@ impl Default for WorkerSettings {
 }
 
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// Whether a job moves enough bytes through this process to hold buffers of some MiB:
+/// an upload of [`LARGE_JOB_BYTES`] or more, or one whose package is assembled. Copies
+/// and deletions happen inside the blobstore.
+fn is_large(message: &JobMessage) -> bool {
+    match &message.payload {
+        JobPayload::ProcessUpload(job) => {
+            job.size >= LARGE_JOB_BYTES || job.resources_key.is_some()
+        }
+        JobPayload::CopyBits(_) | JobPayload::DeleteBits(_) => false,
+    }
+}
 
 impl WorkerSettings {
     fn retry_delay(&self, attempt: u32) -> Duration {
@@ -59,10 +75,16 @@ impl WorkerSettings {
     }
 }
 
+/// Upload jobs with at least this many bytes of bits count as large (see
+/// [`WorkerSettings::large_job_concurrency`]).
+pub const LARGE_JOB_BYTES: u64 = 8 << 20;
+
 pub struct Worker {
     pipeline: Arc<Pipeline>,
     consumer: Arc<dyn JobConsumer>,
     settings: WorkerSettings,
+    /// Held by each large job while it runs.
+    large_jobs: Arc<Semaphore>,
 }
 
 impl Worker {
@@ -72,10 +94,12 @@ impl Worker {
         metrics: Metrics,
         settings: WorkerSettings,
     ) -> Self {
+        let large_jobs = Arc::new(Semaphore::new(settings.large_job_concurrency.max(1)));
         Worker {
             pipeline: Arc::new(Pipeline { services, metrics }),
             consumer,
             settings,
+            large_jobs,
         }
     }
 
@@ -131,6 +155,12 @@ impl Worker {
             job_id = %message.job_id,
             kind = message.kind().as_str(),
         );
+        // Large jobs take turns; the others go ahead meanwhile.
+        let _turn = if is_large(&message) {
+            self.large_jobs.clone().acquire_owned().await.ok()
+        } else {
+            None
+        };
         self.run_job(delivery, message).instrument(span).await;
     }
 

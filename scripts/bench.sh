@@ -11,8 +11,11 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 cargo build --release --bins
 cargo build --release -p packages-tests --bin bench
-# The full run also measures uploads on a second S3 server (garage); the quick run and
-# PACKAGES_BENCH_GARAGE=0 skip it.
+# The full run (and --uploads-only) also measures uploads on a second S3 server
+# (garage); the other runs and PACKAGES_BENCH_GARAGE=0 skip it.
 second_s3=(./scripts/garage.sh)
-if [[ " $* " == *" --quick "* ]] || [ "${PACKAGES_BENCH_GARAGE:-1}" = 0 ]; then second_s3=(); fi
+case " $* " in
+  *" --quick "* | *" --scale-out-only "* | *" --embedded-reads-only "*) second_s3=() ;;
+esac
+if [ "${PACKAGES_BENCH_GARAGE:-1}" = 0 ]; then second_s3=(); fi
 PACKAGES_TEST_BIN_DIR="$PWD/target/release" ./scripts/test-services.sh "${second_s3[@]}" ./target/release/bench "$@"

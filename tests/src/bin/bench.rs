@@ -485,17 +485,20 @@ fn cpu_times() -> (u64, u64) {
 
 /// Uploads `count` small packages with no worker running, then starts `workers` workers
 /// and times the drain.
-async fn drain(workers: usize, count: usize) -> (f64, f64) {
-    let mut svc = Service::start_with(
-        Options {
-            mode: Some(Mode::Stack),
-            defer_start: true,
-            ..Options::default()
-        }
-        .with("log.level", "warn")
-        .with("packages.max_valid_packages_stored", 100_000),
-    )
-    .await;
+/// Jobs per second (and CPU busy) of `workers` workers draining `count` small packages,
+/// each worker running `concurrency` jobs at once (`None`: the default, one per core).
+async fn drain(workers: usize, count: usize, concurrency: Option<usize>) -> (f64, f64) {
+    let mut options = Options {
+        mode: Some(Mode::Stack),
+        defer_start: true,
+        ..Options::default()
+    }
+    .with("log.level", "warn")
+    .with("packages.max_valid_packages_stored", 100_000);
+    if let Some(concurrency) = concurrency {
+        options = options.with("worker.concurrency", concurrency);
+    }
+    let mut svc = Service::start_with(options).await;
     svc.start_api(&[]).await;
     let ctx = svc.ctx().await;
     let admin = svc.admin();
@@ -527,32 +530,9 @@ async fn drain(workers: usize, count: usize) -> (f64, f64) {
     (count as f64 / elapsed, cpu_busy(&cpu_before, &cpu_times()))
 }
 
-/// `GET /v3/packages/:guid` next to what bounds it, each pair measured back to back with
-/// `wrk -t2 -c16`: the same process's `/healthz` (embedded default) and PostgreSQL
-/// serving the same row query itself (pgbench, prepared, `-c16 -j2`, stack); and a list
-/// page of 50 next to a single GET (stack, from the table above).
-async fn reads_against_ceilings(
-    plan: &Plan,
-    stack: &Service,
-    stack_guid: &str,
-    at_16: &[f64],
-    scratch: &Path,
-    report: &mut String,
-) {
-    writeln!(report, "\n## Reads against their ceilings\n").unwrap();
-    writeln!(
-        report,
-        "Each pair measured back to back, `wrk -t2 -c16` ({}), admin token.\n",
-        plan.wrk_duration
-    )
-    .unwrap();
-    writeln!(
-        report,
-        "| read | requests/s | ceiling | ceiling/s | ratio | target |"
-    )
-    .unwrap();
-    writeln!(report, "| --- | --- | --- | --- | --- | --- |").unwrap();
-
+/// Requests per second of `GET /v3/packages/:guid` and of `/healthz` on one embedded
+/// process, back to back (`wrk -t2 -c16`).
+async fn embedded_get_and_healthz(plan: &Plan) -> (f64, f64) {
     let embedded = Service::start_with(
         Options {
             mode: Some(Mode::Embedded),
@@ -579,15 +559,42 @@ async fn reads_against_ceilings(
         plan.wrk_duration,
         None,
     );
+    (get.rps, healthz.rps)
+}
+
+/// `GET /v3/packages/:guid` next to what bounds it, each pair measured back to back with
+/// `wrk -t2 -c16`: the same process's `/healthz` (embedded default) and PostgreSQL
+/// serving the same row query itself (pgbench, prepared, `-c16 -j2`, stack); and a list
+/// page of 50 next to a single GET (stack, from the table above).
+async fn reads_against_ceilings(
+    plan: &Plan,
+    stack: &Service,
+    stack_guid: &str,
+    at_16: &[f64],
+    scratch: &Path,
+    report: &mut String,
+) {
+    writeln!(report, "\n## Reads against their ceilings\n").unwrap();
+    writeln!(
+        report,
+        "Each pair measured back to back, `wrk -t2 -c16` ({}), admin token.\n",
+        plan.wrk_duration
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| read | requests/s | ceiling | ceiling/s | ratio | target |"
+    )
+    .unwrap();
+    writeln!(report, "| --- | --- | --- | --- | --- | --- |").unwrap();
+
+    let (get, healthz) = embedded_get_and_healthz(plan).await;
     let line = format!(
-        "| `GET /v3/packages/:guid`, embedded | {:.0} | `/healthz` of the same process | {:.0} | {:.2} | ≥ 0.40 |",
-        get.rps,
-        healthz.rps,
-        get.rps / healthz.rps
+        "| `GET /v3/packages/:guid`, embedded | {get:.0} | `/healthz` of the same process | {healthz:.0} | {:.2} | ≥ 0.40 |",
+        get / healthz
     );
     println!("{line}");
     writeln!(report, "{line}").unwrap();
-    drop(embedded);
 
     // The row query the API runs for a GET: the package joined with its app's space.
     let db = stack.database_url().expect("the stack has a database");
@@ -640,28 +647,50 @@ async fn reads_against_ceilings(
 }
 
 /// Small packages queued with no worker, then drained by one worker and by two.
+/// Jobs/s of one and two workers: with the default concurrency (one job per core), and
+/// with `worker.concurrency` raised for small packages.
 async fn scale_out(plan: &Plan, report: &mut String) {
     writeln!(report, "\n## Scale-out\n").unwrap();
-    let (one, cpu_one) = drain(1, plan.drain_packages).await;
-    let (two, cpu_two) = drain(2, plan.drain_packages).await;
     writeln!(
         report,
         "{} small packages queued with no worker running, then drained:\n",
         plan.drain_packages
     )
     .unwrap();
-    writeln!(report, "| workers | jobs/s | CPU busy (all cores) |").unwrap();
-    writeln!(report, "| --- | --- | --- |").unwrap();
-    writeln!(report, "| 1 | {one:.1} | {:.0} % |", cpu_one * 100.0).unwrap();
-    writeln!(report, "| 2 | {two:.1} | {:.0} % |", cpu_two * 100.0).unwrap();
-    let speedup = two / one;
-    writeln!(report, "\n2 workers / 1 worker: {speedup:.2}×.").unwrap();
-    println!(
-        "scale-out: 1 worker {one:.1} jobs/s ({:.0} % CPU), 2 workers {two:.1} jobs/s ({:.0} % CPU), {speedup:.2}x",
-        cpu_one * 100.0,
-        cpu_two * 100.0
-    );
+    writeln!(
+        report,
+        "| `worker.concurrency` | workers | jobs/s | CPU busy (all cores) | 2 workers / 1 |"
+    )
+    .unwrap();
+    writeln!(report, "| --- | --- | --- | --- | --- |").unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let default = format!("default (one per core: {cores})");
+    for (label, concurrency) in [(default.as_str(), None), ("16", Some(RAISED_CONCURRENCY))] {
+        let (one, cpu_one) = drain(1, plan.drain_packages, concurrency).await;
+        let (two, cpu_two) = drain(2, plan.drain_packages, concurrency).await;
+        let speedup = two / one;
+        writeln!(
+            report,
+            "| {label} | 1 | {one:.1} | {:.0} % | |",
+            cpu_one * 100.0
+        )
+        .unwrap();
+        writeln!(
+            report,
+            "| {label} | 2 | {two:.1} | {:.0} % | {speedup:.2}× |",
+            cpu_two * 100.0
+        )
+        .unwrap();
+        println!(
+            "scale-out, concurrency {label}: 1 worker {one:.1} jobs/s ({:.0} % CPU), 2 workers {two:.1} jobs/s ({:.0} % CPU), {speedup:.2}x",
+            cpu_one * 100.0,
+            cpu_two * 100.0
+        );
+    }
 }
+
+/// The `worker.concurrency` the scale-out section also measures.
+const RAISED_CONCURRENCY: usize = 16;
 
 /// Polls a package until it leaves PROCESSING_UPLOAD; it must end READY.
 async fn wait_ready(svc: &Service, guid: &str) {
@@ -813,6 +842,14 @@ async fn main() {
     if std::env::args().any(|a| a == "--scale-out-only") {
         // One section, printed only: for comparing a change without a full run.
         scale_out(&plan, &mut String::new()).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--embedded-reads-only") {
+        let (get, healthz) = embedded_get_and_healthz(&plan).await;
+        println!(
+            "GET {get:.0}/s, /healthz {healthz:.0}/s: {:.2}",
+            get / healthz
+        );
         return;
     }
     if std::env::args().any(|a| a == "--uploads-only") {

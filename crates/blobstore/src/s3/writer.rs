@@ -15,9 +15,12 @@ use super::{CONTENT_TYPE, PUT_URL_EXPIRY_SECS, S3Blobstore};
 use crate::error::http_error;
 use crate::{BlobError, BlobWriter, Chain, validate_key};
 
-/// Parts uploaded at once by one writer: enough to keep the connection busy while the
-/// next part fills, few enough to bound memory (each costs about two part sizes).
-const PARTS_IN_FLIGHT: usize = 2;
+/// Parts uploaded at once by one writer: enough to keep the server busy while the next
+/// part fills, few enough to bound memory (one part size each). Measured on 512 MiB
+/// uploads: three instead of two cut upload->READY from 13.7 s to 8.0 s on s3s-fs and
+/// from 8.2 s to 5.9 s on garage, for 6 MiB more of the API's peak (57 MiB); four
+/// gained little more and brought the API to 62 MiB.
+const PARTS_IN_FLIGHT: usize = 3;
 /// S3 numbers parts 1..=10000.
 const MAX_PARTS: u32 = 10_000;
 

@@ -40,6 +40,8 @@ garage server >"$dir/server.log" 2>&1 &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
+# A signal (Ctrl-C on make bench) ends the script through its EXIT trap too.
+trap 'exit 130' INT TERM HUP
 for _ in $(seq 1 100); do
   if garage status >/dev/null 2>&1; then break; fi
   sleep 0.1

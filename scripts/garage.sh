@@ -36,7 +36,8 @@ api_bind_addr = "127.0.0.1:$s3_port"
 api_bind_addr = "127.0.0.1:$admin_port"
 TOML
 garage() { "$bin" -c "$dir/garage.toml" "$@"; }
-garage server >"$dir/server.log" 2>&1 &
+# The binary itself in the background (not the shell function): $! must be its pid.
+"$bin" -c "$dir/garage.toml" server >"$dir/server.log" 2>&1 &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT

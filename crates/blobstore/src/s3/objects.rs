@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
+use reqwest::header::RANGE;
 use s3::error::S3Error;
 
 use super::errors::{map_error, optional, parse_timestamp};
@@ -57,6 +58,54 @@ fn exactly(size: u64, body: ByteStream) -> ByteStream {
     ))
 }
 
+impl S3Blobstore {
+    /// The bytes of `key` from `first` to `last` (or to the end), through a presigned GET
+    /// with a Range header when the read does not start at 0 or stops early. `None` when
+    /// `first` lies past the end. A server that ignores the Range header sends the object
+    /// from its start: the bytes before `first` are dropped here. (rust-s3's own ranged
+    /// read moved about a third of the bytes per second, measured on 4 MiB ranges.)
+    async fn get_from(
+        &self,
+        key: &str,
+        first: u64,
+        last: Option<u64>,
+    ) -> Result<Option<ByteStream>, BlobError> {
+        let url = self
+            .control
+            .presign_get(key, PUT_URL_EXPIRY_SECS, None)
+            .await
+            .map_err(|e| map_error(e, key))?;
+        let mut request = self.http.get(url);
+        match last {
+            Some(last) => request = request.header(RANGE, format!("bytes={first}-{last}")),
+            None if first > 0 => request = request.header(RANGE, format!("bytes={first}-")),
+            None => {}
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| http_error("S3 download failed", None, e))?;
+        let status = response.status().as_u16();
+        if status == 416 {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(map_error(S3Error::HttpFailWithBody(status, body), key));
+        }
+        let shown = crate::redact_urls(response.url().as_str());
+        let mut skip = if status == 200 { first } else { 0 };
+        Ok(Some(Box::pin(response.bytes_stream().map(move |chunk| {
+            let mut chunk =
+                chunk.map_err(|e| http_error("S3 download broke off", Some(&shown), e))?;
+            let skipped = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
+            let _ = chunk.split_to(skipped);
+            skip -= skipped as u64;
+            Ok(chunk)
+        }))))
+    }
+}
+
 #[async_trait]
 impl Blobstore for S3Blobstore {
     async fn writer(&self, key: &str) -> Result<Box<dyn BlobWriter>, BlobError> {
@@ -99,52 +148,22 @@ impl Blobstore for S3Blobstore {
         let last = offset
             .checked_add(len - 1)
             .filter(|last| *last <= MAX_POSITION);
-        // A presigned GET with a Range header: rust-s3's ranged read moved about a third
-        // of the bytes per second (measured on 4 MiB ranges of a 512 MiB object).
-        let url = self
-            .control
-            .presign_get(key, PUT_URL_EXPIRY_SECS, None)
-            .await
-            .map_err(|e| map_error(e, key))?;
-        let range = match last {
-            Some(last) => format!("bytes={offset}-{last}"),
-            None => format!("bytes={offset}-"),
-        };
-        let response = self
-            .http
-            .get(url)
-            .header(reqwest::header::RANGE, range)
-            .send()
-            .await
-            .map_err(|e| http_error("S3 download failed", None, e))?;
-        let status = response.status().as_u16();
-        // Range starts at or past the end: nothing to read there.
-        if status == 416 {
+        let Some(mut body) = self.get_from(key, offset, last).await? else {
             return Ok(Bytes::new());
-        }
-        if !response.status().is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(map_error(S3Error::HttpFailWithBody(status, body), key));
-        }
+        };
         // Read as a stream and stopped at `len`: a server that ignores the Range header
         // sends the whole object, which must not end up in memory.
-        let mut skip = if status == 200 { offset } else { 0 };
         let want = usize::try_from(len).unwrap_or(usize::MAX);
-        let mut body = bytes::BytesMut::with_capacity(want.min(8 << 20));
-        let mut stream = response.bytes_stream();
-        while body.len() < want {
-            let Some(chunk) = stream.next().await else {
+        let mut read = bytes::BytesMut::with_capacity(want.min(8 << 20));
+        while read.len() < want {
+            let Some(chunk) = body.next().await else {
                 break;
             };
-            let mut chunk = chunk.map_err(|e| http_error("S3 download broke off", None, e))?;
-            let skipped = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
-            let _ = chunk.split_to(skipped);
-            skip -= skipped as u64;
-            let room = want - body.len();
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            let chunk = chunk?;
+            let room = want - read.len();
+            read.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
-        let body = body.freeze();
-        Ok(body)
+        Ok(read.freeze())
     }
 
     /// One PUT to a presigned URL (UNSIGNED-PAYLOAD): the body streams through without
@@ -179,35 +198,11 @@ impl Blobstore for S3Blobstore {
     /// A GET of a presigned URL, streamed: rust-s3's own object stream is several
     /// times slower (it was the bottleneck of moving bits in the worker).
     async fn read(&self, key: &str) -> Result<ByteStream, BlobError> {
-        validate_key(key)?;
-        let url = self
-            .control
-            .presign_get(key, PUT_URL_EXPIRY_SECS, None)
-            .await
-            .map_err(|e| map_error(e, key))?;
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| http_error("S3 download failed", None, e))?;
-        let status = response.status().as_u16();
-        if !response.status().is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(map_error(S3Error::HttpFailWithBody(status, body), key));
-        }
-        let shown = crate::redact_urls(response.url().as_str());
-        Ok(Box::pin(response.bytes_stream().map_err(move |e| {
-            http_error("S3 download broke off", Some(&shown), e)
-        })))
+        self.read_from(key, 0).await
     }
 
-    /// A presigned GET from `offset` on, streamed.
     async fn read_from(&self, key: &str, offset: u64) -> Result<ByteStream, BlobError> {
         validate_key(key)?;
-        if offset == 0 {
-            return self.read(key).await;
-        }
         // Servers parse range bounds as signed 64-bit numbers; no blob is that long.
         if offset > i64::MAX as u64 {
             return match self.size(key).await? {
@@ -215,37 +210,10 @@ impl Blobstore for S3Blobstore {
                 None => Err(BlobError::NotFound(key.to_string())),
             };
         }
-        let url = self
-            .control
-            .presign_get(key, PUT_URL_EXPIRY_SECS, None)
-            .await
-            .map_err(|e| map_error(e, key))?;
-        let response = self
-            .http
-            .get(url)
-            .header(reqwest::header::RANGE, format!("bytes={offset}-"))
-            .send()
-            .await
-            .map_err(|e| http_error("S3 download failed", None, e))?;
-        let status = response.status().as_u16();
-        if status == 416 {
-            return Ok(Box::pin(futures_util::stream::empty()));
-        }
-        if !response.status().is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(map_error(S3Error::HttpFailWithBody(status, body), key));
-        }
-        let shown = crate::redact_urls(response.url().as_str());
-        // A server that ignores the Range header sends the object from its start.
-        let mut skip = if status == 200 { offset } else { 0 };
-        Ok(Box::pin(response.bytes_stream().map(move |chunk| {
-            let mut chunk =
-                chunk.map_err(|e| http_error("S3 download broke off", Some(&shown), e))?;
-            let skipped = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
-            let _ = chunk.split_to(skipped);
-            skip -= skipped as u64;
-            Ok(chunk)
-        })))
+        Ok(self
+            .get_from(key, offset, None)
+            .await?
+            .unwrap_or_else(|| Box::pin(futures_util::stream::empty())))
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {

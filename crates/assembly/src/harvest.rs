@@ -87,9 +87,28 @@ impl Candidate {
         self.compression
     }
 
-    /// Where the next entry (or the central directory) starts.
-    pub(crate) fn region_end(&self) -> u64 {
-        self.region_end
+    /// Where the file's data lies, from its first byte to the byte after its last, given
+    /// the fixed part of its local header (`LOCAL_LEN` bytes): the local name and extra
+    /// field may differ in length from the central ones, and the data must end before the
+    /// next entry. Both hashing passes and the streamed read find the data through this.
+    pub(crate) fn data_span(&self, fixed: &[u8]) -> Result<(u64, u64), HarvestError> {
+        let offset = self.offset;
+        if le32(fixed, 0) != Some(LOCAL_SIG) {
+            return Err(HarvestError::InvalidZip(format!(
+                "no local header at offset {offset}"
+            )));
+        }
+        let len = |at| le16(fixed, at).map_or(0, u64::from);
+        let variable = len(26) + len(28);
+        offset
+            .checked_add(LOCAL_LEN as u64 + variable)
+            .and_then(|start| Some((start, start.checked_add(self.compressed)?)))
+            .filter(|&(_, end)| end <= self.region_end)
+            .ok_or_else(|| {
+                HarvestError::InvalidZip(format!(
+                    "the entry at offset {offset} runs into the next one"
+                ))
+            })
     }
 }
 
@@ -416,25 +435,10 @@ impl Decode {
         window: &mut Window<'_>,
         inflater: &mut Option<Decompress>,
     ) -> Result<Self, HarvestError> {
-        let offset = candidate.offset;
-        let fixed = window.get(offset, LOCAL_LEN).map_err(from_source)?;
-        if le32(fixed, 0) != Some(LOCAL_SIG) {
-            return Err(HarvestError::InvalidZip(format!(
-                "no local header at offset {offset}"
-            )));
-        }
-        // The local name and extra field may differ in length from the central ones.
-        let len = |at| le16(fixed, at).map_or(0, u64::from);
-        let variable = len(26) + len(28);
-        let (start, end) = offset
-            .checked_add(LOCAL_LEN as u64 + variable)
-            .and_then(|start| Some((start, start.checked_add(candidate.compressed)?)))
-            .filter(|&(_, end)| end <= candidate.region_end)
-            .ok_or_else(|| {
-                HarvestError::InvalidZip(format!(
-                    "the entry at offset {offset} runs into the next one"
-                ))
-            })?;
+        let fixed = window
+            .get(candidate.offset, LOCAL_LEN)
+            .map_err(from_source)?;
+        let (start, end) = candidate.data_span(fixed)?;
         if candidate.compression == Compression::Deflated {
             match inflater {
                 Some(inflater) => inflater.reset(false),

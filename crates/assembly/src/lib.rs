@@ -70,17 +70,19 @@
 //!
 //! # Harvesting the resource pool
 //!
-//! When a package becomes `READY` through an upload, the worker adds its files to the pool,
-//! synchronously on a blocking thread, from the final zip (which passed `zipcheck::check`,
-//! local headers included):
+//! Before a package becomes `READY` through an upload, the worker adds its files to the
+//! pool from the final zip (which passed `zipcheck::check`, local headers included):
 //!
 //! 1. [`pool_candidates`] lists the regular files whose size is within the pool's window,
 //!    from the central directory alone, in the order they are stored. Directories, links
 //!    and other non-regular Unix types are skipped; so are encrypted entries and methods
 //!    other than stored and deflate, which `zipcheck` accepts but which cannot be hashed
 //!    here: the pool does without them rather than failing a valid package.
-//! 2. [`hash_candidates`] computes their SHA-1s in one sequential pass, sharing reads
-//!    between neighbouring candidates and skipping large gaps.
+//! 2. [`StreamHasher`] computes their SHA-1s from the bytes of the worker's one read of
+//!    the package, in chunks of any size, and hands out the bytes of files to be written
+//!    on the way. [`hash_candidates`] is the same pass pulled through a [`ReadAt`],
+//!    sharing reads between neighbouring candidates and skipping large gaps; it is the
+//!    reference the stream is tested against, and serves a reader that can seek.
 //! 3. For the SHA-1s the pool lacks, [`open_candidate`] streams one file on its own (into
 //!    the blobstore, at `app_bits_cache/<sha1[0..2]>/<sha1[2..4]>/<sha1>`).
 //!

@@ -9,7 +9,7 @@
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 use sha1::{Digest, Sha1};
 
-use crate::format::{LOCAL_LEN, LOCAL_SIG, le16, le32};
+use crate::format::LOCAL_LEN;
 use crate::harvest::{Candidate, Compression, Corruption, HarvestError, corrupt};
 
 /// Inflated bytes are hashed from a buffer of this size.
@@ -170,8 +170,7 @@ impl StreamHasher {
         let mut emitted = false;
         match &mut self.stage {
             Stage::Header(fixed) => {
-                let header_at = candidate.offset();
-                skip_to(&mut self.pos, chunk, header_at);
+                skip_to(&mut self.pos, chunk, candidate.offset());
                 let want = LOCAL_LEN - fixed.len();
                 let n = want.min(chunk.len());
                 fixed.extend_from_slice(chunk.get(..n).unwrap_or_default());
@@ -179,24 +178,7 @@ impl StreamHasher {
                 if fixed.len() < LOCAL_LEN {
                     return Ok(Step::NeedsInput);
                 }
-                if le32(fixed, 0) != Some(LOCAL_SIG) {
-                    return Err(HarvestError::InvalidZip(format!(
-                        "no local header at offset {header_at}"
-                    )));
-                }
-                let len = |at| le16(fixed, at).map_or(0, u64::from);
-                let variable = len(26) + len(28);
-                let (start, end) = header_at
-                    .checked_add(LOCAL_LEN as u64 + variable)
-                    .and_then(|start| {
-                        Some((start, start.checked_add(candidate.compressed_size())?))
-                    })
-                    .filter(|&(_, end)| end <= candidate.region_end())
-                    .ok_or_else(|| {
-                        HarvestError::InvalidZip(format!(
-                            "the entry at offset {header_at} runs into the next one"
-                        ))
-                    })?;
+                let (start, end) = candidate.data_span(fixed)?;
                 if candidate.compression() == Compression::Deflated {
                     match &mut self.inflater {
                         Some(inflater) => inflater.reset(false),

@@ -66,6 +66,31 @@ pub trait Blobstore: Send + Sync + 'static {
     /// is visible under `key` unless the body brought exactly `size` bytes.
     async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<(), BlobError>;
 
+    /// Like [`put_stream`], for a blob the caller makes durable later with [`sync`]: until
+    /// then a stop of the machine (not of the process) may lose or cut it. Meant for the
+    /// resource pool, whose entries are checked against their SHA-1 wherever their bytes
+    /// are used, so that a package need not wait on the disk for them. Stores whose
+    /// writes are durable once acknowledged (S3) just put.
+    ///
+    /// [`put_stream`]: Blobstore::put_stream
+    /// [`sync`]: Blobstore::sync
+    async fn put_stream_unsynced(
+        &self,
+        key: &str,
+        size: u64,
+        body: ByteStream,
+    ) -> Result<(), BlobError> {
+        self.put_stream(key, size, body).await
+    }
+
+    /// Makes the blob at `key`, written by [`put_stream_unsynced`], durable; nothing to
+    /// do where every write already is, or where there is no blob.
+    ///
+    /// [`put_stream_unsynced`]: Blobstore::put_stream_unsynced
+    async fn sync(&self, key: &str) -> Result<(), BlobError> {
+        validate_key(key)
+    }
+
     /// Size of the blob, or `None` when there is none.
     async fn size(&self, key: &str) -> Result<Option<u64>, BlobError>;
 

@@ -54,6 +54,29 @@ impl Drop for Session {
 }
 
 impl LocalBlobstore {
+    /// A writer for `key` that syncs the file before installing it.
+    async fn local_writer(&self, key: &str) -> Result<LocalWriter, BlobError> {
+        let dest = self.blob_path(key)?;
+        let tmp = self.temp_path();
+        let file = match tokio::fs::File::create_new(&tmp).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Someone removed the temp directory since startup.
+                tokio::fs::create_dir_all(self.root.join(TMP_DIR)).await?;
+                tokio::fs::File::create_new(&tmp).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(LocalWriter {
+            tmp,
+            dest,
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            written: 0,
+            sync: true,
+            done: false,
+        })
+    }
+
     /// Opens the store at `root`, creating the directory (private to this user) if needed,
     /// and removes what dead processes left in the temporary area.
     pub fn new(root: PathBuf) -> Result<Self, BlobError> {
@@ -295,24 +318,7 @@ fn walk(root: &Path, prefix: &str) -> Result<Vec<BlobInfo>, BlobError> {
 #[async_trait]
 impl Blobstore for LocalBlobstore {
     async fn writer(&self, key: &str) -> Result<Box<dyn BlobWriter>, BlobError> {
-        let dest = self.blob_path(key)?;
-        let tmp = self.temp_path();
-        let file = match tokio::fs::File::create_new(&tmp).await {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Someone removed the temp directory since startup.
-                tokio::fs::create_dir_all(self.root.join(TMP_DIR)).await?;
-                tokio::fs::File::create_new(&tmp).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Box::new(LocalWriter {
-            tmp,
-            dest,
-            file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
-            written: 0,
-            done: false,
-        }))
+        Ok(Box::new(self.local_writer(key).await?))
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
@@ -420,6 +426,35 @@ impl Blobstore for LocalBlobstore {
         crate::put_through_writer(self.writer(key).await?, size, body).await
     }
 
+    async fn put_stream_unsynced(
+        &self,
+        key: &str,
+        size: u64,
+        body: ByteStream,
+    ) -> Result<(), BlobError> {
+        let mut writer = self.local_writer(key).await?;
+        writer.sync = false;
+        crate::put_through_writer(Box::new(writer), size, body).await
+    }
+
+    async fn sync(&self, key: &str) -> Result<(), BlobError> {
+        let path = self.blob_path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let file = match open_blob(&path, &key) {
+                Ok((file, _)) => file,
+                Err(BlobError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            file.sync_all()?;
+            if let Some(Ok(dir)) = path.parent().map(std::fs::File::open) {
+                dir.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn read(&self, key: &str) -> Result<ByteStream, BlobError> {
         match self.download(key).await? {
             Download::Stream { body, .. } => Ok(body),
@@ -504,6 +539,8 @@ struct LocalWriter {
     /// `None` once finished, aborted or broken by a failed write.
     file: Option<BufWriter<tokio::fs::File>>,
     written: u64,
+    /// Whether `finish` waits for the file to reach the disk.
+    sync: bool,
     /// Set once the temporary file is gone (renamed or removed), so Drop leaves it be.
     done: bool,
 }
@@ -531,7 +568,9 @@ impl BlobWriter for LocalWriter {
         let mut file = self.file.take().ok_or(BlobError::WriterFailed)?;
         file.flush().await?;
         let file = file.into_inner();
-        file.sync_all().await?;
+        if self.sync {
+            file.sync_all().await?;
+        }
         drop(file);
         let tmp = self.tmp.clone();
         let dest = self.dest.clone();

@@ -68,6 +68,7 @@ contract!(
     put_stream_round_trips,
     put_stream_of_the_wrong_length_stores_nothing,
     put_stream_error_stores_nothing,
+    unsynced_put_round_trips_until_synced,
     copy,
     rename,
     delete,
@@ -381,6 +382,38 @@ async fn put_stream_round_trips(store: &dyn Blobstore) {
         .await
         .unwrap();
     assert_eq!(read_all(store, "s/large").await, b"new");
+}
+
+async fn unsynced_put_round_trips_until_synced(store: &dyn Blobstore) {
+    for (key, len, chunk) in [("u/small", 17, 5), ("u/large", 3 * MIB + 17, 64 * 1024)] {
+        let bytes = data(len, 12);
+        store
+            .put_stream_unsynced(key, len as u64, stream_of(&bytes, chunk))
+            .await
+            .unwrap();
+        assert_eq!(store.size(key).await.unwrap(), Some(len as u64), "{key}");
+        store.rename(key, &format!("{key}-moved")).await.unwrap();
+        store.sync(&format!("{key}-moved")).await.unwrap();
+        assert!(
+            read_all(store, &format!("{key}-moved")).await == bytes,
+            "{key} differs"
+        );
+    }
+    // The length is held to the same rule as a synced put.
+    let bytes = data(MIB, 13);
+    let short = store
+        .put_stream_unsynced("u/short", bytes.len() as u64 + 1, stream_of(&bytes, 4096))
+        .await;
+    assert!(short.is_err(), "fewer bytes than announced stored");
+    assert_eq!(store.size("u/short").await.unwrap(), None);
+    // No blob is nothing to sync; a bad key is still refused.
+    store.sync("u/absent").await.unwrap();
+    let err = store.sync("../escape").await.unwrap_err();
+    assert!(matches!(err, BlobError::InvalidKey { .. }), "{err}");
+    assert_eq!(
+        keys(store.list("u/").await.unwrap()),
+        ["u/large-moved", "u/small-moved"]
+    );
 }
 
 async fn put_stream_of_the_wrong_length_stores_nothing(store: &dyn Blobstore) {

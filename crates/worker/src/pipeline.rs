@@ -72,30 +72,59 @@ impl From<BlobError> for Moved {
 }
 
 /// SHA-1 and SHA-256 computed in the pass that reads the bits.
-#[derive(Clone)]
+/// Chunks waiting for the digest thread: enough to ride out a slow chunk on either side,
+/// few enough that memory stays a handful of read chunks.
+const DIGEST_QUEUE: usize = 8;
+
+/// The bits' SHA-1 and SHA-256, computed on a thread of their own: the rest of the pass
+/// (local headers, the pool's hashes and writes) runs beside them instead of after them.
 struct Digests {
-    sha1: sha1::Sha1,
-    sha256: sha2::Sha256,
+    sender: tokio::sync::mpsc::Sender<Bytes>,
+    task: tokio::task::JoinHandle<(String, String)>,
 }
 
 impl Digests {
-    fn new() -> Self {
-        Digests {
-            sha1: sha1::Sha1::new(),
-            sha256: sha2::Sha256::new(),
-        }
+    fn start() -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(DIGEST_QUEUE);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut sha1 = sha1::Sha1::new();
+            let mut sha256 = sha2::Sha256::new();
+            while let Some(chunk) = receiver.blocking_recv() {
+                sha1.update(&chunk);
+                sha256.update(&chunk);
+            }
+            (
+                hex::encode(sha1.finalize()),
+                hex::encode(sha256.finalize()),
+            )
+        });
+        Digests { sender, task }
     }
 
-    fn update(&mut self, chunk: &[u8]) {
-        self.sha1.update(chunk);
-        self.sha256.update(chunk);
+    async fn update(&self, chunk: Bytes) -> Result<(), Moved> {
+        self.sender
+            .send(chunk)
+            .await
+            .map_err(|_| Moved::Blob(BlobError::Stopped("the digest thread stopped".into())))
     }
 
-    fn finish(self) -> (String, String) {
-        (
-            hex::encode(self.sha1.finalize()),
-            hex::encode(self.sha256.finalize()),
-        )
+    async fn finish(self) -> Result<(String, String), Moved> {
+        drop(self.sender);
+        self.task
+            .await
+            .map_err(|e| Moved::Blob(BlobError::Stopped(format!("the digest thread failed: {e}"))))
+    }
+}
+
+/// `part` of `chunk` as its own `Bytes`: shared with the chunk when it lies inside it (a
+/// stored file's bytes), copied when it does not (an inflated file's).
+fn piece_of(chunk: &Bytes, part: &[u8]) -> Bytes {
+    let (start, end) = (chunk.as_ptr() as usize, chunk.as_ptr() as usize + chunk.len());
+    let at = part.as_ptr() as usize;
+    if !part.is_empty() && at >= start && at + part.len() <= end {
+        chunk.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }
 
@@ -454,12 +483,12 @@ impl Pipeline {
         mut pool_hasher: Option<&mut StreamHasher>,
         mut write_ahead: Option<&mut WriteAhead>,
     ) -> Result<(String, String, u64), Moved> {
-        let mut digests = Digests::new();
+        let digests = Digests::start();
         let mut read = 0u64;
         let mut chunks = self.blobs().read(key).await?;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
-            digests.update(&chunk);
+            digests.update(chunk.clone()).await?;
             local_headers.update(&chunk).map_err(Moved::Refused)?;
             if let Some(hasher) = pool_hasher.as_deref_mut() {
                 let mut rest: &[u8] = &chunk;
@@ -467,7 +496,7 @@ impl Pipeline {
                     let mut piece = None;
                     hasher
                         .feed_some(&mut rest, &mut |position, bytes| {
-                            piece = Some((position, Bytes::copy_from_slice(bytes)));
+                            piece = Some((position, piece_of(&chunk, bytes)));
                         })
                         .map_err(Moved::Pool)?;
                     if let Some(writes) = write_ahead.as_deref_mut() {
@@ -486,7 +515,7 @@ impl Pipeline {
             self.metrics.bits_hashed(chunk.len() as u64);
         }
         local_headers.finish().map_err(Moved::Refused)?;
-        let (sha1, sha256) = digests.finish();
+        let (sha1, sha256) = digests.finish().await?;
         Ok((sha1, sha256, read))
     }
 

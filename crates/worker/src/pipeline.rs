@@ -386,14 +386,14 @@ impl Pipeline {
             );
         }
         let fill = match pool_hasher.map(StreamHasher::finish) {
-            None => Ok(0),
+            None => Ok(Vec::new()),
             Some(Ok(hashed)) => {
                 crate::pool::fill(&self.services, &bits_key, moved, hashed, written).await
             }
             Some(Err(e)) => Err(FillError::from(e)),
         };
-        match fill {
-            Ok(_) => {}
+        let pooled = match fill {
+            Ok(pooled) => pooled,
             Err(FillError::Corrupt(corrupt)) => {
                 return self
                     .refuse_inconsistent(&package, &bits_key, staging, corrupt)
@@ -401,7 +401,7 @@ impl Pipeline {
             }
             Err(FillError::Service(e)) => return Err(e.into()),
             Err(FillError::Infrastructure(e)) => return Err(Retry::Read(e)),
-        }
+        };
         let outcome = Outcome {
             sha1: Some(sha1),
             sha256: Some(sha256),
@@ -413,10 +413,12 @@ impl Pipeline {
         {
             self.drop_orphaned_bits(&package.guid).await?;
             self.discard(staging).await;
+            crate::pool::sync(&self.services, &pooled).await;
             return Ok(Done::Ignored("package finished or deleted meanwhile"));
         }
         self.discard(staging).await;
         tracing::info!(bytes = moved, "package READY");
+        crate::pool::sync(&self.services, &pooled).await;
         self.expire(&package.app_guid, &message.request_id).await;
         Ok(Done::Succeeded)
     }

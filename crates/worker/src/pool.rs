@@ -116,6 +116,8 @@ impl BlobSink {
     /// store allows it (S3: a single PUT, no part buffers), so the pool costs the worker no
     /// more memory than the channel. The last chunk is held back until `commit` says the
     /// producer succeeded; otherwise the body ends in an error and nothing is stored.
+    /// Only pool files are stored this way, so the write does not wait for the disk:
+    /// [`sync`] follows once the package is READY.
     pub(crate) async fn store_sized(
         self,
         blobs: &Arc<dyn Blobstore>,
@@ -152,7 +154,7 @@ impl BlobSink {
                 }
             },
         );
-        blobs.put_stream(key, size, Box::pin(body)).await
+        blobs.put_stream_unsynced(key, size, Box::pin(body)).await
     }
 }
 
@@ -398,16 +400,18 @@ impl WriteAhead {
 /// yet: one query finds the missing ones; each missing file is moved in from where the
 /// pass wrote it (`written`, by position), or else streams into the pool from the
 /// package, its SHA-1 checked again on the way. Written files the pool turns out to hold
-/// are dropped. Returns how many files were added.
+/// are dropped. Returns the keys of the files added, for [`sync`] once the package is
+/// READY: the entries are there for matching at once, and on disk before long.
 pub(crate) async fn fill(
     services: &Services,
     key: &str,
     size: u64,
     hashed: Vec<(Candidate, String, u64)>,
     mut written: HashMap<usize, String>,
-) -> Result<u64, FillError> {
+) -> Result<Vec<String>, FillError> {
+    let mut added = Vec::new();
     if hashed.is_empty() {
-        return Ok(0);
+        return Ok(added);
     }
     let zip = Arc::new(BlobReadAt::new(services.blobs().clone(), key, size));
     let hashes: Vec<(String, u64)> = hashed
@@ -415,7 +419,7 @@ pub(crate) async fn fill(
         .map(|(_, sha1, size)| (sha1.clone(), *size))
         .collect();
     let held = services.pool_holds(hashes).await?;
-    let (mut added, mut moved_in) = (0, 0);
+    let mut moved_in = 0;
     let mut seen = std::collections::HashSet::new();
     for (position, ((candidate, sha1, size), held)) in hashed.into_iter().zip(held).enumerate() {
         let ahead = written.remove(&position);
@@ -437,12 +441,32 @@ pub(crate) async fn fill(
             None => store_candidate(services, &zip, candidate, &sha1, size).await?,
         }
         services.pool_added(&sha1, size).await?;
-        added += 1;
+        added.push(pool_key(&sha1).to_string());
     }
-    if added > 0 {
-        tracing::info!(added, written_ahead = moved_in, "resource pool filled");
+    if !added.is_empty() {
+        tracing::info!(
+            added = added.len(),
+            written_ahead = moved_in,
+            "resource pool filled"
+        );
     }
     Ok(added)
+}
+
+/// Makes the pool files [`fill`] added durable. They were stored without waiting for the
+/// disk (`put_stream_unsynced`) so that the package's READY does not wait on a second
+/// full write; a file the machine loses before this runs fails the SHA-1 check of the
+/// assembly that uses it, which drops it from the pool and asks the client to push again
+/// (spec 10.5). A failure here is therefore logged, not the job's.
+pub(crate) async fn sync(services: &Services, keys: &[String]) {
+    for key in keys {
+        if let Err(e) = services.blobs().sync(key).await {
+            tracing::warn!(key, error = %packages_blobstore::Chain(&e), "a resource pool file could not be synced");
+        }
+    }
+    if !keys.is_empty() {
+        tracing::info!(files = keys.len(), "resource pool synced");
+    }
 }
 
 /// Streams one candidate's bytes into the pool under its SHA-1, checking the SHA-1 while

@@ -93,10 +93,7 @@ impl Digests {
                 sha1.update(&chunk);
                 sha256.update(&chunk);
             }
-            (
-                hex::encode(sha1.finalize()),
-                hex::encode(sha256.finalize()),
-            )
+            (hex::encode(sha1.finalize()), hex::encode(sha256.finalize()))
         });
         Digests { sender, task }
     }
@@ -119,7 +116,10 @@ impl Digests {
 /// `part` of `chunk` as its own `Bytes`: shared with the chunk when it lies inside it (a
 /// stored file's bytes), copied when it does not (an inflated file's).
 fn piece_of(chunk: &Bytes, part: &[u8]) -> Bytes {
-    let (start, end) = (chunk.as_ptr() as usize, chunk.as_ptr() as usize + chunk.len());
+    let (start, end) = (
+        chunk.as_ptr() as usize,
+        chunk.as_ptr() as usize + chunk.len(),
+    );
     let at = part.as_ptr() as usize;
     if !part.is_empty() && at >= start && at + part.len() <= end {
         chunk.slice_ref(part)

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use packages_tests::{Mode, Options, S3Server, Service, peak_rss, zips};
+use packages_tests::{Mode, Options, S3Server, Service, metric, peak_rss, zips};
 use sha1::Digest;
 
 const MIB: u64 = 1 << 20;
@@ -223,6 +223,20 @@ async fn upload_to_ready(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let to_ready = started.elapsed();
+    // The job goes on after READY (it syncs the pool's files): the floor is measured
+    // once it is done, on a quiet disk.
+    loop {
+        let metrics = svc.metrics().await;
+        let done = metric(
+            &metrics,
+            "jobs_total",
+            &[("kind", "process_upload"), ("outcome", "succeeded")],
+        );
+        if done >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let rss = match mode {
         Mode::Embedded => vec![("packages".to_owned(), peak_rss(svc.api_pid()))],
         Mode::Stack => {

@@ -1157,6 +1157,39 @@ async fn damaged_files_fail_the_package_before_the_pool_takes_any() {
     assert_eq!(svc.staged_blobs().await, Vec::<String>::new());
 }
 
+/// Pool files do not make the package wait for the disk: they match as soon as the
+/// package is READY, and the same job syncs them right after it.
+#[tokio::test]
+async fn pool_files_match_at_ready_and_are_synced_after_it() {
+    let svc = Service::start_with(small_pool()).await;
+    let ctx = svc.ctx().await;
+    let user = svc.token("any-writer", READ_WRITE);
+    let a = PoolFile::random("a.bin", 5000);
+    let b = PoolFile::random("lib/b.bin", 7000);
+    let guid = seed(&svc, &ctx.app, &[&a, &b]).await;
+    let request = json!([
+        fingerprint(&a.sha1, a.size()),
+        fingerprint(&b.sha1, b.size())
+    ]);
+    assert_eq!(matches(&svc, &user, request).await.len(), 2);
+
+    let synced = |logs: &str| {
+        logs.lines()
+            .any(|l| l.contains(&guid) && l.contains("resource pool synced files=2"))
+    };
+    svc.wait_until(Duration::from_secs(30), || synced(&svc.logs()))
+        .await;
+    let logs = svc.logs();
+    let job: Vec<&str> = logs.lines().filter(|l| l.contains(&guid)).collect();
+    let at = |what: &str| job.iter().position(|l| l.contains(what));
+    let (ready, synced) = (at("package READY"), at("resource pool synced"));
+    assert!(
+        ready.is_some() && ready < synced,
+        "READY, then the sync:\n{}",
+        job.join("\n")
+    );
+}
+
 /// Files of 1 MiB or more that the pool lacks are written into it while the package is
 /// read; one whose size the pool already holds is not, and still is pooled when its
 /// SHA-1 is new. Either way the pool ends with exactly the files, and nothing is left in

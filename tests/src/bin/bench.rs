@@ -158,6 +158,13 @@ fn s3_put_get_floor(svc: &Service, path: &Path) -> (Duration, Duration) {
     (put, get)
 }
 
+/// Writes back every dirty page of the machine, so that a measurement starts on a quiet
+/// disk.
+fn sync_disks() {
+    let status = std::process::Command::new("sync").status().unwrap();
+    assert!(status.success(), "sync failed");
+}
+
 /// A copy on the same disk: the floor of the local blobstore.
 fn disk_copy_floor(svc: &Service, path: &Path) -> Duration {
     let target = svc.dir.path().join("floor-copy");
@@ -291,7 +298,11 @@ async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String) {
             ]
         });
         for (backend, mode, s3, pool) in runs {
+            // What earlier runs left for the kernel to write back (the S3 server does not
+            // sync) would otherwise slow this run's disk.
+            sync_disks();
             let (result, svc) = upload_to_ready(mode, s3, pool, &path, &sha1).await;
+            sync_disks();
             let (floor, parts) = match mode {
                 Mode::Stack => {
                     let (put, get) = s3_put_get_floor(&svc, &path);

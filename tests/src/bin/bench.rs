@@ -269,7 +269,7 @@ enum Pool {
 }
 
 /// Upload→READY of an incompressible zip next to the floor measured on the same file.
-async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String) {
+async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String, embedded_only: bool) {
     writeln!(report, "## Upload pipeline\n").unwrap();
     writeln!(report, "Time from the start of the upload request to READY, for an incompressible zip, next to the floor measured on the same file. Stack: one plain PUT plus one plain GET of the same bytes on the same S3 server (the API must store the bits and the worker must read them). Embedded default: one copy on the same disk (with fsync) plus one read through SHA-1 + SHA-256. Ratio = upload→READY / floor. The zip holds one file, which the resource pool takes by default: the spec has it written to the pool before READY, a second write of the same bytes that the floor does not count. The \"no pool write\" rows change one setting, `resource_pool.maximum_size`, set below the file's size: the pool takes nothing, and the pipeline alone is measured.\n").unwrap();
     writeln!(
@@ -281,9 +281,12 @@ async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String) {
     for &size in &plan.upload_sizes {
         let path = scratch.join(format!("upload-{}.zip", size / MIB));
         let sha1 = zips::write_large_zip(&path, size);
-        let mut runs = vec![("stack (s3s-fs)", Mode::Stack, None)];
-        if let Some(garage) = second_s3_server() {
-            runs.push(("stack (garage)", Mode::Stack, Some(garage)));
+        let mut runs = Vec::new();
+        if !embedded_only {
+            runs.push(("stack (s3s-fs)", Mode::Stack, None));
+            if let Some(garage) = second_s3_server() {
+                runs.push(("stack (garage)", Mode::Stack, Some(garage)));
+            }
         }
         runs.push(("embedded", Mode::Embedded, None));
         let runs = runs.into_iter().flat_map(|(backend, mode, s3)| {
@@ -902,9 +905,10 @@ async fn main() {
         );
         return;
     }
-    if std::env::args().any(|a| a == "--uploads-only") {
+    if std::env::args().any(|a| a == "--uploads-only" || a == "--embedded-uploads-only") {
         let scratch = tempfile::tempdir().unwrap();
-        upload_pipeline(&plan, scratch.path(), &mut String::new()).await;
+        let embedded_only = std::env::args().any(|a| a == "--embedded-uploads-only");
+        upload_pipeline(&plan, scratch.path(), &mut String::new(), embedded_only).await;
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
@@ -929,7 +933,7 @@ async fn main() {
     .unwrap();
     writeln!(report, "## Machine\n\n{}", machine()).unwrap();
 
-    upload_pipeline(&plan, scratch.path(), &mut report).await;
+    upload_pipeline(&plan, scratch.path(), &mut report, false).await;
 
     // Direct uploads.
     writeln!(report, "\n### Direct uploads\n").unwrap();

@@ -1173,13 +1173,15 @@ async fn pool_files_match_at_ready_and_are_synced_after_it() {
     ]);
     assert_eq!(matches(&svc, &user, request).await.len(), 2);
 
+    // Every line the job logged, wherever it ran.
+    let logs = || svc.api_log() + &svc.worker_logs();
     let synced = |logs: &str| {
         logs.lines()
             .any(|l| l.contains(&guid) && l.contains("resource pool synced files=2"))
     };
-    svc.wait_until(Duration::from_secs(30), || synced(&svc.logs()))
+    svc.wait_until(Duration::from_secs(30), || synced(&logs()))
         .await;
-    let logs = svc.logs();
+    let logs = logs();
     let job: Vec<&str> = logs.lines().filter(|l| l.contains(&guid)).collect();
     let at = |what: &str| job.iter().position(|l| l.contains(what));
     let (ready, synced) = (at("package READY"), at("resource pool synced"));

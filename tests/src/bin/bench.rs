@@ -369,8 +369,8 @@ fn phases(svc: &Service) -> String {
         "package READY",
         "job done",
     ];
-    svc.logs()
-        .lines()
+    let logs = svc.api_log() + &svc.worker_logs();
+    logs.lines()
         .filter(|line| MARKS.iter().any(|mark| line.contains(mark)))
         .collect::<Vec<_>>()
         .join("\n")

@@ -72,44 +72,67 @@ impl From<BlobError> for Moved {
 }
 
 /// SHA-1 and SHA-256 computed in the pass that reads the bits.
-/// Chunks waiting for the digest thread: enough to ride out a slow chunk on either side,
-/// few enough that memory stays a handful of read chunks.
-const DIGEST_QUEUE: usize = 8;
+/// Chunks waiting for a digest thread: enough to ride out a slow chunk on either side,
+/// few enough that memory stays a handful of read chunks (they are shared, not copied).
+const DIGEST_QUEUE: usize = 4;
 
-/// The bits' SHA-1 and SHA-256, computed on a thread of their own: the rest of the pass
-/// (local headers, the pool's hashes and writes) runs beside them instead of after them.
+/// The bits' SHA-1 and SHA-256, each computed on a thread of its own: the two run side by
+/// side, and the rest of the pass (local headers, the pool's hashes and writes) beside
+/// them instead of after them.
 struct Digests {
-    sender: tokio::sync::mpsc::Sender<Bytes>,
-    task: tokio::task::JoinHandle<(String, String)>,
+    sha1: DigestThread,
+    sha256: DigestThread,
 }
 
 impl Digests {
     fn start() -> Self {
+        Digests {
+            sha1: DigestThread::start::<sha1::Sha1>(),
+            sha256: DigestThread::start::<sha2::Sha256>(),
+        }
+    }
+
+    async fn update(&self, chunk: &Bytes) -> Result<(), Moved> {
+        self.sha1.update(chunk.clone()).await?;
+        self.sha256.update(chunk.clone()).await
+    }
+
+    async fn finish(self) -> Result<(String, String), Moved> {
+        Ok((self.sha1.finish().await?, self.sha256.finish().await?))
+    }
+}
+
+/// One digest over the chunks sent to it, on a blocking thread.
+struct DigestThread {
+    sender: tokio::sync::mpsc::Sender<Bytes>,
+    task: tokio::task::JoinHandle<String>,
+}
+
+impl DigestThread {
+    fn start<D: Digest + Send + 'static>() -> Self {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(DIGEST_QUEUE);
         let task = tokio::task::spawn_blocking(move || {
-            let mut sha1 = sha1::Sha1::new();
-            let mut sha256 = sha2::Sha256::new();
+            let mut digest = D::new();
             while let Some(chunk) = receiver.blocking_recv() {
-                sha1.update(&chunk);
-                sha256.update(&chunk);
+                digest.update(&chunk);
             }
-            (hex::encode(sha1.finalize()), hex::encode(sha256.finalize()))
+            hex::encode(digest.finalize())
         });
-        Digests { sender, task }
+        DigestThread { sender, task }
     }
 
     async fn update(&self, chunk: Bytes) -> Result<(), Moved> {
         self.sender
             .send(chunk)
             .await
-            .map_err(|_| Moved::Blob(BlobError::Stopped("the digest thread stopped".into())))
+            .map_err(|_| Moved::Blob(BlobError::Stopped("a digest thread stopped".into())))
     }
 
-    async fn finish(self) -> Result<(String, String), Moved> {
+    async fn finish(self) -> Result<String, Moved> {
         drop(self.sender);
         self.task
             .await
-            .map_err(|e| Moved::Blob(BlobError::Stopped(format!("the digest thread failed: {e}"))))
+            .map_err(|e| Moved::Blob(BlobError::Stopped(format!("a digest thread failed: {e}"))))
     }
 }
 
@@ -490,7 +513,7 @@ impl Pipeline {
         let mut chunks = self.blobs().read(key).await?;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
-            digests.update(chunk.clone()).await?;
+            digests.update(&chunk).await?;
             local_headers.update(&chunk).map_err(Moved::Refused)?;
             if let Some(hasher) = pool_hasher.as_deref_mut() {
                 let mut rest: &[u8] = &chunk;

@@ -30,9 +30,10 @@ const DOWNLOAD_CHUNK: usize = 64 * 1024;
 /// Reads inside the service (the worker's pass) go in larger chunks: each chunk costs a
 /// hop to a blocking thread, and 64 KiB ones made that hop a fifth of a pass.
 const READ_CHUNK: usize = 1 << 20;
-/// A synced writer starts writing back what it has written each time this much more
-/// has reached the file, so the disk works while the bytes still arrive and the sync at
-/// the end waits for the last stretch only.
+/// A writer starts writing back what it has written each time this much more has
+/// reached the file, so the disk works while the bytes still arrive: a synced writer's
+/// sync at the end waits for the last stretch only, and dirty pages do not pile up
+/// behind an unsynced one.
 const WRITE_BACK_EVERY: u64 = 32 << 20;
 /// Renames are retried when a concurrent delete pruned the freshly created parent.
 const INSTALL_ATTEMPTS: usize = 3;
@@ -596,8 +597,7 @@ impl BlobWriter for LocalWriter {
         }
         self.written += chunk.len() as u64;
         self.unsynced += chunk.len() as u64;
-        if self.sync
-            && self.unsynced >= WRITE_BACK_EVERY
+        if self.unsynced >= WRITE_BACK_EVERY
             && let Err(e) = self.write_back().await
         {
             self.file = None;
@@ -610,8 +610,8 @@ impl BlobWriter for LocalWriter {
         let mut file = self.file.take().ok_or(BlobError::WriterFailed)?;
         file.flush().await?;
         let file = file.into_inner();
-        self.wait_for_write_back().await?;
         if self.sync {
+            self.wait_for_write_back().await?;
             file.sync_all().await?;
         }
         drop(file);

@@ -803,6 +803,25 @@ mod tests {
         assert!(std::fs::read(path).unwrap() == data);
     }
 
+    /// A trickle of tiny chunks is gathered into one buffer, not kept chunk by chunk;
+    /// large chunks are kept as they came, and the bytes land in order either way.
+    #[tokio::test]
+    async fn tiny_chunks_are_gathered_and_large_ones_kept() {
+        let (_dir, store) = store();
+        let mut w = store.local_writer("t/mixed").await.unwrap();
+        let data = pattern(WRITE_BUFFER / 2 + 100_000);
+        let (tiny, large) = data.split_at(100_000);
+        for byte in tiny.chunks(1) {
+            w.write(Bytes::copy_from_slice(byte)).await.unwrap();
+        }
+        assert!(w.batch.is_empty(), "{} chunks kept", w.batch.len());
+        w.write(Bytes::copy_from_slice(large)).await.unwrap();
+        assert_eq!(w.batch.len(), 2, "the gathered bytes, then the large chunk");
+        assert_eq!(Box::new(w).finish().await.unwrap(), data.len() as u64);
+        let path = store.blob_path("t/mixed").unwrap();
+        assert!(std::fs::read(path).unwrap() == data);
+    }
+
     #[tokio::test]
     async fn downloads_stream_in_bounded_chunks() {
         let (_dir, store) = store();

@@ -654,6 +654,10 @@ impl BlobWriter for LocalWriter {
             }
             self.batch.push(chunk);
         } else {
+            if self.small.capacity() == 0 {
+                // Sized once per batch: growing it chunk by chunk copied the bytes again.
+                self.small.reserve(WRITE_BUFFER);
+            }
             self.small.extend_from_slice(&chunk);
         }
         self.batched += len;

@@ -15,6 +15,7 @@ use std::time::UNIX_EPOCH;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
+use tokio::io::{AsyncWriteExt as _, BufWriter};
 use tokio_util::io::ReaderStream;
 
 use crate::{
@@ -25,8 +26,6 @@ use crate::{
 const TMP_DIR: &str = ".tmp";
 /// Large enough that a 1 GiB upload in 64 KiB chunks costs ~1k write calls, not 16k.
 const WRITE_BUFFER: usize = 1 << 20;
-/// Chunks of at least this size are written as they are; smaller ones are gathered.
-const SHARED_CHUNK_MIN: usize = 64 * 1024;
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
 /// Reads inside the service (the worker's pass) go in larger chunks: each chunk costs a
 /// hop to a blocking thread, and 64 KiB ones made that hop a fifth of a pass.
@@ -79,11 +78,7 @@ impl LocalBlobstore {
         Ok(LocalWriter {
             tmp,
             dest,
-            file: Some(Arc::new(file.into_std().await)),
-            batch: Vec::new(),
-            small: bytes::BytesMut::new(),
-            batched: 0,
-            in_flight: None,
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
             written: 0,
             sync: true,
             unsynced: 0,
@@ -548,61 +543,22 @@ impl Blobstore for LocalBlobstore {
 struct LocalWriter {
     tmp: PathBuf,
     dest: PathBuf,
-    /// `None` once finished, aborted or broken by a failed write. Shared with the write
-    /// in flight and the write-back, which run on blocking threads.
-    file: Option<Arc<std::fs::File>>,
-    /// Bytes not written yet, until there are `WRITE_BUFFER` of them: large chunks as
-    /// they came (no copy), small ones copied into `small` so that a trickle of tiny
-    /// chunks neither grows the list nor holds on to the buffers they came from.
-    batch: Vec<Bytes>,
-    small: bytes::BytesMut,
-    batched: usize,
-    /// The batch being written: one at a time, so bytes land in order, while the next
-    /// one gathers.
-    in_flight: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    /// `None` once finished, aborted or broken by a failed write.
+    file: Option<BufWriter<tokio::fs::File>>,
     written: u64,
     /// Whether `finish` waits for the file to reach the disk.
     sync: bool,
     /// Bytes written since the last write-back started.
     unsynced: u64,
-    /// A write-back of what was written so far.
+    /// A write-back of what was written so far, running on its own handle of the file.
     write_back: Option<tokio::task::JoinHandle<io::Result<()>>>,
     /// Set once the temporary file is gone (renamed or removed), so Drop leaves it be.
     done: bool,
 }
 
 impl LocalWriter {
-    fn file(&self) -> Result<&Arc<std::fs::File>, BlobError> {
-        self.file.as_ref().ok_or(BlobError::WriterFailed)
-    }
-
-    /// Hands the gathered chunks to a blocking thread once the last batch is written.
-    async fn write_batch(&mut self) -> Result<(), BlobError> {
-        self.wait_for_write().await?;
-        if !self.small.is_empty() {
-            self.batch.push(self.small.split().freeze());
-        }
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let file = Arc::clone(self.file()?);
-        let batch = std::mem::take(&mut self.batch);
-        self.batched = 0;
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            batch.iter().try_for_each(|chunk| (&*file).write_all(chunk))
-        }));
-        Ok(())
-    }
-
-    /// The outcome of the batch in flight, if any.
-    async fn wait_for_write(&mut self) -> Result<(), BlobError> {
-        match self.in_flight.take() {
-            None => Ok(()),
-            Some(task) => match task.await {
-                Ok(result) => Ok(result?),
-                Err(e) => Err(BlobError::Io(io::Error::other(e))),
-            },
-        }
+    fn file(&mut self) -> Result<&mut BufWriter<tokio::fs::File>, BlobError> {
+        self.file.as_mut().ok_or(BlobError::WriterFailed)
     }
 
     /// Starts writing back what reached the file, unless a write-back still runs.
@@ -611,8 +567,8 @@ impl LocalWriter {
             return Ok(());
         }
         self.wait_for_write_back().await?;
-        let file = Arc::clone(self.file()?);
-        self.write_back = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        let handle = self.file()?.get_ref().try_clone().await?;
+        self.write_back = Some(tokio::spawn(async move { handle.sync_data().await }));
         self.unsynced = 0;
         Ok(())
     }
@@ -628,62 +584,37 @@ impl LocalWriter {
             },
         }
     }
-
-    /// Everything gathered, written; on failure the writer refuses to finish.
-    async fn write_all_batched(&mut self) -> Result<(), BlobError> {
-        let result = match self.write_batch().await {
-            Ok(()) => self.wait_for_write().await,
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            // What reached the file is unknown now.
-            self.file = None;
-        }
-        result
-    }
 }
 
 #[async_trait]
 impl BlobWriter for LocalWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
-        self.file()?;
-        let len = chunk.len();
-        if len >= SHARED_CHUNK_MIN {
-            if !self.small.is_empty() {
-                self.batch.push(self.small.split().freeze());
-            }
-            self.batch.push(chunk);
-        } else {
-            if self.small.capacity() == 0 {
-                // Sized once per batch: growing it chunk by chunk copied the bytes again.
-                self.small.reserve(WRITE_BUFFER);
-            }
-            self.small.extend_from_slice(&chunk);
-        }
-        self.batched += len;
-        self.written += len as u64;
-        self.unsynced += len as u64;
-        let mut result = Ok(());
-        if self.batched >= WRITE_BUFFER {
-            result = self.write_batch().await;
-        }
-        if result.is_ok() && self.unsynced >= WRITE_BACK_EVERY {
-            result = self.write_back().await;
-        }
-        if result.is_err() {
+        let file = self.file()?;
+        if let Err(e) = file.write_all(&chunk).await {
             // What reached the file is unknown now; refuse to finish it.
             self.file = None;
+            return Err(e.into());
         }
-        result
+        self.written += chunk.len() as u64;
+        self.unsynced += chunk.len() as u64;
+        if self.unsynced >= WRITE_BACK_EVERY
+            && let Err(e) = self.write_back().await
+        {
+            self.file = None;
+            return Err(e);
+        }
+        Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64, BlobError> {
-        self.write_all_batched().await?;
-        let file = self.file.take().ok_or(BlobError::WriterFailed)?;
+        let mut file = self.file.take().ok_or(BlobError::WriterFailed)?;
+        file.flush().await?;
+        let file = file.into_inner();
         if self.sync {
             self.wait_for_write_back().await?;
-            blocking(move || Ok(file.sync_all()?)).await?;
+            file.sync_all().await?;
         }
+        drop(file);
         let tmp = self.tmp.clone();
         let dest = self.dest.clone();
         blocking(move || install(&tmp, &dest).map_err(BlobError::Io)).await?;
@@ -693,8 +624,6 @@ impl BlobWriter for LocalWriter {
 
     async fn abort(mut self: Box<Self>) -> Result<(), BlobError> {
         drop(self.file.take());
-        // A batch still being written must not land after the removal.
-        let _ = self.wait_for_write().await;
         let result = match tokio::fs::remove_file(&self.tmp).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -804,25 +733,6 @@ mod tests {
         assert!(started >= 1, "no write-back started");
         assert_eq!(Box::new(w).finish().await.unwrap(), len as u64);
         let path = store.blob_path("gu/id/guid-2").unwrap();
-        assert!(std::fs::read(path).unwrap() == data);
-    }
-
-    /// A trickle of tiny chunks is gathered into one buffer, not kept chunk by chunk;
-    /// large chunks are kept as they came, and the bytes land in order either way.
-    #[tokio::test]
-    async fn tiny_chunks_are_gathered_and_large_ones_kept() {
-        let (_dir, store) = store();
-        let mut w = store.local_writer("t/mixed").await.unwrap();
-        let data = pattern(WRITE_BUFFER / 2 + 100_000);
-        let (tiny, large) = data.split_at(100_000);
-        for byte in tiny.chunks(1) {
-            w.write(Bytes::copy_from_slice(byte)).await.unwrap();
-        }
-        assert!(w.batch.is_empty(), "{} chunks kept", w.batch.len());
-        w.write(Bytes::copy_from_slice(large)).await.unwrap();
-        assert_eq!(w.batch.len(), 2, "the gathered bytes, then the large chunk");
-        assert_eq!(Box::new(w).finish().await.unwrap(), data.len() as u64);
-        let path = store.blob_path("t/mixed").unwrap();
         assert!(std::fs::read(path).unwrap() == data);
     }
 

@@ -71,30 +71,31 @@ impl From<BlobError> for Moved {
     }
 }
 
-/// SHA-1 and SHA-256 computed in the pass that reads the bits.
-/// Chunks waiting for a digest thread: enough to ride out a slow chunk on either side,
-/// few enough that memory stays a handful of read chunks (they are shared, not copied).
-const DIGEST_QUEUE: usize = 4;
+/// Bytes a digest takes per blocking task: large enough that the hop costs nothing next
+/// to the hashing, small enough that a pass holds a few MiB at most.
+const DIGEST_BATCH: usize = 1 << 20;
 
-/// The bits' SHA-1 and SHA-256, each computed on a thread of its own: the two run side by
-/// side, and the rest of the pass (local headers, the pool's hashes and writes) beside
-/// them instead of after them.
+/// The bits' SHA-1 and SHA-256, computed in the pass that reads the bits. For a large
+/// package each digest runs on blocking threads, one batch at a time, side by side with
+/// the other and with the rest of the pass (local headers, the pool's hashes and
+/// writes) instead of after them; a small one is hashed in place.
 struct Digests {
-    sha1: DigestThread,
-    sha256: DigestThread,
+    sha1: DigestLane<sha1::Sha1>,
+    sha256: DigestLane<sha2::Sha256>,
 }
 
 impl Digests {
-    fn start() -> Self {
+    fn new(size: u64) -> Self {
+        let offload = size >= crate::LARGE_JOB_BYTES;
         Digests {
-            sha1: DigestThread::start::<sha1::Sha1>(),
-            sha256: DigestThread::start::<sha2::Sha256>(),
+            sha1: DigestLane::new(offload),
+            sha256: DigestLane::new(offload),
         }
     }
 
-    async fn update(&self, chunk: &Bytes) -> Result<(), Moved> {
-        self.sha1.update(chunk.clone()).await?;
-        self.sha256.update(chunk.clone()).await
+    async fn update(&mut self, chunk: &Bytes) -> Result<(), Moved> {
+        self.sha1.update(chunk).await?;
+        self.sha256.update(chunk).await
     }
 
     async fn finish(self) -> Result<(String, String), Moved> {
@@ -102,37 +103,72 @@ impl Digests {
     }
 }
 
-/// One digest over the chunks sent to it, on a blocking thread.
-struct DigestThread {
-    sender: tokio::sync::mpsc::Sender<Bytes>,
-    task: tokio::task::JoinHandle<String>,
+/// One digest, fed batch by batch. Each batch is hashed by a blocking task that only
+/// computes, and the next waits for it: no blocking thread ever waits on the pass, so
+/// however many passes run, they cannot hold every blocking thread waiting on each
+/// other.
+struct DigestLane<D> {
+    /// `None` while a task holds it.
+    digest: Option<D>,
+    running: Option<tokio::task::JoinHandle<D>>,
+    offload: bool,
+    /// Chunks not hashed yet (shared with the read, not copied).
+    batch: Vec<Bytes>,
+    batched: usize,
 }
 
-impl DigestThread {
-    fn start<D: Digest + Send + 'static>() -> Self {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(DIGEST_QUEUE);
-        let task = tokio::task::spawn_blocking(move || {
-            let mut digest = D::new();
-            while let Some(chunk) = receiver.blocking_recv() {
-                digest.update(&chunk);
+impl<D: Digest + Send + 'static> DigestLane<D> {
+    fn new(offload: bool) -> Self {
+        DigestLane {
+            digest: Some(D::new()),
+            running: None,
+            offload,
+            batch: Vec::new(),
+            batched: 0,
+        }
+    }
+
+    async fn update(&mut self, chunk: &Bytes) -> Result<(), Moved> {
+        if !self.offload {
+            self.digest.get_or_insert_with(D::new).update(chunk);
+            return Ok(());
+        }
+        self.batch.push(chunk.clone());
+        self.batched += chunk.len();
+        if self.batched >= DIGEST_BATCH {
+            self.dispatch().await?;
+        }
+        Ok(())
+    }
+
+    /// The digest back from the task that holds it, if one does.
+    async fn take(&mut self) -> Result<D, Moved> {
+        match self.running.take() {
+            Some(task) => task.await.map_err(|e| {
+                Moved::Blob(BlobError::Stopped(format!("hashing the bits failed: {e}")))
+            }),
+            None => Ok(self.digest.take().unwrap_or_else(D::new)),
+        }
+    }
+
+    async fn dispatch(&mut self) -> Result<(), Moved> {
+        let mut digest = self.take().await?;
+        let batch = std::mem::take(&mut self.batch);
+        self.batched = 0;
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            for chunk in &batch {
+                digest.update(chunk);
             }
-            hex::encode(digest.finalize())
-        });
-        DigestThread { sender, task }
+            digest
+        }));
+        Ok(())
     }
 
-    async fn update(&self, chunk: Bytes) -> Result<(), Moved> {
-        self.sender
-            .send(chunk)
-            .await
-            .map_err(|_| Moved::Blob(BlobError::Stopped("a digest thread stopped".into())))
-    }
-
-    async fn finish(self) -> Result<String, Moved> {
-        drop(self.sender);
-        self.task
-            .await
-            .map_err(|e| Moved::Blob(BlobError::Stopped(format!("a digest thread failed: {e}"))))
+    async fn finish(mut self) -> Result<String, Moved> {
+        if !self.batch.is_empty() {
+            self.dispatch().await?;
+        }
+        Ok(hex::encode(self.take().await?.finalize()))
     }
 }
 
@@ -359,6 +395,7 @@ impl Pipeline {
         let hashed = self
             .hash_checking(
                 source,
+                size,
                 local_headers,
                 pool_hasher.as_mut(),
                 write_ahead.as_mut(),
@@ -498,17 +535,19 @@ impl Pipeline {
             .map_err(|e| CheckError::Io(std::io::Error::other(e.to_string())))?
     }
 
-    /// Reads the bits at `key` once, hashing every byte and checking the local headers on
-    /// the way; nothing is written and nothing held in memory. A local header at odds
-    /// with the central directory stops the read.
+    /// Reads the `size` bytes at `key` once, hashing every byte and checking the local
+    /// headers on the way, and hands the pool's hasher and writes their share; memory
+    /// stays a few read chunks. A local header at odds with the central directory stops
+    /// the read.
     async fn hash_checking(
         &self,
         key: &str,
+        size: u64,
         mut local_headers: LocalHeaders,
         mut pool_hasher: Option<&mut StreamHasher>,
         mut write_ahead: Option<&mut WriteAhead>,
     ) -> Result<(String, String, u64), Moved> {
-        let digests = Digests::start();
+        let mut digests = Digests::new(size);
         let mut read = 0u64;
         let mut chunks = self.blobs().read(key).await?;
         while let Some(chunk) = chunks.next().await {
@@ -662,5 +701,42 @@ pub(crate) fn failure_for(problem: Problem) -> FailureReason {
         | Problem::MissingLocalHeader { .. }
         | Problem::OverlappingEntries { .. }
         | Problem::UnlistedData { .. }) => FailureReason::InconsistentZip(inconsistent.to_string()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Batched on blocking threads or hashed in place, in chunks of any size, the digests
+    /// are those of the bytes in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn digests_are_the_same_however_they_run() {
+        let data: Vec<u8> = (0..3 * DIGEST_BATCH + 12_345)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let expected = (
+            hex::encode(sha1::Sha1::digest(&data)),
+            hex::encode(sha2::Sha256::digest(&data)),
+        );
+        for size in [0, crate::LARGE_JOB_BYTES] {
+            for chunk in [1_000, 64 * 1024, DIGEST_BATCH + 1, data.len()] {
+                let mut digests = Digests::new(size);
+                for piece in data.chunks(chunk) {
+                    digests
+                        .update(&Bytes::copy_from_slice(piece))
+                        .await
+                        .unwrap();
+                }
+                assert_eq!(
+                    digests.finish().await.unwrap(),
+                    expected,
+                    "size {size}, chunks of {chunk}"
+                );
+            }
+        }
+        let empty = Digests::new(crate::LARGE_JOB_BYTES).finish().await.unwrap();
+        assert_eq!(empty.0, hex::encode(sha1::Sha1::digest(b"")));
     }
 }

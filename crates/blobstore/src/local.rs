@@ -30,11 +30,6 @@ const DOWNLOAD_CHUNK: usize = 64 * 1024;
 /// Reads inside the service (the worker's pass) go in larger chunks: each chunk costs a
 /// hop to a blocking thread, and 64 KiB ones made that hop a fifth of a pass.
 const READ_CHUNK: usize = 1 << 20;
-/// A writer starts writing back what it has written each time this much more has
-/// reached the file, so the disk works while the bytes still arrive: a synced writer's
-/// sync at the end waits for the last stretch only, and dirty pages do not pile up
-/// behind an unsynced one.
-const WRITE_BACK_EVERY: u64 = 32 << 20;
 /// Renames are retried when a concurrent delete pruned the freshly created parent.
 const INSTALL_ATTEMPTS: usize = 3;
 
@@ -81,8 +76,6 @@ impl LocalBlobstore {
             file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
             written: 0,
             sync: true,
-            unsynced: 0,
-            write_back: None,
             done: false,
         })
     }
@@ -548,10 +541,6 @@ struct LocalWriter {
     written: u64,
     /// Whether `finish` waits for the file to reach the disk.
     sync: bool,
-    /// Bytes written since the last write-back started.
-    unsynced: u64,
-    /// A write-back of what was written so far, running on its own handle of the file.
-    write_back: Option<tokio::task::JoinHandle<io::Result<()>>>,
     /// Set once the temporary file is gone (renamed or removed), so Drop leaves it be.
     done: bool,
 }
@@ -559,30 +548,6 @@ struct LocalWriter {
 impl LocalWriter {
     fn file(&mut self) -> Result<&mut BufWriter<tokio::fs::File>, BlobError> {
         self.file.as_mut().ok_or(BlobError::WriterFailed)
-    }
-
-    /// Starts writing back what reached the file, unless a write-back still runs.
-    async fn write_back(&mut self) -> Result<(), BlobError> {
-        if self.write_back.as_ref().is_some_and(|w| !w.is_finished()) {
-            return Ok(());
-        }
-        self.wait_for_write_back().await?;
-        let handle = self.file()?.get_ref().try_clone().await?;
-        self.write_back = Some(tokio::spawn(async move { handle.sync_data().await }));
-        self.unsynced = 0;
-        Ok(())
-    }
-
-    /// The outcome of the write-back started last, if any: a failed one means bytes may
-    /// not have reached the disk, which the writer must not report as stored.
-    async fn wait_for_write_back(&mut self) -> Result<(), BlobError> {
-        match self.write_back.take() {
-            None => Ok(()),
-            Some(task) => match task.await {
-                Ok(result) => Ok(result?),
-                Err(e) => Err(BlobError::Io(io::Error::other(e))),
-            },
-        }
     }
 }
 
@@ -596,13 +561,6 @@ impl BlobWriter for LocalWriter {
             return Err(e.into());
         }
         self.written += chunk.len() as u64;
-        self.unsynced += chunk.len() as u64;
-        if self.unsynced >= WRITE_BACK_EVERY
-            && let Err(e) = self.write_back().await
-        {
-            self.file = None;
-            return Err(e);
-        }
         Ok(())
     }
 
@@ -611,7 +569,6 @@ impl BlobWriter for LocalWriter {
         file.flush().await?;
         let file = file.into_inner();
         if self.sync {
-            self.wait_for_write_back().await?;
             file.sync_all().await?;
         }
         drop(file);
@@ -713,27 +670,6 @@ mod tests {
         assert_eq!(tmp_entries(&store).len(), 1);
         assert_eq!(w.finish().await.unwrap(), data.len() as u64);
         assert!(tmp_entries(&store).is_empty());
-    }
-
-    /// Write-backs start while the bytes arrive and never reorder or drop any.
-    #[tokio::test]
-    async fn a_synced_writer_writes_back_as_it_goes() {
-        let (_dir, store) = store();
-        let len = usize::try_from(2 * WRITE_BACK_EVERY).unwrap() + 12_345;
-        let data = pattern(len);
-        let mut w = store.local_writer("gu/id/guid-2").await.unwrap();
-        let mut started = 0;
-        for chunk in data.chunks(1 << 20) {
-            w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
-            // The count restarts when a write-back starts.
-            if w.unsynced == 0 {
-                started += 1;
-            }
-        }
-        assert!(started >= 1, "no write-back started");
-        assert_eq!(Box::new(w).finish().await.unwrap(), len as u64);
-        let path = store.blob_path("gu/id/guid-2").unwrap();
-        assert!(std::fs::read(path).unwrap() == data);
     }
 
     #[tokio::test]

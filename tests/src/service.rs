@@ -389,6 +389,19 @@ impl Service {
         });
     }
 
+    /// Starts a service made with `defer_start`, giving `env` to whatever runs the jobs
+    /// (failpoints in the worker, say): the one process on the embedded default, the
+    /// worker on the stack, whose API starts without it.
+    pub async fn start_with_job_env(&mut self, env: &[(&str, &str)]) {
+        match self.mode {
+            Mode::Embedded => self.start_api(env).await,
+            Mode::Stack => {
+                self.start_api(&[]).await;
+                self.start_worker_with(env).await;
+            }
+        }
+    }
+
     /// Starts one more worker process (stack) and waits until it is ready.
     pub async fn start_worker(&mut self) -> usize {
         self.start_worker_with(&[]).await

@@ -619,13 +619,7 @@ async fn deleting_a_package_before_its_job_runs_removes_the_job() {
     .await;
     // Jobs stall in the runner, so the upload's job is recorded but never done.
     let stall = [("FAILPOINTS", "worker-job-stall=return")];
-    match svc.mode {
-        Mode::Embedded => svc.start_api(&stall).await,
-        Mode::Stack => {
-            svc.start_api(&[]).await;
-            svc.start_worker_with(&stall).await;
-        }
-    }
+    svc.start_with_job_env(&stall).await;
     let ctx = svc.ctx().await;
     let guid = svc.new_package(&ctx.app).await;
     let admin = svc.admin();

@@ -64,13 +64,7 @@ async fn service_holding_a_job(hold: &str) -> (Service, String, String) {
     })
     .await;
     let failpoint = [("FAILPOINTS", hold)];
-    match svc.mode {
-        Mode::Embedded => svc.start_api(&failpoint).await,
-        Mode::Stack => {
-            svc.start_api(&[]).await;
-            svc.start_worker_with(&failpoint).await;
-        }
-    }
+    svc.start_with_job_env(&failpoint).await;
     let ctx = svc.ctx().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.zip");
@@ -223,13 +217,7 @@ async fn large_jobs_take_turns_while_small_ones_go_ahead() {
     .await;
     // The first job past its zip check is held there for a minute; the others pass.
     let failpoint = [("FAILPOINTS", "worker-before-move=1*sleep(60000)")];
-    match svc.mode {
-        Mode::Embedded => svc.start_api(&failpoint).await,
-        Mode::Stack => {
-            svc.start_api(&[]).await;
-            svc.start_worker_with(&failpoint).await;
-        }
-    }
+    svc.start_with_job_env(&failpoint).await;
     let ctx = svc.ctx().await;
     let dir = tempfile::tempdir().unwrap();
     let logs = |svc: &Service| format!("{}{}", svc.api_log(), svc.worker_logs());

@@ -4,6 +4,7 @@
 //! needs no restart while a flood of invented `kid`s costs one request per interval.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub struct Jwks {
     url: String,
     http: reqwest::Client,
     keys: RwLock<HashMap<String, DecodingKey>>,
+    /// Counts the sets taken; a token checked against an earlier set is checked again.
+    generation: AtomicU64,
     /// When the set was last fetched; held across a fetch, so concurrent callers share it.
     fetched: tokio::sync::Mutex<Option<Instant>>,
     min_interval: Duration,
@@ -67,6 +70,7 @@ impl Jwks {
             url: format!("{}/token_keys", uaa_url.trim_end_matches('/')),
             http,
             keys: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             fetched: tokio::sync::Mutex::new(None),
             min_interval,
         }
@@ -92,7 +96,13 @@ impl Jwks {
         let keys = self.fetch().await?;
         tracing::info!(url = %self.url, keys = keys.len(), "UAA signing keys fetched");
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(true)
+    }
+
+    /// Which set of keys is in use: it changes with every set taken.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, JwksError> {

@@ -7,10 +7,11 @@
 //! `auth.uaa_url`, RS256 tokens are verified with UAA's own keys ([`jwks`]), chosen by
 //! `kid`; the PEM key stays as the fallback.
 
+mod accepted;
 mod jwks;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -18,6 +19,7 @@ use packages_domain::Principal;
 use rand::RngCore;
 use serde::Deserialize;
 
+use accepted::AcceptedTokens;
 pub use jwks::{Jwks, JwksError};
 
 /// Clock skew tolerated on `exp` (and `nbf` when a token carries one), in seconds. None:
@@ -95,6 +97,8 @@ pub struct Verifier {
     rs256: Option<KeyedValidation>,
     /// UAA's keys, and the checks for tokens they signed.
     uaa: Option<(Arc<Jwks>, Validation)>,
+    /// Tokens that passed these checks lately; shared by clones, which check alike.
+    accepted: Arc<AcceptedTokens>,
 }
 
 /// The claims this service reads; anything else in a token is ignored.
@@ -108,6 +112,9 @@ struct Claims {
     /// deserialisation, so the token is invalid rather than silently scope-less.
     #[serde(default)]
     scope: Option<Vec<String>>,
+    /// Required and checked by the validation; read to know how long a pass holds.
+    #[serde(default)]
+    exp: Option<f64>,
 }
 
 impl Verifier {
@@ -143,6 +150,8 @@ impl Verifier {
             validation.set_issuer(&[issuer]);
             validation.set_required_spec_claims(&["exp", "aud", "iss"]);
         }
+        // What passed the looser checks must be checked again.
+        self.accepted = Arc::default();
         self
     }
 
@@ -197,7 +206,12 @@ impl Verifier {
                 KeyedValidation::new(Algorithm::RS256, DecodingKey::from_secret(b""), audience);
             (jwks, checks.validation)
         });
-        Ok(Verifier { hs256, rs256, uaa })
+        Ok(Verifier {
+            hs256,
+            rs256,
+            uaa,
+            accepted: Arc::default(),
+        })
     }
 
     /// [`Verifier::verify`], and an RS256 token naming a `kid` is checked with that key of
@@ -208,6 +222,15 @@ impl Verifier {
         authorization: Option<&str>,
     ) -> Result<Principal, AuthFailure> {
         let token = bearer_token(authorization)?;
+        let keys = self.uaa_keys_generation();
+        if let Some(principal) = self.accepted_lately(token, keys) {
+            return Ok(principal);
+        }
+        let passed = self.check_async(token).await?;
+        Ok(self.keep(token, keys, passed))
+    }
+
+    async fn check_async(&self, token: &str) -> Result<Passed, AuthFailure> {
         let header = jsonwebtoken::decode_header(token).map_err(describe)?;
         if let (Algorithm::RS256, Some(kid), Some((jwks, validation))) =
             (header.alg, header.kid.as_deref(), &self.uaa)
@@ -234,11 +257,33 @@ impl Verifier {
     /// the configured keys are used (never UAA's set: see [`Verifier::verify_async`]).
     pub fn verify(&self, authorization: Option<&str>) -> Result<Principal, AuthFailure> {
         let token = bearer_token(authorization)?;
+        let keys = self.uaa_keys_generation();
+        if let Some(principal) = self.accepted_lately(token, keys) {
+            return Ok(principal);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(describe)?;
-        self.verify_token(token, &header)
+        let passed = self.verify_token(token, &header)?;
+        Ok(self.keep(token, keys, passed))
     }
 
-    fn verify_token(&self, token: &str, header: &Header) -> Result<Principal, AuthFailure> {
+    /// Read before a check: a set taken during the check makes its pass count for none.
+    fn uaa_keys_generation(&self) -> u64 {
+        self.uaa.as_ref().map_or(0, |(jwks, _)| jwks.generation())
+    }
+
+    fn accepted_lately(&self, token: &str, keys: u64) -> Option<Principal> {
+        self.accepted.get(token, keys, unix_now(), Instant::now())
+    }
+
+    fn keep(&self, token: &str, keys: u64, passed: Passed) -> Principal {
+        if let Some(expires_at) = passed.expires_at {
+            self.accepted
+                .keep(token, &passed.principal, keys, expires_at, Instant::now());
+        }
+        passed.principal
+    }
+
+    fn verify_token(&self, token: &str, header: &Header) -> Result<Passed, AuthFailure> {
         // The header only picks among configured keys, and each key serves one algorithm.
         let keyed = match header.alg {
             Algorithm::HS256 => self.hs256.as_ref(),
@@ -269,12 +314,25 @@ fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthFailure> {
     Ok(token)
 }
 
+/// A token that passed: its caller, and its `exp` in whole seconds.
+struct Passed {
+    principal: Principal,
+    expires_at: Option<u64>,
+}
+
+/// Seconds since the Unix epoch, the unit of `exp`.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The caller a token names, once its signature and claims passed `validation`.
 fn principal(
     token: &str,
     key: &DecodingKey,
     validation: &Validation,
-) -> Result<Principal, AuthFailure> {
+) -> Result<Passed, AuthFailure> {
     let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
         .map_err(describe)?
         .claims;
@@ -283,7 +341,14 @@ fn principal(
         .flatten()
         .find(|id| !id.is_empty())
         .ok_or_else(|| invalid("token names no user_id or client_id"))?;
-    Ok(Principal::new(user, &claims.scope.unwrap_or_default()))
+    Ok(Passed {
+        principal: Principal::new(user, &claims.scope.unwrap_or_default()),
+        // A fraction of a second more is not kept.
+        expires_at: claims
+            .exp
+            .filter(|exp| exp.is_finite() && *exp > 0.0)
+            .map(|exp| exp as u64),
+    })
 }
 
 fn invalid(reason: impl Into<String>) -> AuthFailure {

@@ -2,6 +2,7 @@
 //! it, sets the headers Cloud Controller always sends, and records metrics under the
 //! route pattern (never the raw path).
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -19,6 +20,18 @@ use crate::JSON_CONTENT_TYPE;
 #[derive(Debug, Clone)]
 pub(crate) struct RequestId(pub String);
 
+/// The pattern of the resource that took a request, carried as that resource's data: the
+/// labels come from it after the call instead of matching the path against every route a
+/// second time (`match_pattern` runs the routes' regular expressions again).
+#[derive(Debug, Clone)]
+pub(crate) struct RoutePattern(Rc<str>);
+
+impl RoutePattern {
+    pub(crate) fn new(pattern: &str) -> Self {
+        RoutePattern(Rc::from(pattern))
+    }
+}
+
 static VCAP_REQUEST_ID: HeaderName = HeaderName::from_static("x-vcap-request-id");
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -35,9 +48,6 @@ pub async fn request_middleware(
         .and_then(|v| v.to_str().ok());
     let id = request_id::derive(incoming, &uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     // What a clean shutdown waits for, besides the metric.
@@ -46,10 +56,21 @@ pub async fn request_middleware(
         "request",
         request_id = %id,
         method = %method,
-        route = %route,
+        route = tracing::field::Empty,
         user_guid = tracing::field::Empty,
     );
     let mut res = next.call(req).instrument(span.clone()).await?;
+    let route = match res.request().app_data::<RoutePattern>() {
+        Some(RoutePattern(pattern)) => Rc::clone(pattern),
+        // The operator endpoints, and paths no route takes.
+        None => Rc::from(
+            res.request()
+                .match_pattern()
+                .as_deref()
+                .unwrap_or("unmatched"),
+        ),
+    };
+    span.record("route", &*route);
     let headers = res.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(VCAP_REQUEST_ID.clone(), value);

@@ -9,7 +9,7 @@ mod upload;
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
-use crate::middleware::RequestId;
+use crate::middleware::{RequestId, RoutePattern};
 use crate::{ApiError, ApiState, json, presenters};
 
 pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -17,16 +17,21 @@ pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(not_found))
+    web::resource(path)
+        .app_data(RoutePattern::new(path))
+        .default_service(web::to(not_found))
 }
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/").route(web::get().to(root)))
         .service(resource("/v3").route(web::get().to(v3_root)))
+        // Routes are tried in this order, each dynamic one by a regular expression: the
+        // most requested come first.
         .service(
-            resource("/v3/apps/{guid}/packages")
-                .route(web::post().to(packages::create_or_copy))
-                .route(web::get().to(packages::list_for_app)),
+            resource("/v3/packages/{guid}")
+                .route(web::get().to(packages::show))
+                .route(web::patch().to(packages::update))
+                .route(web::delete().to(packages::delete)),
         )
         .service(
             resource("/v3/packages")
@@ -34,10 +39,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(packages::create_or_copy_ga)),
         )
         .service(
-            resource("/v3/packages/{guid}")
-                .route(web::get().to(packages::show))
-                .route(web::patch().to(packages::update))
-                .route(web::delete().to(packages::delete)),
+            resource("/v3/apps/{guid}/packages")
+                .route(web::post().to(packages::create_or_copy))
+                .route(web::get().to(packages::list_for_app)),
         )
         .service(resource("/v3/packages/{guid}/upload").route(web::post().to(upload::upload)))
         .service(

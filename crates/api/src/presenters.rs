@@ -2,10 +2,13 @@
 //! the seed shows it, plus GA's `data.checksum`, `relationships` and `metadata`. Every
 //! `href` is absolute.
 
-use packages_domain::PackageType;
+use std::collections::BTreeMap;
+
 use packages_domain::context::{App, Organization, Role, RoleTarget, Space};
+use packages_domain::{MetadataKey, PackageType, Timestamp};
 use packages_service::Page;
 use packages_service::packages::PackageView;
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
 /// Builds absolute links from `server.external_url` or the request's scheme and host.
@@ -28,63 +31,161 @@ impl Links {
     pub fn href(&self, path: &str) -> Value {
         json!({ "href": format!("{}{path}", self.base) })
     }
-
-    fn action(&self, path: &str, method: &str) -> Value {
-        json!({ "href": format!("{}{path}", self.base), "method": method })
-    }
 }
 
 const NO_METADATA: fn() -> Value = || json!({"labels": {}, "annotations": {}});
 
-pub fn package(links: &Links, view: &PackageView) -> Value {
+/// A package's body, serialised straight from the view: every GET renders one, and a
+/// `Value` built first cost a map entry and a string per key.
+#[derive(Serialize)]
+pub struct PackageBody<'a> {
+    guid: &'a str,
+    #[serde(rename = "type")]
+    package_type: &'static str,
+    data: PackageData<'a>,
+    url: &'a Option<String>,
+    state: &'static str,
+    created_at: Timestamp,
+    updated_at: Option<Timestamp>,
+    relationships: AppRelationship<'a>,
+    metadata: MetadataBody<'a>,
+    links: PackageLinks,
+}
+
+#[derive(Serialize)]
+struct PackageData<'a> {
+    hash: Digest<'a>,
+    checksum: Digest<'a>,
+    error: &'a Option<String>,
+    // GA's docker keys, present (and maybe null) on docker packages only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a Option<String>>,
+    /// The password itself never leaves the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<Option<&'static str>>,
+}
+
+#[derive(Serialize)]
+struct Digest<'a> {
+    #[serde(rename = "type")]
+    algorithm: &'static str,
+    value: &'a Option<String>,
+}
+
+#[derive(Serialize)]
+struct AppRelationship<'a> {
+    app: RelationshipData<'a>,
+}
+
+#[derive(Serialize)]
+struct RelationshipData<'a> {
+    data: Guid<'a>,
+}
+
+#[derive(Serialize)]
+struct Guid<'a> {
+    guid: &'a str,
+}
+
+#[derive(Serialize)]
+struct PackageLinks {
+    #[serde(rename = "self")]
+    this: Href,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upload: Option<Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download: Option<Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<Action>,
+    app: Href,
+}
+
+#[derive(Serialize)]
+struct Href {
+    href: String,
+}
+
+#[derive(Serialize)]
+struct Action {
+    href: String,
+    method: &'static str,
+}
+
+/// `{"labels": {…}, "annotations": {…}}`, keys with a prefix as `prefix/name`.
+#[derive(Serialize)]
+struct MetadataBody<'a> {
+    #[serde(serialize_with = "metadata_map")]
+    labels: &'a BTreeMap<MetadataKey, String>,
+    #[serde(serialize_with = "metadata_map")]
+    annotations: &'a BTreeMap<MetadataKey, String>,
+}
+
+fn metadata_map<S: Serializer>(
+    map: &&BTreeMap<MetadataKey, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    struct Key<'k>(&'k MetadataKey);
+    impl Serialize for Key<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_str(self.0)
+        }
+    }
+    serializer.collect_map(map.iter().map(|(key, value)| (Key(key), value)))
+}
+
+pub fn package<'a>(links: &Links, view: &'a PackageView) -> PackageBody<'a> {
     let p = &view.package;
-    let path = format!("/v3/packages/{}", p.guid);
-    let mut link_map = serde_json::Map::new();
-    link_map.insert("self".into(), links.href(&path));
-    if p.package_type == PackageType::Bits {
-        link_map.insert(
-            "upload".into(),
-            links.action(&format!("{path}/upload"), "POST"),
-        );
-        link_map.insert(
-            "download".into(),
-            links.action(&format!("{path}/download"), "GET"),
-        );
-        link_map.insert(
-            "stage".into(),
-            links.action(&format!("{path}/droplets"), "POST"),
-        );
+    let path = format!("{}/v3/packages/{}", links.base, p.guid);
+    let action = |suffix: &str, method| Action {
+        href: format!("{path}{suffix}"),
+        method,
+    };
+    let bits = p.package_type == PackageType::Bits;
+    let docker = p.package_type == PackageType::Docker;
+    PackageBody {
+        guid: p.guid.as_str(),
+        package_type: p.package_type.as_str(),
+        data: PackageData {
+            hash: Digest {
+                algorithm: "sha1",
+                value: &p.sha1,
+            },
+            checksum: Digest {
+                algorithm: "sha256",
+                value: &p.sha256,
+            },
+            error: &p.error,
+            image: docker.then_some(&p.url),
+            username: docker.then_some(&p.docker_username),
+            password: docker.then(|| p.docker_username.as_ref().map(|_| "***")),
+        },
+        url: &p.url,
+        state: p.state.as_str(),
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+        relationships: AppRelationship {
+            app: RelationshipData {
+                data: Guid {
+                    guid: p.app_guid.as_str(),
+                },
+            },
+        },
+        metadata: MetadataBody {
+            labels: &view.metadata.labels,
+            annotations: &view.metadata.annotations,
+        },
+        links: PackageLinks {
+            upload: bits.then(|| action("/upload", "POST")),
+            download: bits.then(|| action("/download", "GET")),
+            stage: bits.then(|| action("/droplets", "POST")),
+            this: Href { href: path.clone() },
+            app: Href {
+                href: format!("{}/v3/apps/{}", links.base, p.app_guid),
+            },
+        },
     }
-    link_map.insert(
-        "app".into(),
-        links.href(&format!("/v3/apps/{}", p.app_guid)),
-    );
-    let mut data = json!({
-        "hash": {"type": "sha1", "value": p.sha1},
-        "checksum": {"type": "sha256", "value": p.sha256},
-        "error": p.error,
-    });
-    if p.package_type == PackageType::Docker {
-        // GA's docker keys; the password itself never leaves the service.
-        data["image"] = json!(p.url);
-        data["username"] = json!(p.docker_username);
-        data["password"] = match p.docker_username {
-            Some(_) => json!("***"),
-            None => Value::Null,
-        };
-    }
-    json!({
-        "guid": p.guid,
-        "type": p.package_type.as_str(),
-        "data": data,
-        "url": p.url,
-        "state": p.state.as_str(),
-        "created_at": p.created_at,
-        "updated_at": p.updated_at,
-        "relationships": {"app": {"data": {"guid": p.app_guid}}},
-        "metadata": view.metadata.to_json(),
-        "links": link_map,
-    })
 }
 
 pub fn organization(links: &Links, o: &Organization) -> Value {
@@ -288,7 +389,8 @@ mod tests {
     #[test]
     fn package_superset_keeps_the_seed_keys_in_order() {
         let links = Links::new("https://api.example.org/");
-        let v = package(&links, &view(bits(PackageState::ProcessingUpload)));
+        let v = serde_json::to_value(package(&links, &view(bits(PackageState::ProcessingUpload))))
+            .unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
@@ -334,7 +436,7 @@ mod tests {
         p.package_type = PackageType::Docker;
         p.url = Some("docker://cloudfoundry/runtime-ci".into());
         p.updated_at = None;
-        let v = package(&Links::new("http://h"), &view(p.clone()));
+        let v = serde_json::to_value(package(&Links::new("http://h"), &view(p.clone()))).unwrap();
         assert_eq!(v["updated_at"], Value::Null);
         assert_eq!(v["url"], "docker://cloudfoundry/runtime-ci");
         let link_keys: Vec<&str> = v["links"]
@@ -350,12 +452,12 @@ mod tests {
         // A stored password is never shown, only that there is one (with a username).
         p.docker_username = Some("deployer".into());
         p.docker_password = Some("v1:sealed".into());
-        let v = package(&Links::new("http://h"), &view(p.clone()));
+        let v = serde_json::to_value(package(&Links::new("http://h"), &view(p.clone()))).unwrap();
         assert_eq!(v["data"]["username"], "deployer");
         assert_eq!(v["data"]["password"], "***");
         assert!(!v.to_string().contains("sealed"));
         p.docker_username = None;
-        let v = package(&Links::new("http://h"), &view(p));
+        let v = serde_json::to_value(package(&Links::new("http://h"), &view(p))).unwrap();
         assert_eq!(v["data"]["password"], Value::Null);
     }
 

@@ -1,7 +1,8 @@
 //! A list page of packages, streamed. A package may carry up to 200 annotations of 5,000
 //! characters and a page up to 5,000 packages, so the body is written as it is rendered:
-//! the page's metadata is loaded in batches of at most [`BATCH_CHARACTERS`] (one batch for
-//! an ordinary page), and memory stays bounded by one batch whatever the page holds.
+//! the page's metadata is loaded in batches of at most [`METADATA_BATCH_CHARACTERS`] (an
+//! ordinary page's came with the page), and memory stays bounded by one batch whatever
+//! the page holds.
 
 use std::collections::VecDeque;
 
@@ -9,18 +10,14 @@ use actix_web::HttpResponse;
 use actix_web::http::header::{self, HeaderValue};
 use bytes::Bytes;
 use futures_util::stream::{self, Stream};
-use packages_domain::Package;
+use packages_domain::{Metadata, Package};
 use packages_service::Services;
-use packages_service::packages::{PackageList, PackageView};
+use packages_service::packages::{
+    METADATA_BATCH_CHARACTERS, PackageList, PackageView, PageMetadata,
+};
 
 use crate::presenters::{self, Links};
 use crate::{ApiError, JSON_CONTENT_TYPE};
-
-/// Metadata characters loaded and rendered together. Packages of ordinary metadata fill a
-/// page in one batch (one query); packages of ~1 MB metadata go one at a time. At 10 such
-/// packages a batch, a 60 MB page grew the process by 66 MiB (freed small strings stay in
-/// per-thread arenas).
-const BATCH_CHARACTERS: u64 = 256 * 1024;
 
 /// The body goes out in writes of about this size: a page is one write when it fits, so
 /// no small trailing write waits on the client's delayed ACK.
@@ -40,7 +37,7 @@ pub(crate) fn response(
         links,
         services,
         packages: list.page.resources.into_iter().collect(),
-        sizes: None,
+        metadata: list.metadata,
         out: head,
         rendered: 0,
         done: false,
@@ -58,8 +55,8 @@ struct Page {
     links: Links,
     services: Services,
     packages: VecDeque<Package>,
-    /// Metadata sizes of `packages`, loaded before the first batch.
-    sizes: Option<VecDeque<u64>>,
+    /// The metadata of `packages`, or its sizes to load it by.
+    metadata: PageMetadata,
     /// Rendered and not yet sent.
     out: Vec<u8>,
     rendered: usize,
@@ -98,26 +95,30 @@ impl Page {
         if self.packages.is_empty() {
             return Ok(());
         }
-        let sizes = match &mut self.sizes {
-            Some(sizes) => sizes,
-            None => {
-                let guids = self.packages.iter().map(|p| p.guid.clone()).collect();
-                let sizes = self.services.metadata_sizes(guids).await?;
-                self.sizes.insert(sizes.into())
+        let (batch, metadata): (Vec<Package>, Vec<Metadata>) = match &mut self.metadata {
+            PageMetadata::Loaded(metadata) => {
+                (self.packages.drain(..).collect(), std::mem::take(metadata))
+            }
+            PageMetadata::Sizes(sizes) => {
+                let mut batch = Vec::new();
+                let mut characters = 0u64;
+                let mut taken = 0;
+                for &size in sizes.iter() {
+                    if !batch.is_empty()
+                        && characters.saturating_add(size) > METADATA_BATCH_CHARACTERS
+                    {
+                        break;
+                    }
+                    characters = characters.saturating_add(size);
+                    taken += 1;
+                    batch.extend(self.packages.pop_front());
+                }
+                sizes.drain(..taken);
+                let guids = batch.iter().map(|p| p.guid.clone()).collect();
+                let metadata = self.services.metadata_of(guids).await?;
+                (batch, metadata)
             }
         };
-        let mut batch = Vec::new();
-        let mut characters = 0u64;
-        while let Some(&size) = sizes.front() {
-            if !batch.is_empty() && characters.saturating_add(size) > BATCH_CHARACTERS {
-                break;
-            }
-            characters = characters.saturating_add(size);
-            sizes.pop_front();
-            batch.extend(self.packages.pop_front());
-        }
-        let guids = batch.iter().map(|p| p.guid.clone()).collect();
-        let metadata = self.services.metadata_of(guids).await?;
         for (package, metadata) in batch.into_iter().zip(metadata) {
             if self.rendered > 0 {
                 self.out.push(b',');

@@ -100,6 +100,75 @@ pub fn load(conn: &mut AnyConnection, package_guid: &str) -> Result<Metadata, St
     Ok(metadata)
 }
 
+/// The metadata of a package from its labels and its annotations, each aggregated by the
+/// database into one JSON array of `[prefix, name, value]` (see
+/// `packages::find_with_space_and_metadata`).
+pub(crate) fn from_aggregated(labels: &str, annotations: &str) -> Result<Metadata, StorageError> {
+    let rows = |json: &str| {
+        serde_json::from_str::<Vec<(String, String, String)>>(json)
+            .map_err(|e| StorageError::Corrupt(format!("aggregated metadata: {e}")))
+    };
+    let mut metadata = Metadata::default();
+    for (is_label, json) in [(true, labels), (false, annotations)] {
+        for (prefix, name, value) in rows(json)? {
+            add_row(&mut metadata, is_label, prefix, name, value);
+        }
+    }
+    Ok(metadata)
+}
+
+/// A package's labels or annotations as one JSON array of `[prefix, name, value]`, `[]`
+/// when none: a column of a statement on `packages`, so that one statement reads a package
+/// with its metadata. A unit type per table: diesel keeps a statement prepared by the
+/// query's type, which a raw SQL query never is.
+macro_rules! aggregated_column {
+    ($name:ident, $table:literal) => {
+        #[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+        pub(crate) struct $name;
+
+        impl diesel::Expression for $name {
+            type SqlType = diesel::sql_types::Text;
+        }
+        impl<QS> diesel::AppearsOnTable<QS> for $name {}
+        impl<QS> diesel::SelectableExpression<QS> for $name {}
+        impl diesel::expression::ValidGrouping<()> for $name {
+            type IsAggregate = diesel::expression::is_aggregate::Never;
+        }
+
+        impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for $name {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+            ) -> diesel::QueryResult<()> {
+                out.push_sql(concat!(
+                    "(SELECT json_group_array(json_array(key_prefix, key_name, value)) FROM ",
+                    $table,
+                    " WHERE package_guid = packages.guid)"
+                ));
+                Ok(())
+            }
+        }
+
+        #[cfg(feature = "postgres")]
+        impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for $name {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+            ) -> diesel::QueryResult<()> {
+                out.push_sql(concat!(
+                    "(SELECT COALESCE(json_agg(json_build_array(key_prefix, key_name, value)), '[]')::text FROM ",
+                    $table,
+                    " WHERE package_guid = packages.guid)"
+                ));
+                Ok(())
+            }
+        }
+    };
+}
+
+aggregated_column!(LabelsJson, "package_labels");
+aggregated_column!(AnnotationsJson, "package_annotations");
+
 /// One row of either table into `metadata`.
 fn add_row(metadata: &mut Metadata, is_label: bool, prefix: String, name: String, value: String) {
     let map = if is_label {
@@ -162,6 +231,23 @@ diesel::define_sql_function! {
     /// SQL's `LENGTH` of a text, in characters on both backends.
     fn length(text: diesel::sql_types::Text) -> diesel::sql_types::Integer;
 }
+
+/// The characters of every key and value of a package's labels (`$table` =
+/// `package_labels`) or annotations, as a subquery of a statement on `packages` about its
+/// row; `NULL` when it has none. Both together make what [`sizes`] tells.
+macro_rules! size_of_row_metadata {
+    ($table:ident) => {
+        $table::table
+            .filter($table::package_guid.eq(crate::schema::packages::guid))
+            .select(diesel::dsl::sum(
+                $crate::metadata::length($table::key_prefix)
+                    + $crate::metadata::length($table::key_name)
+                    + $crate::metadata::length($table::value),
+            ))
+            .single_value()
+    };
+}
+pub(crate) use size_of_row_metadata;
 
 /// For each of `package_guids`, in order, about how large its metadata is: the characters
 /// of every key and value, without loading them. Lets a caller load the metadata of many

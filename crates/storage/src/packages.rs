@@ -5,15 +5,16 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable};
 pub use packages_domain::Outcome;
 use packages_domain::{
-    LabelSelector, ListQuery, NewPackage, OrderBy, OrderField, Package, PackageFilter, PackageGuid,
-    PackageState, PackageType, Relation, Requirement, TimeFilter, Timestamp, Transition,
+    LabelSelector, ListQuery, Metadata, NewPackage, OrderBy, OrderField, Package, PackageFilter,
+    PackageGuid, PackageState, PackageType, Relation, Requirement, TimeFilter, Timestamp,
+    Transition,
 };
 
 use crate::context::{Visibility, visible_space_guids};
 use crate::jobs::{self, NewJob};
 use crate::metadata::{self, stored_prefix};
 use crate::rows::PackageRow;
-use crate::schema::{apps, package_labels, packages, spaces};
+use crate::schema::{apps, package_annotations, package_labels, packages, spaces};
 use crate::{AnyConnection, Db, StorageError, write_transaction};
 
 diesel::define_sql_function! {
@@ -110,13 +111,17 @@ pub fn find(conn: &mut AnyConnection, guid: &str) -> Result<Option<Package>, Sto
     // `get_result`, not `first`: a key matches one row at most, and `first`'s bound
     // `LIMIT ?` makes SQLite treat the prepared statement as expired at every new binding
     // and parse it again (perf: sqlite3Reprepare under every GET).
-    packages::table
-        .filter(packages::guid.eq(guid))
-        .select(PackageRow::as_select())
-        .get_result(conn)
-        .optional()?
-        .map(Package::try_from)
-        .transpose()
+    // On the concrete connection: diesel caches its statement by the query's type, where
+    // through `AnyConnection` it renders the SQL again on every call to look it up.
+    on_each_backend!(conn, |c| {
+        packages::table
+            .filter(packages::guid.eq(guid))
+            .select(PackageRow::as_select())
+            .get_result(c)
+            .optional()
+    })?
+    .map(Package::try_from)
+    .transpose()
 }
 
 /// A package with the GUID of its app's space, which decides who may see it.
@@ -124,22 +129,52 @@ pub fn find_with_space(
     conn: &mut AnyConnection,
     guid: &str,
 ) -> Result<Option<(Package, String)>, StorageError> {
-    packages::table
-        .inner_join(apps::table.on(apps::guid.eq(packages::app_guid)))
-        .filter(packages::guid.eq(guid))
-        .select((PackageRow::as_select(), apps::space_guid))
-        // One row at most, without a bound LIMIT (see `find`).
-        .get_result::<(PackageRow, String)>(conn)
-        .optional()?
-        .map(|(row, space)| Ok((Package::try_from(row)?, space)))
-        .transpose()
+    // One row at most, without a bound LIMIT, on the concrete connection (see `find`).
+    on_each_backend!(conn, |c| {
+        packages::table
+            .inner_join(apps::table.on(apps::guid.eq(packages::app_guid)))
+            .filter(packages::guid.eq(guid))
+            .select((PackageRow::as_select(), apps::space_guid))
+            .get_result::<(PackageRow, String)>(c)
+            .optional()
+    })?
+    .map(|(row, space)| Ok((Package::try_from(row)?, space)))
+    .transpose()
+}
+
+/// [`find_with_space`] and the package's metadata in one statement: its labels and its
+/// annotations come aggregated as two JSON columns. One statement is one read
+/// transaction (on SQLite, one pair of WAL locks) and one round trip (on PostgreSQL),
+/// where separate reads took two of each; `GET /v3/packages/:guid` runs it.
+pub fn find_with_space_and_metadata(
+    conn: &mut AnyConnection,
+    guid: &str,
+) -> Result<Option<(Package, String, Metadata)>, StorageError> {
+    let row = on_each_backend!(conn, |c| {
+        packages::table
+            .inner_join(apps::table.on(apps::guid.eq(packages::app_guid)))
+            .filter(packages::guid.eq(guid))
+            .select((
+                PackageRow::as_select(),
+                apps::space_guid,
+                metadata::LabelsJson,
+                metadata::AnnotationsJson,
+            ))
+            .get_result::<(PackageRow, String, String, String)>(c)
+            .optional()
+    })?;
+    row.map(|(row, space, labels, annotations)| {
+        let metadata = metadata::from_aggregated(&labels, &annotations)?;
+        Ok((Package::try_from(row)?, space, metadata))
+    })
+    .transpose()
 }
 
 /// A page of packages and the total count of packages that pass the same filters.
 /// `app_guid` narrows the list to one app; `visibility` to what the caller may read (E2015
 /// ignores organization suspension here); `filter` narrows further (spec 7.2, 7.4, 7.5),
 /// all in SQL. Ordered by `order_by`, ties broken by guid in the same direction, or in
-/// creation order when not given.
+/// creation order when not given. [`list_sized`] without the metadata sizes.
 pub fn list(
     conn: &mut AnyConnection,
     visibility: &Visibility,
@@ -148,12 +183,37 @@ pub fn list(
     order_by: Option<OrderBy>,
     page: &ListQuery,
 ) -> Result<(Vec<Package>, u64), StorageError> {
+    let listed = list_sized(conn, visibility, app_guid, filter, order_by, page)?;
+    Ok((listed.packages, listed.total))
+}
+
+/// A page of [`list`], with what it takes to show it.
+#[derive(Debug)]
+pub struct ListedPage {
+    pub packages: Vec<Package>,
+    /// About how large each package's metadata is, as [`metadata::sizes`] tells.
+    pub metadata_sizes: Vec<u64>,
+    /// How many packages pass the filters, on every page.
+    pub total: u64,
+}
+
+/// [`list`], and the size of each package's metadata, in one statement: the total comes
+/// as a window count over the filtered rows and the sizes as subqueries, where separate
+/// statements took a round trip each. An empty page has no row to carry the total, and
+/// counts apart.
+pub fn list_sized(
+    conn: &mut AnyConnection,
+    visibility: &Visibility,
+    app_guid: Option<&str>,
+    filter: &PackageFilter,
+    order_by: Option<OrderBy>,
+    page: &ListQuery,
+) -> Result<ListedPage, StorageError> {
     let visible = match visibility {
         Visibility::All => None,
         Visibility::User(user) => Some(visible_space_guids(conn, user)?),
     };
     let filtered = || filtered(visible.as_deref(), app_guid, filter);
-    let total: i64 = filtered().count().get_result(conn)?;
     let ordered = match order_by {
         None => filtered().order(packages::id.asc()),
         Some(OrderBy {
@@ -173,16 +233,33 @@ pub fn list(
             descending: true,
         }) => filtered().order((changed_at().desc(), packages::guid.desc())),
     };
-    let rows: Vec<PackageRow> = ordered
+    let rows: Vec<(PackageRow, i64, Option<i64>, Option<i64>)> = ordered
         .limit(page.limit())
         .offset(page.offset())
-        .select(PackageRow::as_select())
+        .select((
+            PackageRow::as_select(),
+            diesel::dsl::count_star().over(),
+            metadata::size_of_row_metadata!(package_labels),
+            metadata::size_of_row_metadata!(package_annotations),
+        ))
         .load(conn)?;
-    let packages = rows
-        .into_iter()
-        .map(Package::try_from)
-        .collect::<Result<_, _>>()?;
-    Ok((packages, u64::try_from(total).unwrap_or(0)))
+    let total = match rows.first() {
+        Some((_, total, _, _)) => *total,
+        None => filtered().count().get_result(conn)?,
+    };
+    let size = |characters: Option<i64>| characters.and_then(|c| u64::try_from(c).ok());
+    let mut listed = ListedPage {
+        packages: Vec::with_capacity(rows.len()),
+        metadata_sizes: Vec::with_capacity(rows.len()),
+        total: u64::try_from(total).unwrap_or(0),
+    };
+    for (row, _, labels, annotations) in rows {
+        listed.packages.push(Package::try_from(row)?);
+        listed
+            .metadata_sizes
+            .push(size(labels).unwrap_or(0) + size(annotations).unwrap_or(0));
+    }
+    Ok(listed)
 }
 
 /// The packages `list` counts and pages through. Every filter is a condition of this one

@@ -743,6 +743,38 @@ fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
             ]
         );
         assert!(metadata::load_many(c, &[]).unwrap().is_empty());
+        // A listed page tells the same sizes, and its total past its last page too.
+        let all = ListQuery {
+            page: 1,
+            per_page: 50,
+        };
+        let listed = packages::list_sized(
+            c,
+            &Visibility::All,
+            None,
+            &PackageFilter::default(),
+            None,
+            &all,
+        )
+        .unwrap();
+        let guids: Vec<&str> = listed.packages.iter().map(|p| p.guid.as_str()).collect();
+        assert_eq!(listed.metadata_sizes, metadata::sizes(c, &guids).unwrap());
+        assert_eq!((listed.packages.len(), listed.total), (3, 3));
+        assert!(listed.metadata_sizes.iter().any(|&size| size > 0));
+        let past_the_end = ListQuery {
+            page: 3,
+            per_page: 2,
+        };
+        let listed = packages::list_sized(
+            c,
+            &Visibility::All,
+            None,
+            &PackageFilter::default(),
+            None,
+            &past_the_end,
+        )
+        .unwrap();
+        assert_eq!((listed.packages.len(), listed.total), (0, 3));
         // Their sizes without loading them: the characters of every key and value.
         // `second`: env staging, example.com/env staging, new 1; example.com/owner team a.
         let a_size = (3 + 7) + (11 + 3 + 7) + (3 + 1) + (11 + 5 + 6);
@@ -764,6 +796,52 @@ fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
         // Deleting the app (or its space or organization) cascades to its packages' metadata.
         assert!(context::delete_app(c, &app, &|p| job(&p.guid, "delete_bits")).unwrap());
         assert_eq!(count_rows(c, "package_labels"), 0);
+    });
+}
+
+#[test]
+fn a_package_with_its_space_and_metadata_reads_as_the_separate_reads_do() {
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, space, app) = seed(c);
+        let bare = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        let rich = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        // Values JSON must escape on the way through the aggregate, and a large one.
+        let large = "x".repeat(100_000);
+        let stored = metadata(
+            &[
+                ("env", "prod"),
+                ("example.com/env", "a \"quoted\" \\ value"),
+                ("tier", ""),
+            ],
+            &[
+                ("note", "line one\nline two\t\u{1F680} ünïcødé"),
+                ("example.com/owner", &large),
+            ],
+        );
+        metadata::save(c, &rich, &stored).unwrap();
+        for guid in [&bare, &rich] {
+            let (package, space_guid, read) = packages::find_with_space_and_metadata(c, guid)
+                .unwrap()
+                .unwrap();
+            let (separately, separate_space) = packages::find_with_space(c, guid).unwrap().unwrap();
+            assert_eq!(package, separately);
+            assert_eq!(space_guid, separate_space);
+            assert_eq!(space_guid, space.as_str());
+            assert_eq!(read, metadata::load(c, guid).unwrap());
+        }
+        assert_eq!(
+            packages::find_with_space_and_metadata(c, &rich)
+                .unwrap()
+                .unwrap()
+                .2,
+            stored
+        );
+        assert!(
+            packages::find_with_space_and_metadata(c, "unknown")
+                .unwrap()
+                .is_none()
+        );
     });
 }
 

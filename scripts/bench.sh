@@ -15,7 +15,7 @@ cargo build --release -p packages-tests --bin bench
 # (garage); the other runs and PACKAGES_BENCH_GARAGE=0 skip it.
 second_s3=(./scripts/garage.sh)
 case " $* " in
-  *" --quick "* | *" --scale-out-only "* | *" --embedded-reads-only "* | *" --embedded-uploads-only "*) second_s3=() ;;
+  *" --quick "* | *" --scale-out-only "* | *" --embedded-reads-only "* | *" --stack-reads-only "* | *" --embedded-uploads-only "*) second_s3=() ;;
 esac
 if [ "${PACKAGES_BENCH_GARAGE:-1}" = 0 ]; then second_s3=(); fi
 PACKAGES_TEST_BIN_DIR="$PWD/target/release" ./scripts/test-services.sh "${second_s3[@]}" ./target/release/bench "$@"

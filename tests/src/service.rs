@@ -8,6 +8,7 @@
 //! Everything a run creates is removed when the [`Service`] is dropped.
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -125,8 +126,27 @@ impl Options {
 struct Process {
     child: Child,
     log: PathBuf,
+    /// Where this process's lines begin in `log` (a restarted API appends to the same).
+    log_from: u64,
     /// Port of its ops endpoints (workers).
     port: u16,
+}
+
+impl Process {
+    /// Whether the process logged `started`, which it does once its listeners are bound.
+    fn has_started(&self) -> bool {
+        let Ok(mut file) = File::open(&self.log) else {
+            return false;
+        };
+        let mut own = String::new();
+        if file.seek(SeekFrom::Start(self.log_from)).is_err()
+            || file.read_to_string(&mut own).is_err()
+        {
+            return false;
+        }
+        own.lines()
+            .any(|line| line.contains("started") && line.contains("binary"))
+    }
 }
 
 pub struct Service {
@@ -322,13 +342,19 @@ impl Service {
         service
     }
 
-    fn spawn(&self, binary: &str, extra: &[(String, String)], log_name: &str) -> (Child, PathBuf) {
+    fn spawn(
+        &self,
+        binary: &str,
+        extra: &[(String, String)],
+        log_name: &str,
+    ) -> (Child, PathBuf, u64) {
         let log = self.dir.path().join(log_name);
         let out = File::options()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
+        let log_from = out.metadata().map_or(0, |m| m.len());
         let mut command = Command::new(bin_dir().join(binary));
         for (key, _) in std::env::vars() {
             if key.starts_with("PACKAGES_") || key == "FAILPOINTS" {
@@ -347,7 +373,7 @@ impl Service {
             .unwrap_or_else(|e| {
                 panic!("cannot start {binary} (build the binaries first: make test): {e}")
             });
-        (child, log)
+        (child, log, log_from)
     }
 
     /// Starts the API (`packages` in embedded mode) and waits until it is ready.
@@ -381,10 +407,11 @@ impl Service {
             Mode::Embedded => "packages",
             Mode::Stack => "packages-api",
         };
-        let (child, log) = self.spawn(binary, &extra, "api.log");
+        let (child, log, log_from) = self.spawn(binary, &extra, "api.log");
         self.api = Some(Process {
             child,
             log,
+            log_from,
             port: self.api_port,
         });
     }
@@ -434,12 +461,17 @@ impl Service {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
         self.started_workers += 1;
-        let (child, log) = self.spawn(
+        let (child, log, log_from) = self.spawn(
             "packages-worker",
             &extra,
             &format!("worker-{}.log", self.started_workers),
         );
-        self.workers.push(Process { child, log, port });
+        self.workers.push(Process {
+            child,
+            log,
+            log_from,
+            port,
+        });
         self.workers.len() - 1
     }
 
@@ -481,8 +513,28 @@ impl Service {
 
     async fn wait_ready(&mut self, url: &str, api: bool) {
         let started = Instant::now();
+        // `started` is an info line; the benchmark logs warnings only (and runs alone).
+        let level_key = env_key("log.level");
+        let logs_started = !matches!(
+            self.env
+                .iter()
+                .rev()
+                .find(|(key, _)| *key == level_key)
+                .map(|(_, level)| level.as_str()),
+            Some("warn" | "error")
+        );
         loop {
-            if let Ok(res) = self.http.get(url).send().await
+            let process = if api {
+                self.api.as_mut()
+            } else {
+                self.workers.last_mut()
+            };
+            // Ports are picked free and released, so another test's process may take
+            // this one first: its 200 must not count. This process logs `started` once
+            // its own listeners are bound, or exits when it cannot bind (below).
+            let own = !logs_started || process.as_ref().is_none_or(|p| p.has_started());
+            if own
+                && let Ok(res) = self.http.get(url).send().await
                 && res.status() == 200
             {
                 return;

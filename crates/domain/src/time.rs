@@ -43,18 +43,52 @@ impl Timestamp {
     }
 }
 
+/// How a timestamp chrono cannot represent is shown.
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+impl Timestamp {
+    /// `YYYY-MM-DDThh:mm:ssZ`, written digit by digit: every package body shows two, a
+    /// list page a hundred, and chrono's `format` parses its pattern each time. Years
+    /// past 9999 (or before 0) have no such form.
+    fn rendered(self) -> Option<[u8; 20]> {
+        use chrono::{Datelike, Timelike};
+        let t = chrono::DateTime::from_timestamp(self.0, 0)?;
+        let year = u32::try_from(t.year()).ok().filter(|year| *year <= 9999)?;
+        let mut out = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, mut value: u32, digits: usize| {
+            for place in (at..at + digits).rev() {
+                out[place] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, t.month(), 2);
+        put(8, t.day(), 2);
+        put(11, t.hour(), 2);
+        put(14, t.minute(), 2);
+        put(17, t.second(), 2);
+        Some(out)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match chrono::DateTime::from_timestamp(self.0, 0) {
-            Some(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%SZ")),
-            None => write!(f, "1970-01-01T00:00:00Z"),
+        match self.rendered() {
+            Some(text) => f.write_str(std::str::from_utf8(&text).unwrap_or(EPOCH)),
+            None => match chrono::DateTime::from_timestamp(self.0, 0) {
+                Some(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%SZ")),
+                None => f.write_str(EPOCH),
+            },
         }
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        match self.rendered() {
+            Some(text) => serializer.serialize_str(std::str::from_utf8(&text).unwrap_or(EPOCH)),
+            None => serializer.collect_str(self),
+        }
     }
 }
 
@@ -68,6 +102,39 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Timestamp(0)).unwrap(),
             "\"1970-01-01T00:00:00Z\""
+        );
+    }
+
+    #[test]
+    fn renders_as_chronos_format_does() {
+        let chrono_form = |seconds: i64| {
+            chrono::DateTime::from_timestamp(seconds, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        };
+        // Leap days, year and century ends, the last second of 9999, and a walk through
+        // the years in prime steps so every field takes many values.
+        let mut seconds = vec![
+            0,
+            951_782_400,
+            4_107_542_399,
+            253_402_300_799,
+            -62_167_219_200,
+        ];
+        seconds.extend((0..20_000).map(|i| -2_000_000_000 + i * 10_000_019));
+        for s in seconds {
+            let t = Timestamp(s);
+            assert_eq!(t.to_string(), chrono_form(s), "{s}");
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", chrono_form(s))
+            );
+        }
+        // Past 9999 chrono's own form is kept.
+        assert_eq!(
+            Timestamp(253_402_300_800).to_string(),
+            chrono_form(253_402_300_800)
         );
     }
 

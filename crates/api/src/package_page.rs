@@ -125,9 +125,13 @@ impl Page {
             }
             self.out.extend_from_slice(b"\n    ");
             let view = PackageView { package, metadata };
-            self.out.extend(
-                serde_json::to_vec(&presenters::package(&self.links, &view)).unwrap_or_default(),
-            );
+            // Straight into the page's buffer. A body that could not be serialised ends
+            // the page early, as a database failure does (none can: plain strings).
+            if serde_json::to_writer(&mut self.out, &presenters::package(&self.links, &view))
+                .is_err()
+            {
+                return Err(ApiError::unknown());
+            }
             self.rendered += 1;
         }
         Ok(())

@@ -135,11 +135,21 @@ fn metadata_map<S: Serializer>(
     serializer.collect_map(map.iter().map(|(key, value)| (Key(key), value)))
 }
 
+/// The pieces joined, without the formatting machinery `format!` runs (a list page
+/// builds hundreds of links).
+fn joined(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|part| part.len()).sum());
+    for part in parts {
+        out.push_str(part);
+    }
+    out
+}
+
 pub fn package<'a>(links: &Links, view: &'a PackageView) -> PackageBody<'a> {
     let p = &view.package;
-    let path = format!("{}/v3/packages/{}", links.base, p.guid);
+    let path = joined(&[&links.base, "/v3/packages/", p.guid.as_str()]);
     let action = |suffix: &str, method| Action {
-        href: format!("{path}{suffix}"),
+        href: joined(&[&path, suffix]),
         method,
     };
     let bits = p.package_type == PackageType::Bits;
@@ -182,7 +192,7 @@ pub fn package<'a>(links: &Links, view: &'a PackageView) -> PackageBody<'a> {
             stage: bits.then(|| action("/droplets", "POST")),
             this: Href { href: path.clone() },
             app: Href {
-                href: format!("{}/v3/apps/{}", links.base, p.app_guid),
+                href: joined(&[&links.base, "/v3/apps/", p.app_guid.as_str()]),
             },
         },
     }

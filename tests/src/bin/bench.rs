@@ -583,18 +583,24 @@ async fn drain(workers: usize, count: usize, concurrency: Option<usize>) -> (f64
     (count as f64 / elapsed, cpu_busy(&cpu_before, &cpu_times()))
 }
 
-/// Requests per second of `GET /v3/packages/:guid` and of `/healthz` on one embedded
-/// process, back to back (`wrk -t2 -c16`).
-async fn embedded_get_and_healthz(plan: &Plan) -> (f64, f64) {
-    let embedded = Service::start_with(
+/// A service for the API measurements: warnings only in its logs, and links with a fixed
+/// origin, so the bodies measured do not depend on the request's host.
+async fn quiet_service(mode: Mode) -> Service {
+    Service::start_with(
         Options {
-            mode: Some(Mode::Embedded),
+            mode: Some(mode),
             ..Options::default()
         }
         .with("log.level", "warn")
         .with("server.external_url", "http://127.0.0.1"),
     )
-    .await;
+    .await
+}
+
+/// Requests per second of `GET /v3/packages/:guid` and of `/healthz` on one embedded
+/// process, back to back (`wrk -t2 -c16`).
+async fn embedded_get_and_healthz(plan: &Plan) -> (f64, f64) {
+    let embedded = quiet_service(Mode::Embedded).await;
     let ctx = embedded.ctx().await;
     let guid = embedded.new_package(&ctx.app).await;
     let admin = embedded.admin();
@@ -920,15 +926,7 @@ async fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--stack-reads-only") {
-        let stack = Service::start_with(
-            Options {
-                mode: Some(Mode::Stack),
-                ..Options::default()
-            }
-            .with("log.level", "warn")
-            .with("server.external_url", "http://127.0.0.1"),
-        )
-        .await;
+        let stack = quiet_service(Mode::Stack).await;
         let ctx = stack.ctx().await;
         let guid = stack.new_package(&ctx.app).await;
         // As many packages as the full run's API table has.
@@ -1033,15 +1031,7 @@ async fn main() {
     )
     .unwrap();
     writeln!(report, "| --- | --- | --- | --- | --- | --- |").unwrap();
-    let svc = Service::start_with(
-        Options {
-            mode: Some(Mode::Stack),
-            ..Options::default()
-        }
-        .with("log.level", "warn")
-        .with("server.external_url", "http://127.0.0.1"),
-    )
-    .await;
+    let svc = quiet_service(Mode::Stack).await;
     let ctx = svc.ctx().await;
     let admin = svc.admin();
     let guid = svc.new_package(&ctx.app).await;

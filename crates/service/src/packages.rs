@@ -385,7 +385,7 @@ impl Services {
         let (packages, total, metadata) = self
             .db
             .run(move |conn| {
-                let listed = packages::list_sized(
+                let listed = packages::list(
                     conn,
                     &visibility,
                     app.as_deref(),

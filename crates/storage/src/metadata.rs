@@ -234,7 +234,8 @@ diesel::define_sql_function! {
 
 /// The characters of every key and value of a package's labels (`$table` =
 /// `package_labels`) or annotations, as a subquery of a statement on `packages` about its
-/// row; `NULL` when it has none. Both together make what [`sizes`] tells.
+/// row; `NULL` when it has none. Both together make a package's
+/// `packages::ListedPage::metadata_sizes`.
 macro_rules! size_of_row_metadata {
     ($table:ident) => {
         $table::table
@@ -248,43 +249,6 @@ macro_rules! size_of_row_metadata {
     };
 }
 pub(crate) use size_of_row_metadata;
-
-/// For each of `package_guids`, in order, about how large its metadata is: the characters
-/// of every key and value, without loading them. Lets a caller load the metadata of many
-/// packages in batches of bounded size.
-pub fn sizes(conn: &mut AnyConnection, package_guids: &[&str]) -> Result<Vec<u64>, StorageError> {
-    let mut by_guid: HashMap<String, u64> = HashMap::new();
-    for chunk in package_guids.chunks(GUIDS_PER_QUERY) {
-        let rows: Vec<(String, i32)> = on_each_backend!(conn, |c| {
-            package_labels::table
-                .filter(package_labels::package_guid.eq_any(chunk))
-                .select((
-                    package_labels::package_guid,
-                    length(package_labels::key_prefix)
-                        + length(package_labels::key_name)
-                        + length(package_labels::value),
-                ))
-                .union_all(
-                    package_annotations::table
-                        .filter(package_annotations::package_guid.eq_any(chunk))
-                        .select((
-                            package_annotations::package_guid,
-                            length(package_annotations::key_prefix)
-                                + length(package_annotations::key_name)
-                                + length(package_annotations::value),
-                        )),
-                )
-                .load(c)
-        })?;
-        for (guid, size) in rows {
-            *by_guid.entry(guid).or_default() += u64::try_from(size).unwrap_or(0);
-        }
-    }
-    Ok(package_guids
-        .iter()
-        .map(|guid| by_guid.get(*guid).copied().unwrap_or(0))
-        .collect())
-}
 
 /// Makes the package's stored metadata equal `metadata` (the result of merging an update
 /// into what [`load`] returned), touching only the keys that differ: a key gone or whose

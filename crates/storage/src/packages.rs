@@ -170,38 +170,28 @@ pub fn find_with_space_and_metadata(
     .transpose()
 }
 
-/// A page of packages and the total count of packages that pass the same filters.
-/// `app_guid` narrows the list to one app; `visibility` to what the caller may read (E2015
-/// ignores organization suspension here); `filter` narrows further (spec 7.2, 7.4, 7.5),
-/// all in SQL. Ordered by `order_by`, ties broken by guid in the same direction, or in
-/// creation order when not given. [`list_sized`] without the metadata sizes.
-pub fn list(
-    conn: &mut AnyConnection,
-    visibility: &Visibility,
-    app_guid: Option<&str>,
-    filter: &PackageFilter,
-    order_by: Option<OrderBy>,
-    page: &ListQuery,
-) -> Result<(Vec<Package>, u64), StorageError> {
-    let listed = list_sized(conn, visibility, app_guid, filter, order_by, page)?;
-    Ok((listed.packages, listed.total))
-}
-
-/// A page of [`list`], with what it takes to show it.
+/// A page of packages, with what it takes to show it.
 #[derive(Debug)]
 pub struct ListedPage {
     pub packages: Vec<Package>,
-    /// About how large each package's metadata is, as [`metadata::sizes`] tells.
+    /// About how large each package's metadata is: the characters of every key and
+    /// value, counted by the database without loading them, so that a caller can load
+    /// the metadata of many packages in batches of bounded size.
     pub metadata_sizes: Vec<u64>,
     /// How many packages pass the filters, on every page.
     pub total: u64,
 }
 
-/// [`list`], and the size of each package's metadata, in one statement: the total comes
-/// as a window count over the filtered rows and the sizes as subqueries, where separate
-/// statements took a round trip each. An empty page has no row to carry the total, and
-/// counts apart.
-pub fn list_sized(
+/// A page of packages, the total count of packages that pass the same filters, and the
+/// size of each package's metadata. `app_guid` narrows the list to one app; `visibility`
+/// to what the caller may read (E2015 ignores organization suspension here); `filter`
+/// narrows further (spec 7.2, 7.4, 7.5), all in SQL. Ordered by `order_by`, ties broken
+/// by guid in the same direction, or in creation order when not given.
+///
+/// One statement: the total comes as a window count over the filtered rows and the sizes
+/// as subqueries, where separate statements took a round trip each. An empty page has no
+/// row to carry the total, and counts apart.
+pub fn list(
     conn: &mut AnyConnection,
     visibility: &Visibility,
     app_guid: Option<&str>,
@@ -247,7 +237,8 @@ pub fn list_sized(
         Some((_, total, _, _)) => *total,
         None => filtered().count().get_result(conn)?,
     };
-    let size = |characters: Option<i64>| characters.and_then(|c| u64::try_from(c).ok());
+    let size =
+        |characters: Option<i64>| characters.and_then(|c| u64::try_from(c).ok()).unwrap_or(0);
     let mut listed = ListedPage {
         packages: Vec::with_capacity(rows.len()),
         metadata_sizes: Vec::with_capacity(rows.len()),
@@ -255,9 +246,7 @@ pub fn list_sized(
     };
     for (row, _, labels, annotations) in rows {
         listed.packages.push(Package::try_from(row)?);
-        listed
-            .metadata_sizes
-            .push(size(labels).unwrap_or(0) + size(annotations).unwrap_or(0));
+        listed.metadata_sizes.push(size(labels) + size(annotations));
     }
     Ok(listed)
 }

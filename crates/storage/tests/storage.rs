@@ -331,7 +331,7 @@ fn lists_respect_roles_and_pages() {
             page: 1,
             per_page: 2,
         };
-        let (all, total) = packages::list(
+        let (all, total) = list_page(
             c,
             &Visibility::All,
             None,
@@ -344,7 +344,7 @@ fn lists_respect_roles_and_pages() {
 
         let user = Visibility::User("dev".into());
         assert_eq!(
-            packages::list(c, &user, None, &PackageFilter::default(), None, &query)
+            list_page(c, &user, None, &PackageFilter::default(), None, &query)
                 .unwrap()
                 .1,
             0
@@ -363,13 +363,13 @@ fn lists_respect_roles_and_pages() {
         )
         .unwrap();
         let (page1, total) =
-            packages::list(c, &user, None, &PackageFilter::default(), None, &query).unwrap();
+            list_page(c, &user, None, &PackageFilter::default(), None, &query).unwrap();
         assert_eq!(total, 3);
         assert_eq!(
             page1.iter().map(|p| p.guid.clone()).collect::<Vec<_>>(),
             mine[..2].to_vec()
         );
-        let (page2, _) = packages::list(
+        let (page2, _) = list_page(
             c,
             &user,
             None,
@@ -383,7 +383,7 @@ fn lists_respect_roles_and_pages() {
         .unwrap();
         assert_eq!(page2[0].guid, mine[2]);
         assert_eq!(
-            packages::list(
+            list_page(
                 c,
                 &user,
                 Some(&other_app),
@@ -410,7 +410,7 @@ fn lists_respect_roles_and_pages() {
         )
         .unwrap();
         assert_eq!(
-            packages::list(
+            list_page(
                 c,
                 &Visibility::User("mgr".into()),
                 None,
@@ -667,12 +667,25 @@ fn count_rows(c: &mut AnyConnection, table: &str) -> i64 {
 }
 
 /// The GUIDs an admin's list returns, in order, on one page.
+/// A page and the total, the parts of a listed page most tests look at.
+fn list_page(
+    c: &mut AnyConnection,
+    visibility: &Visibility,
+    app_guid: Option<&str>,
+    filter: &PackageFilter,
+    order_by: Option<OrderBy>,
+    page: &ListQuery,
+) -> Result<(Vec<packages_domain::Package>, u64), StorageError> {
+    let listed = packages::list(c, visibility, app_guid, filter, order_by, page)?;
+    Ok((listed.packages, listed.total))
+}
+
 fn listed(
     c: &mut AnyConnection,
     filter: &PackageFilter,
     order_by: Option<OrderBy>,
 ) -> Vec<PackageGuid> {
-    let (page, total) = packages::list(
+    let (page, total) = list_page(
         c,
         &Visibility::All,
         None,
@@ -743,12 +756,13 @@ fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
             ]
         );
         assert!(metadata::load_many(c, &[]).unwrap().is_empty());
-        // A listed page tells the same sizes, and its total past its last page too.
+        // A listed page tells each package's metadata size, and its total past its last
+        // page too.
         let all = ListQuery {
             page: 1,
             per_page: 50,
         };
-        let listed = packages::list_sized(
+        let listed = packages::list(
             c,
             &Visibility::All,
             None,
@@ -757,15 +771,18 @@ fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
             &all,
         )
         .unwrap();
-        let guids: Vec<&str> = listed.packages.iter().map(|p| p.guid.as_str()).collect();
-        assert_eq!(listed.metadata_sizes, metadata::sizes(c, &guids).unwrap());
-        assert_eq!((listed.packages.len(), listed.total), (3, 3));
-        assert!(listed.metadata_sizes.iter().any(|&size| size > 0));
+        // Their sizes without loading them: the characters of every key and value.
+        // `second`: env staging, example.com/env staging, new 1; example.com/owner team a.
+        let a_size = (3 + 7) + (11 + 3 + 7) + (3 + 1) + (11 + 5 + 6);
+        let listed_guids: Vec<&str> = listed.packages.iter().map(|p| p.guid.as_str()).collect();
+        assert_eq!(listed_guids, [a.as_str(), b.as_str(), none.as_str()]);
+        assert_eq!(listed.metadata_sizes, vec![a_size, (3 + 3) + (3 + 3), 0]);
+        assert_eq!(listed.total, 3);
         let past_the_end = ListQuery {
             page: 3,
             per_page: 2,
         };
-        let listed = packages::list_sized(
+        let listed = packages::list(
             c,
             &Visibility::All,
             None,
@@ -775,13 +792,6 @@ fn metadata_is_saved_loaded_by_page_and_deleted_with_its_package() {
         )
         .unwrap();
         assert_eq!((listed.packages.len(), listed.total), (0, 3));
-        // Their sizes without loading them: the characters of every key and value.
-        // `second`: env staging, example.com/env staging, new 1; example.com/owner team a.
-        let a_size = (3 + 7) + (11 + 3 + 7) + (3 + 1) + (11 + 5 + 6);
-        assert_eq!(
-            metadata::sizes(c, &[&none, &b, &a, "unknown"]).unwrap(),
-            vec![0, (3 + 3) + (3 + 3), a_size, 0]
-        );
 
         // Metadata of a package that does not exist is refused.
         assert!(matches!(
@@ -1098,7 +1108,7 @@ fn list_filters_narrow_what_the_caller_sees() {
         let page = ListQuery::default();
         let nobody = Visibility::User("nobody".into());
         assert_eq!(
-            packages::list(c, &nobody, None, &by_guid, None, &page)
+            list_page(c, &nobody, None, &by_guid, None, &page)
                 .unwrap()
                 .1,
             0
@@ -1116,16 +1126,16 @@ fn list_filters_narrow_what_the_caller_sees() {
         )
         .unwrap();
         let dev = Visibility::User("dev".into());
-        let (seen, total) = packages::list(c, &dev, None, &by_guid, None, &page).unwrap();
+        let (seen, total) = list_page(c, &dev, None, &by_guid, None, &page).unwrap();
         assert_eq!((seen.len(), total), (1, 1));
         assert_eq!(seen[0].guid, bits);
         // The app narrowing of a nested list holds as well.
         let (seen, total) =
-            packages::list(c, &Visibility::All, Some(&app2), &by_guid, None, &page).unwrap();
+            list_page(c, &Visibility::All, Some(&app2), &by_guid, None, &page).unwrap();
         assert_eq!((seen.len(), total), (1, 1));
         assert_eq!(seen[0].guid, elsewhere);
         // The count is of every match, the page a slice of them.
-        let (seen, total) = packages::list(
+        let (seen, total) = list_page(
             c,
             &Visibility::All,
             None,
@@ -1264,7 +1274,7 @@ fn time_filters_and_ordering_count_a_null_updated_at_as_created_at() {
             updated_desc
         );
         // Ordered pages slice the same order.
-        let (second, total) = packages::list(
+        let (second, total) = list_page(
             c,
             &Visibility::All,
             None,

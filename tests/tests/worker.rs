@@ -340,6 +340,15 @@ async fn metrics_carry_the_contract_names() {
             &[("route", "/v3/packages/{guid}"), ("status", "200")]
         ) >= 1.0
     );
+    // The operator endpoints are labelled by their paths too (the start waited on one).
+    assert!(
+        metric(
+            &metrics,
+            "http_requests_total",
+            &[("route", "/readyz"), ("status", "200")]
+        ) >= 1.0,
+        "{metrics}"
+    );
     assert!(!metrics.contains(guid), "raw paths never become labels");
 }
 

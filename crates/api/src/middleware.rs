@@ -20,9 +20,10 @@ use crate::JSON_CONTENT_TYPE;
 #[derive(Debug, Clone)]
 pub(crate) struct RequestId(pub String);
 
-/// The pattern of the resource that took a request, carried as that resource's data: the
-/// labels come from it after the call instead of matching the path against every route a
-/// second time (`match_pattern` runs the routes' regular expressions again).
+/// The pattern of the resource that took a request, carried as that resource's data (every
+/// resource has one): the labels come from it after the call instead of matching the path
+/// against every route a second time (`match_pattern` runs the routes' regular
+/// expressions again). A request no resource took is `unmatched`.
 #[derive(Debug, Clone)]
 pub(crate) struct RoutePattern(Rc<str>);
 
@@ -62,13 +63,7 @@ pub async fn request_middleware(
     let mut res = next.call(req).instrument(span.clone()).await?;
     let route = match res.request().app_data::<RoutePattern>() {
         Some(RoutePattern(pattern)) => Rc::clone(pattern),
-        // The operator endpoints, and paths no route takes.
-        None => Rc::from(
-            res.request()
-                .match_pattern()
-                .as_deref()
-                .unwrap_or("unmatched"),
-        ),
+        None => Rc::from("unmatched"),
     };
     span.record("route", &*route);
     let headers = res.headers_mut();

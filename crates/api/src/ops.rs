@@ -12,6 +12,8 @@ use packages_blobstore::Blobstore;
 use packages_jobs::{JobConsumer, JobPublisher};
 use packages_service::Services;
 use packages_telemetry::{METRICS_CONTENT_TYPE, Metrics};
+
+use crate::middleware::RoutePattern;
 use serde_json::{Map, Value, json};
 
 /// How long a backend may take to answer a readiness check.
@@ -233,7 +235,12 @@ pub fn configure(
 ) {
     cfg.app_data(web::Data::new(readiness))
         .app_data(web::Data::new(metrics_registry))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .service(operator("/healthz").route(web::get().to(healthz)))
+        .service(operator("/readyz").route(web::get().to(readyz)))
+        .service(operator("/metrics").route(web::get().to(metrics)));
+}
+
+/// An operator endpoint, carrying its pattern for the request labels as every route does.
+fn operator(path: &str) -> actix_web::Resource {
+    web::resource(path).app_data(RoutePattern::new(path))
 }

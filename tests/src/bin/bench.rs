@@ -934,8 +934,34 @@ async fn main() {
             stack.new_package(&ctx.app).await;
         }
         let scratch = tempfile::tempdir().unwrap();
+        let cpu = process_cpu(stack.api_pid());
         let (get, tps) = stack_get_and_pgbench(&plan, &stack, &guid, scratch.path());
-        println!("GET {get:.0}/s, pgbench {tps:.0}/s: {:.2}", get / tps);
+        // pgbench runs after the GETs and does not touch the API: the API's CPU time per
+        // request, a second view of the same run beside the rates.
+        let gets = get
+            * plan
+                .wrk_duration
+                .trim_end_matches('s')
+                .parse::<f64>()
+                .unwrap_or(10.0);
+        let api_cpu = process_cpu(stack.api_pid()) - cpu;
+        println!(
+            "GET {get:.0}/s, pgbench {tps:.0}/s: {:.2}; API CPU per GET {:.1} µs",
+            get / tps,
+            api_cpu * 1e6 / gets
+        );
+        // One connection: the latency of a single GET, with nothing queued beside it.
+        let single = wrk(
+            &format!("{}/v3/packages/{guid}", stack.base),
+            &stack.admin(),
+            1,
+            plan.wrk_duration,
+            None,
+        );
+        println!(
+            "GET, 1 connection: {:.0}/s, p50 {}, p99 {}",
+            single.rps, single.p50, single.p99
+        );
         let list = wrk(
             &format!("{}/v3/packages?per_page=50", stack.base),
             &stack.admin(),

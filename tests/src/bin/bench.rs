@@ -25,6 +25,8 @@ struct Plan {
     wrk_duration: &'static str,
     concurrency: Vec<u32>,
     drain_packages: usize,
+    /// Back-to-back pairs measured for each read against its ceiling.
+    ceiling_pairs: usize,
 }
 
 impl Plan {
@@ -39,6 +41,7 @@ impl Plan {
                 wrk_duration: "3s",
                 concurrency: vec![16],
                 drain_packages: 60,
+                ceiling_pairs: 1,
             }
         } else {
             Plan {
@@ -50,6 +53,8 @@ impl Plan {
                 wrk_duration: "10s",
                 concurrency: vec![1, 16, 64],
                 drain_packages: 200,
+                // On a shared box one pair's ratio moves by a tenth from run to run.
+                ceiling_pairs: 3,
             }
         }
     }
@@ -598,27 +603,44 @@ async fn quiet_service(mode: Mode) -> Service {
 }
 
 /// Requests per second of `GET /v3/packages/:guid` and of `/healthz` on one embedded
-/// process, back to back (`wrk -t2 -c16`).
-async fn embedded_get_and_healthz(plan: &Plan) -> (f64, f64) {
+/// process, back to back (`wrk -t2 -c16`), `pairs` times.
+async fn embedded_get_and_healthz(plan: &Plan, pairs: usize) -> Vec<(f64, f64)> {
     let embedded = quiet_service(Mode::Embedded).await;
     let ctx = embedded.ctx().await;
     let guid = embedded.new_package(&ctx.app).await;
     let admin = embedded.admin();
-    let healthz = wrk(
-        &format!("{}/healthz", embedded.base),
-        &admin,
-        16,
-        plan.wrk_duration,
-        None,
-    );
-    let get = wrk(
-        &format!("{}/v3/packages/{guid}", embedded.base),
-        &admin,
-        16,
-        plan.wrk_duration,
-        None,
-    );
-    (get.rps, healthz.rps)
+    (0..pairs)
+        .map(|_| {
+            let healthz = wrk(
+                &format!("{}/healthz", embedded.base),
+                &admin,
+                16,
+                plan.wrk_duration,
+                None,
+            );
+            let get = wrk(
+                &format!("{}/v3/packages/{guid}", embedded.base),
+                &admin,
+                16,
+                plan.wrk_duration,
+                None,
+            );
+            (get.rps, healthz.rps)
+        })
+        .collect()
+}
+
+/// The pair of median ratio, and each pair's ratio in the order measured.
+fn median_pair(pairs: &[(f64, f64)]) -> ((f64, f64), String) {
+    let ratio = |&(read, ceiling): &(f64, f64)| read / ceiling;
+    let mut sorted = pairs.to_vec();
+    sorted.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    let ratios = pairs
+        .iter()
+        .map(|p| format!("{:.2}", ratio(p)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (sorted[sorted.len() / 2], ratios)
 }
 
 /// Requests per second of `GET /v3/packages/:guid` on the stack, and transactions per
@@ -683,8 +705,8 @@ async fn reads_against_ceilings(
     writeln!(report, "\n## Reads against their ceilings\n").unwrap();
     writeln!(
         report,
-        "Each pair measured back to back, `wrk -t2 -c16` ({}), admin token.\n",
-        plan.wrk_duration
+        "Each pair measured back to back, `wrk -t2 -c16` ({}), admin token. The GETs: {} pairs one after the other, the pair of median ratio shown, every pair's ratio in brackets in the order measured (on a box shared with the load generator and the database, one pair's ratio moves by a tenth from run to run).\n",
+        plan.wrk_duration, plan.ceiling_pairs
     )
     .unwrap();
     writeln!(
@@ -694,17 +716,21 @@ async fn reads_against_ceilings(
     .unwrap();
     writeln!(report, "| --- | --- | --- | --- | --- | --- |").unwrap();
 
-    let (get, healthz) = embedded_get_and_healthz(plan).await;
+    let ((get, healthz), ratios) =
+        median_pair(&embedded_get_and_healthz(plan, plan.ceiling_pairs).await);
     let line = format!(
-        "| `GET /v3/packages/:guid`, embedded | {get:.0} | `/healthz` of the same process | {healthz:.0} | {:.2} | ≥ 0.40 |",
+        "| `GET /v3/packages/:guid`, embedded | {get:.0} | `/healthz` of the same process | {healthz:.0} | {:.2} ({ratios}) | ≥ 0.40 |",
         get / healthz
     );
     println!("{line}");
     writeln!(report, "{line}").unwrap();
 
-    let (get, tps) = stack_get_and_pgbench(plan, stack, stack_guid, scratch);
+    let pairs: Vec<(f64, f64)> = (0..plan.ceiling_pairs)
+        .map(|_| stack_get_and_pgbench(plan, stack, stack_guid, scratch))
+        .collect();
+    let ((get, tps), ratios) = median_pair(&pairs);
     let line = format!(
-        "| `GET /v3/packages/:guid`, stack | {get:.0} | pgbench, the same statement, prepared, `-c16 -j2` | {tps:.0} | {:.2} | ≥ 0.50 |",
+        "| `GET /v3/packages/:guid`, stack | {get:.0} | pgbench, the same statement, prepared, `-c16 -j2` | {tps:.0} | {:.2} ({ratios}) | ≥ 0.50 |",
         get / tps
     );
     println!("{line}");
@@ -918,11 +944,12 @@ async fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--embedded-reads-only") {
-        let (get, healthz) = embedded_get_and_healthz(&plan).await;
-        println!(
-            "GET {get:.0}/s, /healthz {healthz:.0}/s: {:.2}",
-            get / healthz
-        );
+        for (get, healthz) in embedded_get_and_healthz(&plan, 1).await {
+            println!(
+                "GET {get:.0}/s, /healthz {healthz:.0}/s: {:.2}",
+                get / healthz
+            );
+        }
         return;
     }
     if std::env::args().any(|a| a == "--stack-reads-only") {

@@ -30,6 +30,11 @@ struct Plan {
 }
 
 impl Plan {
+    /// `wrk_duration` in seconds, as pgbench's `-T` takes it.
+    fn wrk_seconds(&self) -> &'static str {
+        self.wrk_duration.trim_end_matches('s')
+    }
+
     fn new(quick: bool) -> Plan {
         if quick {
             Plan {
@@ -609,23 +614,20 @@ async fn embedded_get_and_healthz(plan: &Plan, pairs: usize) -> Vec<(f64, f64)> 
     let ctx = embedded.ctx().await;
     let guid = embedded.new_package(&ctx.app).await;
     let admin = embedded.admin();
+    let rps = |path: &str| {
+        wrk(
+            &format!("{}{path}", embedded.base),
+            &admin,
+            16,
+            plan.wrk_duration,
+            None,
+        )
+        .rps
+    };
     (0..pairs)
         .map(|_| {
-            let healthz = wrk(
-                &format!("{}/healthz", embedded.base),
-                &admin,
-                16,
-                plan.wrk_duration,
-                None,
-            );
-            let get = wrk(
-                &format!("{}/v3/packages/{guid}", embedded.base),
-                &admin,
-                16,
-                plan.wrk_duration,
-                None,
-            );
-            (get.rps, healthz.rps)
+            let healthz = rps("/healthz");
+            (rps(&format!("/v3/packages/{guid}")), healthz)
         })
         .collect()
 }
@@ -665,7 +667,7 @@ fn stack_get_and_pgbench(plan: &Plan, stack: &Service, guid: &str, scratch: &Pat
         ),
     )
     .unwrap();
-    let seconds = plan.wrk_duration.trim_end_matches('s');
+    let seconds = plan.wrk_seconds();
     let get = wrk(
         &format!("{}/v3/packages/{guid}", stack.base),
         &stack.admin(),
@@ -967,10 +969,9 @@ async fn main() {
         // request, a second view of the same run beside the rates.
         let gets = get
             * plan
-                .wrk_duration
-                .trim_end_matches('s')
+                .wrk_seconds()
                 .parse::<f64>()
-                .unwrap_or(10.0);
+                .expect("a whole number of seconds");
         let api_cpu = process_cpu(stack.api_pid()) - cpu;
         println!(
             "GET {get:.0}/s, pgbench {tps:.0}/s: {:.2}; API CPU per GET {:.1} µs",

@@ -288,6 +288,22 @@ impl Metadata {
         self.labels.is_empty() && self.annotations.is_empty()
     }
 
+    /// How many characters its keys (prefix and name) and values hold together: how large
+    /// it is to load and render, whatever the encoding.
+    pub fn characters(&self) -> u64 {
+        self.labels
+            .iter()
+            .chain(&self.annotations)
+            .map(|(key, value)| {
+                let prefix = key.prefix.as_deref().unwrap_or("");
+                [prefix, key.name.as_str(), value.as_str()]
+                    .iter()
+                    .map(|text| text.chars().count() as u64)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     /// `{"labels": {…}, "annotations": {…}}` as a package body shows them, keys with a
     /// prefix as `prefix/name`.
     pub fn to_json(&self) -> Value {
@@ -613,6 +629,14 @@ mod tests {
         );
         assert!(Metadata::default().is_empty());
         assert!(!next.is_empty());
+        // env prod, keep k; example.com note "rolled out 5 Jan".
+        assert_eq!(next.characters(), 3 + 4 + 4 + 1 + 11 + 4 + 16);
+        assert_eq!(Metadata::default().characters(), 0);
+        let accented = Metadata {
+            labels: [(key(None, "é"), "ü".to_string())].into(),
+            annotations: BTreeMap::new(),
+        };
+        assert_eq!(accented.characters(), 2, "characters, not bytes");
         assert!(MetadataUpdate::default().is_empty());
         assert_eq!(
             MetadataUpdate::default().apply(&current),

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use packages_domain::{Metadata, MetadataKey};
 
-use crate::schema::{package_annotations, package_labels};
+use crate::schema::{package_annotations, package_extras, package_labels};
 use crate::{AnyConnection, StorageError};
 
 /// Brings `$table`'s rows of one package from `$current` to `$wanted`. A macro: the two
@@ -227,32 +227,10 @@ pub fn load_many(
         .collect())
 }
 
-diesel::define_sql_function! {
-    /// SQL's `LENGTH` of a text, in characters on both backends.
-    fn length(text: diesel::sql_types::Text) -> diesel::sql_types::Integer;
-}
-
-/// The characters of every key and value of a package's labels (`$table` =
-/// `package_labels`) or annotations, as a subquery of a statement on `packages` about its
-/// row; `NULL` when it has none. Both together make a package's
-/// `packages::ListedPage::metadata_sizes`.
-macro_rules! size_of_row_metadata {
-    ($table:ident) => {
-        $table::table
-            .filter($table::package_guid.eq(crate::schema::packages::guid))
-            .select(diesel::dsl::sum(
-                $crate::metadata::length($table::key_prefix)
-                    + $crate::metadata::length($table::key_name)
-                    + $crate::metadata::length($table::value),
-            ))
-            .single_value()
-    };
-}
-pub(crate) use size_of_row_metadata;
-
 /// Makes the package's stored metadata equal `metadata` (the result of merging an update
 /// into what [`load`] returned), touching only the keys that differ: a key gone or whose
-/// value changed is deleted, a key new or changed is inserted.
+/// value changed is deleted, a key new or changed is inserted. The package's row keeps
+/// how many characters it holds, which a list page batches its loading by.
 pub fn save(
     conn: &mut AnyConnection,
     package_guid: &str,
@@ -273,6 +251,10 @@ pub fn save(
         &current.annotations,
         &metadata.annotations
     );
+    let characters = i64::try_from(metadata.characters()).unwrap_or(i64::MAX);
+    diesel::update(package_extras::table.filter(package_extras::guid.eq(package_guid)))
+        .set(package_extras::metadata_characters.eq(characters))
+        .execute(conn)?;
     Ok(())
 }
 

@@ -71,6 +71,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// The columns of `packages` that its declaration above leaves out: a diesel table
+    /// type holds at most 16 columns unless diesel is built with wider tuples, which
+    /// doubles its build time. A statement on `packages` names these as SQL.
+    #[sql_name = "packages"]
+    package_extras (id) {
+        id -> BigInt,
+        guid -> Text,
+        /// How many characters the package's labels and annotations hold together.
+        metadata_characters -> BigInt,
+    }
+}
+
+diesel::table! {
     package_labels (package_guid, key_prefix, key_name) {
         package_guid -> Text,
         key_prefix -> Text,

@@ -630,6 +630,46 @@ fn migrations_go_down_and_up_again() {
     });
 }
 
+#[test]
+fn the_metadata_size_column_counts_the_metadata_stored_before_it() {
+    let up =
+        include_str!("../migrations/postgres/00000000000005_package_metadata_characters/up.sql");
+    assert_eq!(
+        up,
+        include_str!("../migrations/sqlite/00000000000005_package_metadata_characters/up.sql"),
+        "one statement for both backends"
+    );
+    both(|db| {
+        let c = &mut conn(db);
+        let (_, _, app) = seed(c);
+        let p = packages::insert(c, &new_bits(&app)).unwrap();
+        let bare = packages::insert(c, &new_bits(&app)).unwrap();
+        let stored = metadata(&[("env", "prod")], &[("example.com/note", "é")]);
+        metadata::save(c, &p.guid, &stored).unwrap();
+        // The tables as they were before the column, then the migration that adds it.
+        c.batch_execute("ALTER TABLE packages DROP COLUMN metadata_characters")
+            .unwrap();
+        c.batch_execute(up).unwrap();
+        let listed = packages::list(
+            c,
+            &Visibility::All,
+            None,
+            &PackageFilter::default(),
+            None,
+            &ListQuery {
+                page: 1,
+                per_page: 50,
+            },
+        )
+        .unwrap();
+        let guids: Vec<&str> = listed.packages.iter().map(|p| p.guid.as_str()).collect();
+        assert_eq!(guids, [p.guid.as_str(), bare.guid.as_str()]);
+        // env prod; example.com note é: characters, as the row keeps them after a save.
+        assert_eq!(listed.metadata_sizes, [(3 + 4) + (11 + 4 + 1), 0]);
+        assert_eq!(listed.metadata_sizes[0], stored.characters());
+    });
+}
+
 // GA: metadata, filtered lists, docker credentials, the resource pool index.
 
 fn key(text: &str) -> MetadataKey {

@@ -230,8 +230,7 @@ pub fn list(
         .select((
             PackageRow::as_select(),
             diesel::dsl::count_star().over(),
-            // `package_extras::metadata_characters`, on this statement's `packages`.
-            diesel::dsl::sql::<diesel::sql_types::BigInt>("packages.metadata_characters"),
+            MetadataCharacters,
         ))
         .load(conn)?;
     let total = match rows.first() {
@@ -250,6 +249,30 @@ pub fn list(
             .push(u64::try_from(characters).unwrap_or(0));
     }
     Ok(listed)
+}
+
+/// `package_extras::metadata_characters` as a column of a statement on `packages`. A unit
+/// type: diesel keeps a statement prepared by its query's type or text, and never one
+/// with raw SQL in it, which PostgreSQL then parses and plans on every page.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct MetadataCharacters;
+
+impl diesel::Expression for MetadataCharacters {
+    type SqlType = diesel::sql_types::BigInt;
+}
+impl<QS> diesel::AppearsOnTable<QS> for MetadataCharacters {}
+impl<QS> diesel::SelectableExpression<QS> for MetadataCharacters {}
+impl diesel::expression::ValidGrouping<()> for MetadataCharacters {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for MetadataCharacters {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("packages.metadata_characters");
+        Ok(())
+    }
 }
 
 /// The packages `list` counts and pages through. Every filter is a condition of this one

@@ -818,7 +818,7 @@ async fn ordering_and_timestamp_filters_treat_a_null_updated_at_as_created_at() 
     let mut attempts = 0;
     let mut retry = |group: &[&String]| {
         attempts += 1;
-        assert!(attempts < 8, "no group within one second: {group:?}");
+        assert!(attempts < 8, "no usable group in 8 attempts: {group:?}");
     };
     let (x1, x2) = loop {
         let x1 = s(&docker(&svc, &ctx.app).await["guid"]);
@@ -834,8 +834,9 @@ async fn ordering_and_timestamp_filters_treat_a_null_updated_at_as_created_at() 
         until_after(&svc, &s1).await;
         let y1 = s(&docker(&svc, &ctx.app).await["guid"]);
         let mut between = Vec::new();
-        // A y1 that small leaves few guids below it: one in 41 groups ends here, and it
-        // is made again like a group that straddles a second.
+        // A small y1 leaves few guids below it: when 40 new ones all fall above it
+        // (about one group in 41), the group is made again, as one that straddles a
+        // second is.
         let y2 = loop {
             let guid = svc.new_package(&ctx.app).await;
             if guid < y1 {

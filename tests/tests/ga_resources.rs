@@ -1194,8 +1194,10 @@ async fn pool_files_match_at_ready_and_are_synced_after_it() {
 
 /// Files of 1 MiB or more that the pool lacks are written into it while the package is
 /// read; one whose size the pool already holds is not, and still is pooled when its
-/// SHA-1 is new. Either way the pool ends with exactly the files, and nothing is left in
-/// the staging area.
+/// SHA-1 is new. On S3 a stored (uncompressed) one is instead copied by the server from
+/// its range of the package, so its bytes do not pass through the worker again; a
+/// deflated one is written ahead there too. Either way the pool ends with exactly the
+/// files, and nothing is left in the staging area.
 #[tokio::test]
 async fn large_files_reach_the_pool_whole_whichever_way_they_are_written() {
     let svc = Service::start_with(
@@ -1214,8 +1216,14 @@ async fn large_files_reach_the_pool_whole_whichever_way_they_are_written() {
     let same_size = PoolFile::random("b.bin", 3 << 20);
     let other = PoolFile::random("c.bin", (1 << 20) + 7);
     seed(&svc, &ctx.app, &[&same_size, &first, &other]).await;
+    // Deflated: its stored bytes are not the file's.
+    let deflated = PoolFile::random("d.bin", 2 << 20);
+    let p = svc
+        .upload_and_wait(&ctx.app, deflated_zip(&[&deflated, &small]))
+        .await;
+    assert_eq!(p["state"], "READY", "{p}");
 
-    // Each upload added two files, one of them written while the package was read.
+    // How each upload added its files.
     let filled: Vec<String> = svc
         .logs()
         .lines()
@@ -1228,24 +1236,35 @@ async fn large_files_reach_the_pool_whole_whichever_way_they_are_written() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(
-        filled,
-        ["added=2 written_ahead=1", "added=2 written_ahead=1"]
-    );
-    for f in [&first, &small, &same_size, &other] {
+    let expected = match packages_tests::mode() {
+        packages_tests::Mode::Embedded => [
+            "added=2 written_ahead=1 copied_in_store=0",
+            "added=2 written_ahead=1 copied_in_store=0",
+            "added=1 written_ahead=1 copied_in_store=0",
+        ],
+        packages_tests::Mode::Stack => [
+            "added=2 written_ahead=0 copied_in_store=1",
+            "added=2 written_ahead=0 copied_in_store=2",
+            "added=1 written_ahead=1 copied_in_store=0",
+        ],
+    };
+    assert_eq!(filled, expected);
+    let pooled = [&first, &small, &same_size, &other, &deflated];
+    for f in pooled {
         let key = f.pool_key();
         assert!(svc.blob_exists(&key).await, "{} is pooled", f.path);
     }
-    let request: Vec<Value> = [&first, &small, &same_size, &other]
+    let request: Vec<Value> = pooled
         .iter()
         .map(|f| fingerprint(&f.sha1, f.size()))
         .collect();
-    assert_eq!(matches(&svc, &user, json!(request)).await.len(), 4);
+    assert_eq!(matches(&svc, &user, json!(request)).await.len(), 5);
     // Pooled bytes are the files': a package assembled from them downloads them back.
     let resources = json!([
         first.ga("x/a.bin", None),
         same_size.ga("x/b.bin", None),
         other.ga("x/c.bin", None),
+        deflated.ga("x/d.bin", None),
     ]);
     let p = assemble(
         &svc,
@@ -1260,5 +1279,19 @@ async fn large_files_reach_the_pool_whole_whichever_way_they_are_written() {
     assert!(*data("x/a.bin") == first.bytes);
     assert!(*data("x/b.bin") == same_size.bytes);
     assert!(*data("x/c.bin") == other.bytes);
+    assert!(*data("x/d.bin") == deflated.bytes);
     assert_eq!(svc.staged_blobs().await, Vec::<String>::new());
+}
+
+/// A zip of `files`, each deflated.
+fn deflated_zip(files: &[&PoolFile]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for f in files {
+        zip.start_file(f.path.as_str(), options).unwrap();
+        zip.write_all(&f.bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
 }

@@ -54,9 +54,21 @@ pub struct Candidate {
     /// Where the next entry (or the central directory) starts: this entry's local header,
     /// data and data descriptor lie before it.
     region_end: u64,
+    /// Where the entry's data starts, once a pass read its local header.
+    pub(crate) data_start: Option<u64>,
 }
 
 impl Candidate {
+    /// Where the file's bytes lie in the zip as they are, `(offset, length)`: only for a
+    /// stored entry whose local header a [`crate::StreamHasher`] pass read, and so
+    /// checked, hashed and CRC-checked in place. A copy of that range is the file.
+    pub fn stored_bytes(&self) -> Option<(u64, u64)> {
+        match self.compression {
+            Compression::Stored => self.data_start.map(|start| (start, self.size)),
+            Compression::Deflated => None,
+        }
+    }
+
     /// The entry's name for logs: lossy UTF-8, and for names longer than 96 bytes their
     /// end (the file name, rather than the directories above it) after `…`.
     pub fn name(&self) -> &str {
@@ -236,6 +248,7 @@ pub fn pool_candidates(
                 crc32: record.crc,
                 compression,
                 region_end: 0,
+                data_start: None,
             });
         }
     }

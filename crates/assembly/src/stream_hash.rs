@@ -179,7 +179,11 @@ impl StreamHasher {
                     return Ok(Step::NeedsInput);
                 }
                 let (start, end) = candidate.data_span(fixed)?;
-                if candidate.compression() == Compression::Deflated {
+                let compression = candidate.compression();
+                if let Some(hashing) = self.candidates.get_mut(position) {
+                    hashing.data_start = Some(start);
+                }
+                if compression == Compression::Deflated {
                     match &mut self.inflater {
                         Some(inflater) => inflater.reset(false),
                         None => self.inflater = Some(Decompress::new(false)),

@@ -93,6 +93,22 @@ fn stream_hashes(
         }
     }
     let hashed = hasher.finish()?;
+    // A stored file's range of the zip, as the pass found it, is the file.
+    for (candidate, sha1, size) in &hashed {
+        match (candidate.compression(), candidate.stored_bytes()) {
+            (Compression::Stored, Some((start, len))) => {
+                assert_eq!(len, *size);
+                let bytes = usize::try_from(start)
+                    .ok()
+                    .zip(usize::try_from(start + len).ok())
+                    .and_then(|(start, end)| zip.get(start..end))
+                    .expect("the range lies in the zip");
+                assert_eq!(sha1_hex(bytes), *sha1, "{}", candidate.name());
+            }
+            (Compression::Deflated, None) => {}
+            (compression, span) => panic!("{compression:?} entry with stored bytes {span:?}"),
+        }
+    }
     if tap {
         for ((_, sha1, size), file) in hashed.iter().zip(&files) {
             assert_eq!(sha1_hex(file), *sha1, "tapped bytes are the file");

@@ -111,6 +111,33 @@ pub trait Blobstore: Send + Sync + 'static {
     /// where the store allows it (S3 server-side copy). Overwrites `to`.
     async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError>;
 
+    /// Whether [`copy_range`] runs inside the store, the bytes never passing through this
+    /// process (S3's UploadPartCopy). Where it does not, a caller that reads the bytes
+    /// anyway does better to write them on the way.
+    ///
+    /// [`copy_range`]: Blobstore::copy_range
+    fn copies_ranges(&self) -> bool {
+        false
+    }
+
+    /// Stores under `to` the `len` bytes of the blob `from` that start at `offset`:
+    /// inside the store where [`copies_ranges`] says so, else read and written through
+    /// this process, streaming. Overwrites `to`; nothing is visible there unless every
+    /// byte was copied, and a blob shorter than the range copies nothing.
+    ///
+    /// [`copies_ranges`]: Blobstore::copies_ranges
+    async fn copy_range(
+        &self,
+        from: &str,
+        offset: u64,
+        len: u64,
+        to: &str,
+    ) -> Result<(), BlobError> {
+        validate_key(to)?;
+        let body = self.read_from(from, offset).await?;
+        self.put_stream(to, len, first_bytes(body, len)).await
+    }
+
     /// Moves a blob: a rename on disk, copy-then-delete on S3. Overwrites `to`.
     async fn rename(&self, from: &str, to: &str) -> Result<(), BlobError>;
 
@@ -141,6 +168,27 @@ pub trait Blobstore: Send + Sync + 'static {
 }
 
 /// [`Blobstore::put_stream`] through a writer, for stores without a streaming put.
+/// The first `len` bytes of `body` (all of it when shorter), the last chunk cut to fit.
+fn first_bytes(body: ByteStream, len: u64) -> ByteStream {
+    use futures_util::StreamExt as _;
+    Box::pin(futures_util::stream::unfold(
+        (body, len),
+        |(mut body, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            match body.next().await? {
+                Ok(mut chunk) => {
+                    let keep = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
+                    chunk.truncate(keep);
+                    Some((Ok(chunk), (body, left - keep as u64)))
+                }
+                Err(e) => Some((Err(e), (body, 0))),
+            }
+        },
+    ))
+}
+
 pub(crate) async fn put_through_writer(
     mut writer: Box<dyn BlobWriter>,
     size: u64,

@@ -70,6 +70,7 @@ contract!(
     put_stream_error_stores_nothing,
     unsynced_put_round_trips_until_synced,
     copy,
+    copy_range,
     rename,
     delete,
     list_by_prefix,
@@ -494,6 +495,58 @@ async fn copy(store: &dyn Blobstore) {
     assert_eq!(
         keys(store.list("").await.unwrap()),
         ["dst/deep/b", "dst/large", src, "src/large", "src/other"]
+    );
+}
+
+async fn copy_range(store: &dyn Blobstore) {
+    let large = data(LARGE, 11);
+    let src = "src/a b+c%20d=e.zip";
+    put(store, src, &large).await;
+
+    // A range in the middle, spanning more than a part and a local write buffer.
+    let (offset, len) = (12_345u64, 5 * MIB as u64 + 77);
+    store
+        .copy_range(src, offset, len, "pool/mid")
+        .await
+        .unwrap();
+    let expected = &large[offset as usize..(offset + len) as usize];
+    assert!(
+        read_all(store, "pool/mid").await == expected,
+        "middle range"
+    );
+
+    // The first bytes, the last byte, and an empty range.
+    store.copy_range(src, 0, 3, "pool/head").await.unwrap();
+    assert_eq!(read_all(store, "pool/head").await, large[..3]);
+    let last = large.len() as u64 - 1;
+    store.copy_range(src, last, 1, "pool/tail").await.unwrap();
+    assert_eq!(read_all(store, "pool/tail").await, large[large.len() - 1..]);
+    store.copy_range(src, 5, 0, "pool/empty").await.unwrap();
+    assert_eq!(store.size("pool/empty").await.unwrap(), Some(0));
+
+    // Overwrites.
+    store.copy_range(src, 1, 2, "pool/mid").await.unwrap();
+    assert_eq!(read_all(store, "pool/mid").await, large[1..3]);
+
+    // A range past the end, or a missing source, stores nothing.
+    let err = store
+        .copy_range(src, last, 2, "pool/past")
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{}", Chain(&err));
+    let err = store
+        .copy_range("src/none", 0, 1, "pool/none")
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{}", Chain(&err));
+    assert_eq!(
+        keys(store.list("").await.unwrap()),
+        ["pool/empty", "pool/head", "pool/mid", "pool/tail", src]
+    );
+    assert_eq!(
+        read_all(store, src).await.len(),
+        large.len(),
+        "the source stays"
     );
 }
 

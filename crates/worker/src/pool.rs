@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use packages_assembly::{Candidate, HarvestError, Pool, StreamHasher};
+use packages_assembly::{Candidate, Compression, HarvestError, Pool, StreamHasher};
 use packages_blobstore::{BlobError, Blobstore};
 use packages_domain::{new_guid, staging_key};
 use packages_service::Services;
@@ -253,22 +253,34 @@ pub(crate) async fn candidates(
 /// SHA-1. Smaller files are stored after the pass, and only those the pool lacks.
 pub(crate) const WRITE_AHEAD_MIN: u64 = 1 << 20;
 
+/// Whether a large file's pool entry is made by the store itself after the pass, from
+/// its range of the package: a stored (uncompressed) entry's bytes are the file, and a
+/// store that copies ranges inside itself (S3) then moves none of them through the
+/// worker, where writing them ahead would upload them all a second time.
+fn copied_in_store(blobs: &dyn Blobstore, candidate: &Candidate) -> bool {
+    blobs.copies_ranges()
+        && candidate.size() >= WRITE_AHEAD_MIN
+        && candidate.compression() == Compression::Stored
+}
+
 /// Picks the candidates to write while the package is read (see [`WRITE_AHEAD_MIN`]).
 pub(crate) async fn choose_write_ahead(
     services: &Services,
     hasher: &mut StreamHasher,
 ) -> Result<bool, FillError> {
+    let blobs = services.blobs().as_ref();
+    let ahead = |c: &Candidate| c.size() >= WRITE_AHEAD_MIN && !copied_in_store(blobs, c);
     let large: Vec<u64> = hasher
         .candidates()
         .iter()
+        .filter(|c| ahead(c))
         .map(Candidate::size)
-        .filter(|size| *size >= WRITE_AHEAD_MIN)
         .collect();
     if large.is_empty() {
         return Ok(false);
     }
     let held = services.pool_sizes_held(large).await?;
-    hasher.tap(|c| c.size() >= WRITE_AHEAD_MIN && !held.contains(&c.size()));
+    hasher.tap(|c| ahead(c) && !held.contains(&c.size()));
     Ok(true)
 }
 
@@ -419,7 +431,7 @@ pub(crate) async fn fill(
         .map(|(_, sha1, size)| (sha1.clone(), *size))
         .collect();
     let held = services.pool_holds(hashes).await?;
-    let mut moved_in = 0;
+    let (mut moved_in, mut copied) = (0, 0);
     let mut seen = std::collections::HashSet::new();
     for (position, ((candidate, sha1, size), held)) in hashed.into_iter().zip(held).enumerate() {
         let ahead = written.remove(&position);
@@ -438,7 +450,13 @@ pub(crate) async fn fill(
                     .map_err(|e| FillError::Infrastructure(blob_to_io(e)))?;
                 moved_in += 1;
             }
-            None => store_candidate(services, &zip, candidate, &sha1, size).await?,
+            None => match candidate.stored_bytes() {
+                Some((start, len)) if copied_in_store(services.blobs().as_ref(), &candidate) => {
+                    copy_candidate(services, &zip, key, candidate, (start, len), &sha1).await?;
+                    copied += 1;
+                }
+                _ => store_candidate(services, &zip, candidate, &sha1, size).await?,
+            },
         }
         services.pool_added(&sha1, size).await?;
         added.push(pool_key(&sha1).to_string());
@@ -447,6 +465,7 @@ pub(crate) async fn fill(
         tracing::info!(
             added = added.len(),
             written_ahead = moved_in,
+            copied_in_store = copied,
             "resource pool filled"
         );
     }
@@ -466,6 +485,27 @@ pub(crate) async fn sync(services: &Services, keys: &[String]) {
     }
     if !keys.is_empty() {
         tracing::info!(files = keys.len(), "resource pool synced");
+    }
+}
+
+/// Puts a stored candidate into the pool under its SHA-1 by the store's copy of its range
+/// of the package at `key` (`(offset, length)`), which the pass hashed in place. A store
+/// that refuses the copy gets the file streamed through the worker instead.
+async fn copy_candidate(
+    services: &Services,
+    zip: &Arc<BlobReadAt>,
+    key: &str,
+    candidate: Candidate,
+    (offset, len): (u64, u64),
+    sha1: &str,
+) -> Result<(), FillError> {
+    let pooled = pool_key(sha1);
+    match services.blobs().copy_range(key, offset, len, &pooled).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::warn!(key = %pooled, error = %packages_blobstore::Chain(&e), "the store did not copy a pool file; streaming it instead");
+            store_candidate(services, zip, candidate, sha1, len).await
+        }
     }
 }
 

@@ -229,6 +229,22 @@ impl Blobstore for S3Blobstore {
             .map_err(|e| map_error(e, from))
     }
 
+    fn copies_ranges(&self) -> bool {
+        true
+    }
+
+    async fn copy_range(
+        &self,
+        from: &str,
+        offset: u64,
+        len: u64,
+        to: &str,
+    ) -> Result<(), BlobError> {
+        validate_key(from)?;
+        validate_key(to)?;
+        self.copy_parts(from, offset, len, to).await
+    }
+
     async fn rename(&self, from: &str, to: &str) -> Result<(), BlobError> {
         if from == to {
             validate_key(from)?;

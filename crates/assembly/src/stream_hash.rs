@@ -90,6 +90,16 @@ impl StreamHasher {
         self.hashes.len()
     }
 
+    /// How many candidates (the first ones in stored order) had their local header read,
+    /// so that [`Candidate::stored_bytes`] knows where a stored one's bytes lie (they are
+    /// checked only once [`StreamHasher::hashed`] counts them).
+    pub fn located(&self) -> usize {
+        match self.stage {
+            Stage::Data { .. } => self.hashes.len() + 1,
+            Stage::Header(_) => self.hashes.len(),
+        }
+    }
+
     /// The next bytes of the zip. Memory: one inflater and a 256 KiB buffer at most,
     /// whatever the chunk or the files.
     pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), HarvestError> {

@@ -377,17 +377,20 @@ impl Pipeline {
             None
         };
         let mut write_ahead = match &mut pool_hasher {
-            Some(hasher) => match crate::pool::choose_write_ahead(&self.services, hasher).await {
-                Ok(true) => Some(WriteAhead::new(self.blobs().clone(), &package.guid)),
-                Ok(false) => None,
-                Err(FillError::Service(e)) => return Err(e.into()),
-                Err(FillError::Corrupt(corrupt)) => {
-                    return self
-                        .refuse_inconsistent(&package, source, staging, corrupt)
-                        .await;
+            Some(hasher) => {
+                match crate::pool::choose_write_ahead(&self.services, hasher, &package.guid, source)
+                    .await
+                {
+                    Ok(write_ahead) => write_ahead,
+                    Err(FillError::Service(e)) => return Err(e.into()),
+                    Err(FillError::Corrupt(corrupt)) => {
+                        return self
+                            .refuse_inconsistent(&package, source, staging, corrupt)
+                            .await;
+                    }
+                    Err(FillError::Infrastructure(e)) => return Err(Retry::Read(e)),
                 }
-                Err(FillError::Infrastructure(e)) => return Err(Retry::Read(e)),
-            },
+            }
             None => None,
         };
         // Tests pause here to cut the blobstore between the check and the move.
@@ -406,9 +409,11 @@ impl Pipeline {
         {
             write_ahead.abandon().await;
         }
-        let written = write_ahead
-            .map(WriteAhead::into_written)
-            .unwrap_or_default();
+        // The store's copies read the staged package: done before it is renamed.
+        let written = match write_ahead {
+            Some(write_ahead) => write_ahead.into_written().await,
+            None => std::collections::HashMap::new(),
+        };
         let (sha1, sha256, moved) = match hashed {
             Ok(done) => done,
             Err(Moved::Refused(problem)) => {
@@ -564,6 +569,7 @@ impl Pipeline {
                         })
                         .map_err(Moved::Pool)?;
                     if let Some(writes) = write_ahead.as_deref_mut() {
+                        writes.start_copies(hasher);
                         if let Some((position, bytes)) = piece {
                             let size = hasher.candidates().get(position).map_or(0, |c| c.size());
                             writes.send(position, size, bytes).await?;

@@ -253,47 +253,90 @@ pub(crate) async fn candidates(
 /// SHA-1. Smaller files are stored after the pass, and only those the pool lacks.
 pub(crate) const WRITE_AHEAD_MIN: u64 = 1 << 20;
 
-/// Whether a large file's pool entry is made by the store itself after the pass, from
-/// its range of the package: a stored (uncompressed) entry's bytes are the file, and a
-/// store that copies ranges inside itself (S3) then moves none of them through the
-/// worker, where writing them ahead would upload them all a second time.
+/// Whether a large file's pool entry is made by the store itself from its range of the
+/// package: a stored (uncompressed) entry's bytes are the file, and a store that copies
+/// ranges inside itself (S3) then moves none of them through the worker, where writing
+/// them ahead would upload them all a second time.
 fn copied_in_store(blobs: &dyn Blobstore, candidate: &Candidate) -> bool {
     blobs.copies_ranges()
         && candidate.size() >= WRITE_AHEAD_MIN
         && candidate.compression() == Compression::Stored
 }
 
-/// Picks the candidates to write while the package is read (see [`WRITE_AHEAD_MIN`]).
+/// Picks the candidates to write while the package at `source` is read (see
+/// [`WRITE_AHEAD_MIN`]): those the store copies from their range of the package, the
+/// others streamed as the pass inflates them. `None` when there are none.
 pub(crate) async fn choose_write_ahead(
     services: &Services,
     hasher: &mut StreamHasher,
-) -> Result<bool, FillError> {
-    let blobs = services.blobs().as_ref();
-    let ahead = |c: &Candidate| c.size() >= WRITE_AHEAD_MIN && !copied_in_store(blobs, c);
+    package_guid: &str,
+    source: &str,
+) -> Result<Option<WriteAhead>, FillError> {
     let large: Vec<u64> = hasher
         .candidates()
         .iter()
-        .filter(|c| ahead(c))
         .map(Candidate::size)
+        .filter(|size| *size >= WRITE_AHEAD_MIN)
         .collect();
     if large.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let held = services.pool_sizes_held(large).await?;
-    hasher.tap(|c| ahead(c) && !held.contains(&c.size()));
-    Ok(true)
+    let blobs = services.blobs().clone();
+    let ahead = |c: &Candidate| c.size() >= WRITE_AHEAD_MIN && !held.contains(&c.size());
+    let copies: Vec<bool> = hasher
+        .candidates()
+        .iter()
+        .map(|c| ahead(c) && copied_in_store(blobs.as_ref(), c))
+        .collect();
+    hasher.tap(|c| ahead(c) && !copied_in_store(blobs.as_ref(), c));
+    Ok(Some(WriteAhead {
+        blobs,
+        package_guid: package_guid.to_owned(),
+        source: source.to_owned(),
+        active: None,
+        written: HashMap::new(),
+        copies,
+        located: 0,
+        copying: None,
+    }))
 }
 
 /// Pool files written while the package is read: each goes to a key in the package's
 /// staging area until the pass has hashed and checked it whole; [`fill`] then moves it
 /// under its SHA-1, or drops it when the pool turns out to hold it. Keys left behind by a
 /// process that died go with the staging sweep.
+///
+/// A file the store copies (see [`copied_in_store`]) is copied from the package as soon
+/// as the pass has read its local header, beside the pass rather than after it: the
+/// bytes are the staged package's, which nothing changes, so the pass's checks of them
+/// hold for the copy too, and a file the pass refuses is dropped with the rest.
 pub(crate) struct WriteAhead {
     blobs: Arc<dyn Blobstore>,
     package_guid: String,
+    /// The staged package the pass reads.
+    source: String,
     active: Option<Active>,
     /// By candidate position: where that file lies, whole.
-    written: HashMap<usize, String>,
+    written: HashMap<usize, Ahead>,
+    /// By candidate position: whether the store copies it.
+    copies: Vec<bool>,
+    /// Candidates whose copy was started or passed over.
+    located: usize,
+    /// The copies, one after another: the task that runs them and where it takes them.
+    copying: Option<Copying>,
+}
+
+/// A pool file put in the package's staging area during the pass.
+pub(crate) struct Ahead {
+    key: String,
+    /// Copied by the store, rather than written by the worker.
+    copied: bool,
+}
+
+struct Copying {
+    queue: mpsc::UnboundedSender<(usize, u64, u64)>,
+    task: tokio::task::JoinHandle<Vec<(usize, Result<String, BlobError>)>>,
 }
 
 /// The file being written.
@@ -306,15 +349,6 @@ struct Active {
 }
 
 impl WriteAhead {
-    pub(crate) fn new(blobs: Arc<dyn Blobstore>, package_guid: &str) -> Self {
-        WriteAhead {
-            blobs,
-            package_guid: package_guid.to_owned(),
-            active: None,
-            written: HashMap::new(),
-        }
-    }
-
     /// The next bytes of the candidate at `position` (of `size` bytes in all).
     pub(crate) async fn send(
         &mut self,
@@ -380,7 +414,8 @@ impl WriteAhead {
         let _ = commit.send(true);
         match task.await {
             Ok(Ok(())) => {
-                self.written.insert(position, key);
+                let copied = false;
+                self.written.insert(position, Ahead { key, copied });
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
@@ -390,20 +425,84 @@ impl WriteAhead {
         }
     }
 
-    /// The files written whole, by candidate position.
-    pub(crate) fn into_written(self) -> HashMap<usize, String> {
+    /// Starts the store's copy of each file it copies whose local header the pass has
+    /// read by now.
+    pub(crate) fn start_copies(&mut self, hasher: &StreamHasher) {
+        while self.located < hasher.located() {
+            let position = self.located;
+            self.located += 1;
+            let span = hasher
+                .candidates()
+                .get(position)
+                .and_then(Candidate::stored_bytes);
+            let (true, Some((offset, len))) = (self.copies.get(position) == Some(&true), span)
+            else {
+                continue;
+            };
+            let copying = self.copying.get_or_insert_with(|| {
+                let (queue, mut files) = mpsc::unbounded_channel::<(usize, u64, u64)>();
+                let (blobs, source) = (self.blobs.clone(), self.source.clone());
+                let guid = self.package_guid.clone();
+                let task = tokio::spawn(async move {
+                    let mut copied = Vec::new();
+                    while let Some((position, offset, len)) = files.recv().await {
+                        let key = staging_key(&guid, &format!("pool-{}", new_guid())).to_string();
+                        let result = blobs.copy_range(&source, offset, len, &key).await;
+                        copied.push((position, result.map(|()| key)));
+                    }
+                    copied
+                });
+                Copying { queue, task }
+            });
+            // The task ends only once the queue is dropped, so it still takes this.
+            let _ = copying.queue.send((position, offset, len));
+        }
+    }
+
+    /// Waits for the store's copies and adds those that succeeded to the files written.
+    /// One that failed is left out: [`fill`] then tries it again from the package.
+    async fn finish_copies(&mut self) {
+        let Some(Copying { queue, task }) = self.copying.take() else {
+            return;
+        };
+        drop(queue);
+        let copied = match task.await {
+            Ok(copied) => copied,
+            Err(e) => {
+                tracing::warn!(error = %e, "the pool's copy task failed");
+                return;
+            }
+        };
+        for (position, result) in copied {
+            match result {
+                Ok(key) => {
+                    let copied = true;
+                    self.written.insert(position, Ahead { key, copied });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %packages_blobstore::Chain(&e), "the store did not copy a pool file during the pass");
+                }
+            }
+        }
+    }
+
+    /// The files written whole, by candidate position, once the copies are done.
+    pub(crate) async fn into_written(mut self) -> HashMap<usize, Ahead> {
+        self.finish_copies().await;
         self.written
     }
 
-    /// Stops the file being written (nothing of it is stored) and removes those written.
+    /// Stops the file being written (nothing of it is stored) and removes those written
+    /// and copied.
     pub(crate) async fn abandon(mut self) {
         if let Some(active) = self.active.take() {
             drop(active.sender);
             let _ = active.commit.send(false);
             let _ = active.task.await;
         }
-        for key in self.written.values() {
-            let _ = self.blobs.delete(key).await;
+        self.finish_copies().await;
+        for ahead in self.written.values() {
+            let _ = self.blobs.delete(&ahead.key).await;
         }
     }
 }
@@ -419,7 +518,7 @@ pub(crate) async fn fill(
     key: &str,
     size: u64,
     hashed: Vec<(Candidate, String, u64)>,
-    mut written: HashMap<usize, String>,
+    mut written: HashMap<usize, Ahead>,
 ) -> Result<Vec<String>, FillError> {
     let mut added = Vec::new();
     if hashed.is_empty() {
@@ -437,7 +536,7 @@ pub(crate) async fn fill(
         let ahead = written.remove(&position);
         if held || !seen.insert(sha1.clone()) {
             if let Some(ahead) = ahead {
-                let _ = services.blobs().delete(&ahead).await;
+                let _ = services.blobs().delete(&ahead.key).await;
             }
             continue;
         }
@@ -445,10 +544,14 @@ pub(crate) async fn fill(
             Some(ahead) => {
                 services
                     .blobs()
-                    .rename(&ahead, &pool_key(&sha1))
+                    .rename(&ahead.key, &pool_key(&sha1))
                     .await
                     .map_err(|e| FillError::Infrastructure(blob_to_io(e)))?;
-                moved_in += 1;
+                if ahead.copied {
+                    copied += 1;
+                } else {
+                    moved_in += 1;
+                }
             }
             None => match candidate.stored_bytes() {
                 Some((start, len)) if copied_in_store(services.blobs().as_ref(), &candidate) => {

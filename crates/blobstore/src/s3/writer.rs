@@ -73,29 +73,58 @@ impl S3Blobstore {
             .await
             .map_err(|e| map_error(e, to))?
             .upload_id;
-        let copied = async {
-            let mut parts = Vec::new();
-            let (mut start, mut number) = (offset, 1u32);
-            while start < end {
-                let stop = end.min(start.saturating_add(COPY_PART_MAX));
-                let range = (start, stop - 1);
-                parts.push(upload_part_copy(self, from, to, &upload_id, number, range).await?);
-                (start, number) = (stop, number + 1);
-            }
-            self.transfer
-                .complete_multipart_upload(to, &upload_id, parts)
-                .await
-                .map_err(|e| map_error(e, to))
+        // Aborted on an error, and when this future is dropped midway (a job cancelled).
+        let mut pending = PendingUpload {
+            bucket: self.control.clone(),
+            key: to.to_string(),
+            upload_id,
+        };
+        let mut parts = Vec::new();
+        let (mut start, mut number) = (offset, 1u32);
+        while start < end {
+            let stop = end.min(start.saturating_add(COPY_PART_MAX));
+            let range = (start, stop - 1);
+            let part = upload_part_copy(self, from, to, &pending.upload_id, number, range).await?;
+            parts.push(part);
+            (start, number) = (stop, number + 1);
         }
-        .await;
-        if let Err(e) = copied {
-            if let Err(abort) = self.control.abort_upload(to, &upload_id).await {
-                let abort = map_error(abort, to);
-                tracing::warn!(key = %to, error = %Chain(&abort), "could not abort a range copy");
-            }
-            return Err(e);
-        }
+        self.transfer
+            .complete_multipart_upload(to, &pending.upload_id, parts)
+            .await
+            .map_err(|e| map_error(e, to))?;
+        pending.upload_id.clear();
         Ok(())
+    }
+}
+
+/// A multipart upload that is aborted when this is dropped, unless its id was cleared
+/// (completed).
+struct PendingUpload {
+    bucket: Arc<Bucket>,
+    key: String,
+    upload_id: String,
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        if self.upload_id.is_empty() {
+            return;
+        }
+        let (bucket, key, upload_id) = (
+            self.bucket.clone(),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.upload_id),
+        );
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(%key, %upload_id, "range copy dropped outside a runtime; multipart upload left pending");
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(e) = bucket.abort_upload(&key, &upload_id).await {
+                let e = map_error(e, &key);
+                tracing::warn!(%key, %upload_id, error = %Chain(&e), "could not abort a range copy");
+            }
+        });
     }
 }
 

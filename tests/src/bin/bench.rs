@@ -230,6 +230,12 @@ async fn upload_to_ready(
     let started = Instant::now();
     let r = svc.upload_file(&guid, &svc.admin(), path).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    if std::env::var_os("PACKAGES_BENCH_PHASES").is_some() {
+        eprintln!(
+            "upload answered after {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     loop {
         let p = svc.package(&guid).await;
         if p["state"] != "PROCESSING_UPLOAD" {

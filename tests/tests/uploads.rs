@@ -192,54 +192,6 @@ async fn multipart_form_rules() {
     assert!(!marker.exists());
 }
 
-/// A large form's bits, less the most a form may carry after them, go to the store as
-/// they arrive (on S3 one streamed part): the bits land whole whether or not a part
-/// follows them, and a form that carries more than that after its bits is refused and
-/// leaves nothing.
-#[tokio::test]
-async fn large_forms_stream_their_bits_and_refuse_a_long_rest() {
-    let svc = Service::start().await;
-    let ctx = svc.ctx().await;
-    let admin = svc.admin();
-    let data: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
-    let zip = zips::zip(&[Entry::file("big.bin", &data)]);
-    let sha1 = zips::sha1_hex(&zip);
-
-    // Bits first, then another part: the rest after the bits is not just the boundary.
-    let guid = svc.new_package(&ctx.app).await;
-    let url = format!("{}/v3/packages/{guid}/upload", svc.base);
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "bits",
-            reqwest::multipart::Part::bytes(zip.clone()).file_name("app.zip"),
-        )
-        .text("resources", "[]");
-    let r = svc
-        .send(svc.http.post(&url).bearer_auth(&admin).multipart(form))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let p = svc.wait_final(&guid).await;
-    assert_eq!(p["state"], "READY", "{p}");
-    assert_eq!(p["data"]["hash"]["value"], sha1);
-
-    // 17 MiB after the closing boundary (an epilogue, which form readers skip).
-    let guid = svc.new_package(&ctx.app).await;
-    let mut body = b"--XBOUNDARYX\r\nContent-Disposition: form-data; name=\"bits\"; filename=\"a.zip\"\r\n\r\n".to_vec();
-    body.extend_from_slice(&zip);
-    body.extend_from_slice(b"\r\n--XBOUNDARYX--\r\n");
-    body.resize(body.len() + (17 << 20), b'.');
-    let head = multipart_head(&guid, &admin, &format!("Content-Length: {}\r\n", body.len()));
-    let (status, reply) = raw_exchange(svc.api_port, &head, &body).await;
-    assert_eq!(status, 422, "{reply}");
-    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
-    assert_eq!(
-        v["errors"][0]["detail"],
-        "An upload may carry at most 16777216 bytes after its bits part"
-    );
-    assert_eq!(svc.package(&guid).await["state"], "AWAITING_UPLOAD");
-    assert_nothing_staged(&svc).await;
-}
-
 #[tokio::test]
 async fn empty_and_non_zip_uploads_are_accepted_then_fail() {
     let svc = Service::start().await;

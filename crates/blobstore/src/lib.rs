@@ -61,25 +61,6 @@ pub trait Blobstore: Send + Sync + 'static {
     /// [`BlobWriter::finish`] returns; an aborted or dropped writer leaves nothing behind.
     async fn writer(&self, key: &str) -> Result<Box<dyn BlobWriter>, BlobError>;
 
-    /// Like [`writer`], for a blob the caller knows will hold at least `at_least` bytes
-    /// (and no more than a multipart upload takes): a store may send those bytes as they
-    /// come in one request instead of buffering them part by part (S3: a first part of
-    /// that length, streamed). Finishing with fewer bytes fails with
-    /// [`BlobError::Length`] and stores nothing.
-    ///
-    /// [`writer`]: Blobstore::writer
-    async fn writer_at_least(
-        &self,
-        key: &str,
-        at_least: u64,
-    ) -> Result<Box<dyn BlobWriter>, BlobError> {
-        Ok(Box::new(AtLeast {
-            inner: self.writer(key).await?,
-            at_least,
-            written: 0,
-        }))
-    }
-
     /// Stores exactly `size` bytes from `body` under `key`, streaming: one request where
     /// the store allows it (a presigned S3 PUT, nothing buffered), else a writer. Nothing
     /// is visible under `key` unless the body brought exactly `size` bytes.
@@ -187,37 +168,6 @@ pub trait Blobstore: Send + Sync + 'static {
 }
 
 /// [`Blobstore::put_stream`] through a writer, for stores without a streaming put.
-/// A writer that refuses to finish short of `at_least` bytes, as
-/// [`Blobstore::writer_at_least`] promises where a store has no streamed form of it.
-struct AtLeast {
-    inner: Box<dyn BlobWriter>,
-    at_least: u64,
-    written: u64,
-}
-
-#[async_trait]
-impl BlobWriter for AtLeast {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
-        self.written = self.written.saturating_add(chunk.len() as u64);
-        self.inner.write(chunk).await
-    }
-
-    async fn finish(self: Box<Self>) -> Result<u64, BlobError> {
-        if self.written < self.at_least {
-            self.inner.abort().await?;
-            return Err(BlobError::Length {
-                expected: self.at_least,
-                actual: self.written,
-            });
-        }
-        self.inner.finish().await
-    }
-
-    async fn abort(self: Box<Self>) -> Result<(), BlobError> {
-        self.inner.abort().await
-    }
-}
-
 /// The first `len` bytes of `body` (all of it when shorter), the last chunk cut to fit.
 fn first_bytes(body: ByteStream, len: u64) -> ByteStream {
     use futures_util::StreamExt as _;

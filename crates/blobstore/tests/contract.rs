@@ -66,7 +66,6 @@ contract!(
     aborted_writer_leaves_nothing,
     dropped_writer_leaves_nothing,
     put_stream_round_trips,
-    writer_at_least_round_trips_and_refuses_less,
     put_stream_of_the_wrong_length_stores_nothing,
     put_stream_error_stores_nothing,
     unsynced_put_round_trips_until_synced,
@@ -366,42 +365,6 @@ async fn dropped_writer_leaves_nothing(store: &dyn Blobstore) {
     writer.write(Bytes::from(data(LARGE, 7))).await.unwrap();
     drop(writer);
     assert_eq!(read_all(store, "kept").await, b"old");
-}
-
-async fn writer_at_least_round_trips_and_refuses_less(store: &dyn Blobstore) {
-    // Past the smallest first part S3 streams (16 MiB), then more than one buffered part.
-    let at_least = (16 * MIB + 5) as u64;
-    let bytes = data(16 * MIB + 5 + LARGE, 12);
-    for (key, len) in [("at/more", bytes.len()), ("at/exact", at_least as usize)] {
-        let mut writer = store.writer_at_least(key, at_least).await.unwrap();
-        for chunk in bytes[..len].chunks(MIB + 7) {
-            writer.write(Bytes::copy_from_slice(chunk)).await.unwrap();
-        }
-        assert_eq!(writer.finish().await.unwrap(), len as u64, "{key}");
-        assert!(read_all(store, key).await == bytes[..len], "{key}");
-    }
-    // Short of it, nothing is stored, whether or not a part was sent.
-    for len in [0, 3 * MIB, 16 * MIB + 4] {
-        let mut writer = store.writer_at_least("at/short", at_least).await.unwrap();
-        for chunk in bytes[..len].chunks(MIB + 7) {
-            writer.write(Bytes::copy_from_slice(chunk)).await.unwrap();
-        }
-        let err = writer.finish().await.unwrap_err();
-        assert!(
-            matches!(err, BlobError::Length { expected, actual } if expected == at_least && actual == len as u64),
-            "{len}: {}",
-            Chain(&err)
-        );
-        assert_eq!(store.size("at/short").await.unwrap(), None, "{len}");
-    }
-    // Aborted halfway through its streamed bytes: nothing.
-    let mut writer = store.writer_at_least("at/aborted", at_least).await.unwrap();
-    writer
-        .write(Bytes::copy_from_slice(&bytes[..8 * MIB]))
-        .await
-        .unwrap();
-    writer.abort().await.unwrap();
-    assert_eq!(keys(store.list("").await.unwrap()), ["at/exact", "at/more"]);
 }
 
 async fn put_stream_round_trips(store: &dyn Blobstore) {

@@ -145,22 +145,14 @@ impl Services {
 
     /// Streams an upload into a fresh staging key and stops with
     /// `TooLarge` as soon as it passes `upload.max_body_bytes`. Whatever goes wrong, the
-    /// partial blob is discarded. A caller that knows the upload holds at least
-    /// `at_least` bytes (0: it does not) lets the store take them as one streamed request
-    /// ([`packages_blobstore::Blobstore::writer_at_least`]); an upload that ends short of
-    /// it fails with the store's `Length` error and stores nothing.
-    pub async fn ingest<S, E>(
-        &self,
-        ticket: &UploadTicket,
-        body: S,
-        at_least: u64,
-    ) -> Result<ProcessUpload>
+    /// partial blob is discarded.
+    pub async fn ingest<S, E>(&self, ticket: &UploadTicket, body: S) -> Result<ProcessUpload>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: Display,
     {
         let staging_key = staging_key(&ticket.package_guid, &new_guid());
-        self.ingest_into(ticket, staging_key, body, at_least).await
+        self.ingest_into(ticket, staging_key, body).await
     }
 
     /// [`Services::ingest`] into a given staging key.
@@ -169,16 +161,12 @@ impl Services {
         ticket: &UploadTicket,
         staging_key: BlobKey,
         body: S,
-        at_least: u64,
     ) -> Result<ProcessUpload>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: Display,
     {
-        let mut writer = match at_least {
-            0 => self.blobs.writer(&staging_key).await?,
-            _ => self.blobs.writer_at_least(&staging_key, at_least).await?,
-        };
+        let mut writer = self.blobs.writer(&staging_key).await?;
         let limit = self.policy.max_body_bytes;
         let mut size: u64 = 0;
         let mut renewed = Instant::now();
@@ -220,7 +208,7 @@ impl Services {
     ) -> Result<ProcessUpload> {
         let file = file.reader()?;
         let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
-        self.ingest(ticket, stream, 0).await
+        self.ingest(ticket, stream).await
     }
 
     /// Stores an upload's `resources` fingerprints (GA) in the staging area, as JSON, for

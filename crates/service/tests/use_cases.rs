@@ -124,7 +124,7 @@ async fn a_package_takes_one_upload_at_a_time() {
     svc.release_upload(&first).await;
     let second = svc.prepare_upload(&admin(), &p.guid).await.unwrap();
     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(tiny_zip()))]);
-    let staged = svc.ingest(&second, body, 0).await.unwrap();
+    let staged = svc.ingest(&second, body).await.unwrap();
     let accepted = svc
         .accept_upload(&second, Some(staged), None, "r")
         .await
@@ -153,7 +153,7 @@ async fn an_upload_over_the_limit_stores_nothing_and_frees_the_package() {
     let ticket = svc.prepare_upload(&admin(), &p.guid).await.unwrap();
     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(tiny_zip()))]);
     assert!(matches!(
-        svc.ingest(&ticket, body, 0).await,
+        svc.ingest(&ticket, body).await,
         Err(ServiceError::TooLarge { limit: 10 })
     ));
     svc.release_upload(&ticket).await;

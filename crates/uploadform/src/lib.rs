@@ -24,12 +24,6 @@ pub const MAX_PARTS: usize = 64;
 pub const MAX_FIELDS_BYTES: usize = 1 << 20;
 /// Most bytes of `resources` (GA's limit): about 50,000 fingerprints.
 pub const MAX_RESOURCES_BYTES: usize = 8 << 20;
-/// Most bytes a form may carry after the data of its `bits` part: the budgets of the
-/// parts that may follow it, with room for their headers and the closing boundary. The
-/// rest of a form's declared length, less this, is a length the bits certainly have,
-/// which lets a large upload go to the store as one streamed request; a form that
-/// carries more after its bits than this is refused.
-pub const MAX_AFTER_BITS: u64 = 16 << 20;
 
 /// Where the `bits` part goes.
 pub trait BitsSink {

@@ -12,17 +12,11 @@
 //! unknown parts are reported after the bits were staged (and the staged bits removed).
 //! Every body is read under the idle timeout (408 when it stalls).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use futures_util::StreamExt as _;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use packages_domain::PackageGuid;
 use packages_domain::upload;
-use packages_domain::validation::Invalid;
 use packages_service::ServiceError;
 use packages_telemetry::upload_outcome;
 
@@ -96,20 +90,9 @@ async fn receive(
             return Err(ServiceError::TooLarge { limit });
         }
         let ticket = services.prepare_upload(caller, guid).await?;
-        let pulled = Arc::new(AtomicU64::new(0));
-        let body = {
-            let pulled = pulled.clone();
-            body.inspect(move |chunk| {
-                if let Ok(bytes) = chunk {
-                    pulled.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                }
-            })
-        };
         let mut sink = StagingSink {
             state,
             ticket: &ticket,
-            declared,
-            pulled,
         };
         let result = match form::read(req.headers(), body, &mut sink).await {
             Ok(upload) => accept(services, &ticket, upload, &request_id(req)).await,
@@ -196,10 +179,6 @@ async fn read_small_guarded(
 struct StagingSink<'a> {
     state: &'a ApiState,
     ticket: &'a packages_service::upload::UploadTicket,
-    /// The request's Content-Length.
-    declared: Option<u64>,
-    /// Bytes of the request body read so far (the form parser reads ahead of its parts).
-    pulled: Arc<AtomicU64>,
 }
 
 impl BitsSink for StagingSink<'_> {
@@ -210,6 +189,7 @@ impl BitsSink for StagingSink<'_> {
         &mut self,
         field: &mut actix_multipart::Field,
     ) -> Result<Self::Staged, ServiceError> {
+        use futures_util::StreamExt;
         let metrics = &self.state.metrics;
         let counted = field.map(|chunk| {
             if let Ok(bytes) = &chunk {
@@ -217,30 +197,7 @@ impl BitsSink for StagingSink<'_> {
             }
             chunk
         });
-        // What the body has left, less what may follow the bits, the bits certainly hold
-        // (the parser's read-ahead only adds to them).
-        let at_least = self.declared.map_or(0, |declared| {
-            declared
-                .saturating_sub(self.pulled.load(Ordering::Relaxed))
-                .saturating_sub(form::MAX_AFTER_BITS)
-        });
-        match self
-            .state
-            .services
-            .ingest(self.ticket, counted, at_least)
-            .await
-        {
-            Err(ServiceError::Blobstore(packages_blobstore::BlobError::Length { .. }))
-                if at_least > 0 =>
-            {
-                Err(Invalid::one(format!(
-                    "An upload may carry at most {} bytes after its bits part",
-                    form::MAX_AFTER_BITS
-                ))
-                .into())
-            }
-            ingested => ingested,
-        }
+        self.state.services.ingest(self.ticket, counted).await
     }
 
     async fn discard(&mut self, staged: Self::Staged) {

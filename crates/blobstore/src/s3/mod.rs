@@ -38,13 +38,6 @@ const CONTENT_TYPE: &str = "application/octet-stream";
 /// Lifetime of the presigned URLs of streaming reads and writes: they only have to
 /// outlive the request.
 const PUT_URL_EXPIRY_SECS: u32 = 3600;
-/// Smallest first part a writer streams ([`Blobstore::writer_at_least`]): below it the
-/// buffered parts cost little.
-///
-/// [`Blobstore::writer_at_least`]: crate::Blobstore::writer_at_least
-const MIN_STREAMED_PART: u64 = 16 << 20;
-/// Largest part S3 takes.
-const MAX_PART: u64 = 5 << 30;
 
 /// Longest presigned URL lifetime S3 accepts (one week).
 const MAX_PRESIGN_EXPIRY: u32 = 604_800;

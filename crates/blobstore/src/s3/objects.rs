@@ -112,20 +112,6 @@ impl Blobstore for S3Blobstore {
         Ok(Box::new(self.s3_writer(key)?))
     }
 
-    async fn writer_at_least(
-        &self,
-        key: &str,
-        at_least: u64,
-    ) -> Result<Box<dyn BlobWriter>, BlobError> {
-        let mut writer = self.s3_writer(key)?;
-        // A streamed part must be a valid part: not the last one, so at least S3's
-        // minimum, and at most its maximum.
-        if at_least >= super::MIN_STREAMED_PART {
-            writer.stream_first_part(at_least.min(super::MAX_PART));
-        }
-        Ok(Box::new(writer))
-    }
-
     async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
         validate_key(key)?;
         let head = optional(

@@ -39,8 +39,6 @@ impl S3Blobstore {
             upload: None,
             in_flight: VecDeque::new(),
             failed: false,
-            first_part: 0,
-            streamed: None,
         })
     }
 }
@@ -311,129 +309,9 @@ pub struct S3Writer {
     in_flight: VecDeque<PartTask>,
     /// A part failed: finishing would complete a blob with a hole in it.
     failed: bool,
-    /// Length of the first part when it is to be streamed (0: buffered like the rest).
-    first_part: u64,
-    /// The first part, being streamed.
-    streamed: Option<StreamedPart>,
 }
-
-/// A part whose bytes go to the server as they are written, in one request of a length
-/// given in advance.
-struct StreamedPart {
-    length: u64,
-    /// Bytes still to send; the request's body ends (its sender is dropped) at 0.
-    left: u64,
-    sender: Option<tokio::sync::mpsc::Sender<Result<Bytes, BlobError>>>,
-    task: PartTask,
-}
-
-/// Chunks waiting between a writer and its streamed part's request.
-const STREAMED_IN_FLIGHT: usize = 16;
 
 impl S3Writer {
-    /// Streams the first `length` bytes as part 1, in one request, instead of buffering
-    /// them (`length` must be a valid part: at least 5 MiB, at most 5 GiB). Finishing
-    /// before that many bytes were written fails and stores nothing.
-    pub fn stream_first_part(&mut self, length: u64) {
-        if self.total == 0 && self.upload.is_none() {
-            self.first_part = length;
-        }
-    }
-
-    /// Sends the front of `chunk` that belongs to the streamed first part, if any, and
-    /// returns the rest.
-    async fn send_streamed(&mut self, mut chunk: Bytes) -> Result<Bytes, BlobError> {
-        if self.first_part > 0 && self.streamed.is_none() {
-            self.start_upload().await?;
-            let (upload_id, number) = match self.upload.as_mut() {
-                Some(upload) => {
-                    upload.next_part += 1;
-                    (upload.id.clone(), upload.next_part - 1)
-                }
-                None => return Err(BlobError::Bug("no multipart upload to stream into")),
-            };
-            let (sender, receiver) = tokio::sync::mpsc::channel(STREAMED_IN_FLIGHT);
-            let (bucket, http, key) = (self.control.clone(), self.http.clone(), self.key.clone());
-            let length = self.first_part;
-            let task = tokio::spawn(async move {
-                upload_part_streamed(&bucket, &http, &key, &upload_id, number, length, receiver)
-                    .await
-            });
-            self.streamed = Some(StreamedPart {
-                length,
-                left: length,
-                sender: Some(sender),
-                task,
-            });
-        }
-        let Some(streamed) = self.streamed.as_mut() else {
-            return Ok(chunk);
-        };
-        if streamed.left == 0 || chunk.is_empty() {
-            return Ok(chunk);
-        }
-        let n = usize::try_from(streamed.left)
-            .unwrap_or(usize::MAX)
-            .min(chunk.len());
-        let head = chunk.split_to(n);
-        let sent = match &streamed.sender {
-            Some(sender) => sender.send(Ok(head)).await.is_ok(),
-            None => false,
-        };
-        if !sent {
-            // The request ended early: its error says why.
-            let Some(streamed) = self.streamed.take() else {
-                return Err(BlobError::Bug("streamed part vanished"));
-            };
-            streamed.task.abort();
-            return Err(match streamed.task.await {
-                Ok(Err(e)) => e,
-                _ => BlobError::Stopped("the streamed part's request ended early".into()),
-            });
-        }
-        streamed.left -= n as u64;
-        self.total += n as u64;
-        if streamed.left == 0 {
-            // The whole part is sent: its body ends here.
-            streamed.sender = None;
-        }
-        Ok(chunk)
-    }
-
-    /// Waits for the streamed first part, if any, and records it; fails when fewer bytes
-    /// than its length were written.
-    async fn settle_streamed(&mut self) -> Result<(), BlobError> {
-        let Some(streamed) = self.streamed.take() else {
-            if self.first_part > 0 {
-                // Nothing was written at all.
-                return Err(BlobError::Length {
-                    expected: self.first_part,
-                    actual: 0,
-                });
-            }
-            return Ok(());
-        };
-        if streamed.left > 0 {
-            streamed.task.abort();
-            let _ = streamed.task.await;
-            return Err(BlobError::Length {
-                expected: streamed.length,
-                actual: streamed.length - streamed.left,
-            });
-        }
-        let part = streamed.task.await.map_err(|source| BlobError::Task {
-            what: "streamed part upload task failed",
-            source,
-        })??;
-        match self.upload.as_mut() {
-            Some(upload) => {
-                upload.parts.push(part);
-                Ok(())
-            }
-            None => Err(BlobError::Bug("streamed part without a multipart upload")),
-        }
-    }
-
     /// The multipart upload id, once the first part has been sent.
     pub fn upload_id(&self) -> Option<&str> {
         self.upload.as_ref().map(|upload| upload.id.as_str())
@@ -528,9 +406,6 @@ impl S3Writer {
     }
 
     async fn complete(&mut self) -> Result<u64, BlobError> {
-        if self.first_part > 0 {
-            self.settle_streamed().await?;
-        }
         if self.upload.is_none() {
             let body = std::mem::take(&mut self.buf);
             self.transfer
@@ -555,12 +430,10 @@ impl S3Writer {
                 upload.parts.push(part);
             }
         }
-        let (upload_id, mut parts) = match &self.upload {
+        let (upload_id, parts) = match &self.upload {
             Some(upload) => (upload.id.clone(), upload.parts.clone()),
             None => return Err(BlobError::Bug("multipart upload vanished")),
         };
-        // The streamed first part is settled last of all.
-        parts.sort_by_key(|part| part.part_number);
         self.transfer
             .complete_multipart_upload(&self.key, &upload_id, parts)
             .await
@@ -571,10 +444,6 @@ impl S3Writer {
     }
 
     async fn abort_upload(&mut self) -> Result<(), BlobError> {
-        if let Some(streamed) = self.streamed.take() {
-            streamed.task.abort();
-            let _ = streamed.task.await;
-        }
         for task in std::mem::take(&mut self.in_flight) {
             task.abort();
             let _ = task.await;
@@ -620,49 +489,6 @@ async fn upload_part(
         .send()
         .await
         .map_err(|e| http_error("S3 part upload failed", None, e))?;
-    part_answer(response, key, number).await
-}
-
-/// Uploads part `number` of `length` bytes with a PUT to a presigned UploadPart URL, its
-/// body the chunks `chunks` brings as they come (an error among them fails the request,
-/// and a body that ends short does too).
-async fn upload_part_streamed(
-    bucket: &Bucket,
-    http: &reqwest::Client,
-    key: &str,
-    upload_id: &str,
-    number: u32,
-    length: u64,
-    chunks: tokio::sync::mpsc::Receiver<Result<Bytes, BlobError>>,
-) -> Result<Part, BlobError> {
-    let queries = std::collections::HashMap::from([
-        ("partNumber".to_string(), number.to_string()),
-        ("uploadId".to_string(), upload_id.to_string()),
-    ]);
-    let url = bucket
-        .presign_put(key, PUT_URL_EXPIRY_SECS, None, Some(queries))
-        .await
-        .map_err(|e| map_error(e, key))?;
-    let body = futures_util::stream::unfold(chunks, |mut chunks| async move {
-        let chunk = chunks.recv().await?;
-        Some((chunk, chunks))
-    });
-    let response = http
-        .put(url)
-        .header(reqwest::header::CONTENT_LENGTH, length)
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await
-        .map_err(|e| http_error("S3 part upload failed", None, e))?;
-    part_answer(response, key, number).await
-}
-
-/// The part an UploadPart request stored, from its answer.
-async fn part_answer(
-    response: reqwest::Response,
-    key: &str,
-    number: u32,
-) -> Result<Part, BlobError> {
     let status = response.status().as_u16();
     if !response.status().is_success() {
         let text = response.text().await.unwrap_or_default();
@@ -689,13 +515,6 @@ impl BlobWriter for S3Writer {
         if self.failed {
             return Err(BlobError::WriterFailed);
         }
-        let chunk = match self.send_streamed(chunk).await {
-            Ok(rest) => rest,
-            Err(e) => {
-                self.failed = true;
-                return Err(e);
-            }
-        };
         let mut rest: &[u8] = &chunk;
         while !rest.is_empty() {
             let take = (self.part_size - self.buf.len()).min(rest.len());
@@ -733,10 +552,7 @@ impl BlobWriter for S3Writer {
 
 impl Drop for S3Writer {
     fn drop(&mut self) {
-        let mut in_flight = std::mem::take(&mut self.in_flight);
-        if let Some(streamed) = self.streamed.take() {
-            in_flight.push_back(streamed.task);
-        }
+        let in_flight = std::mem::take(&mut self.in_flight);
         for task in &in_flight {
             task.abort();
         }

@@ -41,7 +41,15 @@ const PATIENCE: Duration = Duration::from_secs(10);
 impl Rig {
     /// A rig whose worker consumes the in-process queue.
     pub async fn with_worker() -> Rig {
-        let mut rig = Rig::without_worker(Policy::default()).await;
+        Rig::with_worker_on(|blobs| blobs).await
+    }
+
+    /// A rig whose worker consumes the in-process queue, on the local blobstore as `wrap`
+    /// wraps it (a test's stand-in for a store with other abilities or failures).
+    pub async fn with_worker_on(
+        wrap: impl FnOnce(Arc<dyn Blobstore>) -> Arc<dyn Blobstore>,
+    ) -> Rig {
+        let mut rig = Rig::without_worker_on(Policy::default(), wrap).await;
         let (stop, stopped) = watch::channel(false);
         let worker = Worker::new(
             rig.services.clone(),
@@ -55,14 +63,23 @@ impl Rig {
 
     /// A rig with no worker: jobs stay on the queue, for use-case tests.
     pub async fn without_worker(policy: Policy) -> Rig {
+        Rig::without_worker_on(policy, |blobs| blobs).await
+    }
+
+    /// [`Rig::without_worker`] on the local blobstore as `wrap` wraps it.
+    pub async fn without_worker_on(
+        policy: Policy,
+        wrap: impl FnOnce(Arc<dyn Blobstore>) -> Arc<dyn Blobstore>,
+    ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/packages.db", dir.path().display());
         let db = tokio::task::spawn_blocking(move || Database::connect(&url, 4))
             .await
             .unwrap()
             .unwrap();
-        let blobs: Arc<dyn Blobstore> =
-            Arc::new(LocalBlobstore::new(dir.path().join("blobs")).unwrap());
+        let blobs: Arc<dyn Blobstore> = wrap(Arc::new(
+            LocalBlobstore::new(dir.path().join("blobs")).unwrap(),
+        ));
         let services = Services::new(db.clone(), blobs.clone(), policy);
         let (org, space, app): (OrgGuid, SpaceGuid, AppGuid) =
             (new_guid().into(), new_guid().into(), new_guid().into());

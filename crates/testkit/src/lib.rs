@@ -300,3 +300,17 @@ pub fn tiny_zip() -> Vec<u8> {
     out.extend_from_slice(&[0, 0]);
     out
 }
+
+/// `len` bytes that deflate cannot shrink (xorshift from `seed`): deflated, they are
+/// stored blocks, and a zip entry of them is never smaller than they are.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}

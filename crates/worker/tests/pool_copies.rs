@@ -15,7 +15,7 @@ use packages_blobstore::{BlobError, BlobInfo, BlobWriter, Blobstore, ByteStream,
 use packages_domain::{PackageState, STAGING_PREFIX};
 use packages_jobs::{JobPayload, JobPublisher};
 use packages_service::resource_pool::pool_key;
-use packages_testkit::Rig;
+use packages_testkit::{Rig, incompressible};
 use sha1::Digest;
 
 /// The local store, claiming to copy ranges inside itself; `refuse` makes every range
@@ -103,19 +103,6 @@ impl Blobstore for RangeCopying {
     }
 }
 
-/// Bytes deflate cannot shrink, so a deflated entry's stored bytes are not the file's.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect()
-}
-
 fn sha1_hex(bytes: &[u8]) -> String {
     hex::encode(sha1::Sha1::digest(bytes))
 }
@@ -158,8 +145,8 @@ async fn upload_both(refuse: bool) -> Copies {
         })
     })
     .await;
-    let stored = noise(2 << 20, 1);
-    let deflated = noise(3 << 20, 2);
+    let stored = incompressible(2 << 20, 1);
+    let deflated = incompressible(3 << 20, 2);
     let zip = zip_of(&[
         ("lib/stored.bin", &stored, false),
         ("deflated.bin", &deflated, true),

@@ -60,8 +60,9 @@ pub struct Candidate {
 
 impl Candidate {
     /// Where the file's bytes lie in the zip as they are, `(offset, length)`: only for a
-    /// stored entry whose local header a [`crate::StreamHasher`] pass read, and so
-    /// checked, hashed and CRC-checked in place. A copy of that range is the file.
+    /// stored entry whose local header a [`crate::StreamHasher`] pass read. A copy of
+    /// that range is the file; the pass hashes and CRC-checks the same bytes in place,
+    /// so once it has counted the entry hashed, the copy is checked too.
     pub fn stored_bytes(&self) -> Option<(u64, u64)> {
         match self.compression {
             Compression::Stored => self.data_start.map(|start| (start, self.size)),

@@ -167,7 +167,6 @@ pub trait Blobstore: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
-/// [`Blobstore::put_stream`] through a writer, for stores without a streaming put.
 /// The first `len` bytes of `body` (all of it when shorter), the last chunk cut to fit.
 fn first_bytes(body: ByteStream, len: u64) -> ByteStream {
     use futures_util::StreamExt as _;
@@ -189,6 +188,7 @@ fn first_bytes(body: ByteStream, len: u64) -> ByteStream {
     ))
 }
 
+/// [`Blobstore::put_stream`] through a writer, for stores without a streaming put.
 pub(crate) async fn put_through_writer(
     mut writer: Box<dyn BlobWriter>,
     size: u64,

@@ -414,8 +414,8 @@ impl WriteAhead {
         let _ = commit.send(true);
         match task.await {
             Ok(Ok(())) => {
-                let copied = false;
-                self.written.insert(position, Ahead { key, copied });
+                let ahead = Ahead { key, copied: false };
+                self.written.insert(position, ahead);
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
@@ -476,8 +476,8 @@ impl WriteAhead {
         for (position, result) in copied {
             match result {
                 Ok(key) => {
-                    let copied = true;
-                    self.written.insert(position, Ahead { key, copied });
+                    let ahead = Ahead { key, copied: true };
+                    self.written.insert(position, ahead);
                 }
                 Err(e) => {
                     tracing::warn!(error = %packages_blobstore::Chain(&e), "the store did not copy a pool file during the pass");

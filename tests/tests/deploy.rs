@@ -278,7 +278,7 @@ fn the_compose_stack_references_what_exists() {
     );
     for binary in ["packages", "packages-api", "packages-worker"] {
         assert!(
-            dockerfile.contains(&format!("target/release/{binary}")),
+            dockerfile.contains(&format!("target/production/{binary}")),
             "Dockerfile does not install {binary}"
         );
     }

@@ -1035,7 +1035,7 @@ async fn main() {
     writeln!(report, "# Benchmarks\n").unwrap();
     writeln!(
         report,
-        "Measured by `{command}` on {}, commit `{commit}`{dirty}. Load generator (wrk), PostgreSQL, RabbitMQ, the S3 servers (s3s-fs; garage too in the full run's uploads) and the service share one machine; release build.\n",
+        "Measured by `{command}` on {}, commit `{commit}`{dirty}. Load generator (wrk), PostgreSQL, RabbitMQ, the S3 servers (s3s-fs; garage too in the full run's uploads) and the service share one machine; the service is the `production` build (release, optimised across crates).\n",
         run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
     )
     .unwrap();

@@ -224,6 +224,31 @@ impl Service {
         .await
     }
 
+    /// The front proxy's upload: the proxy has stored the bits at `bits_path` and posts
+    /// the form that names it, with its shared secret.
+    pub async fn upload_proxy_file(
+        &self,
+        guid: &str,
+        token: &str,
+        secret: &str,
+        bits_path: &std::path::Path,
+    ) -> Reply {
+        let form = serde_urlencoded::to_string([
+            ("bits_name", "package.zip"),
+            ("bits_path", &bits_path.display().to_string()),
+        ])
+        .unwrap();
+        self.send(
+            self.http
+                .post(self.url(&format!("/v3/packages/{guid}/upload")))
+                .bearer_auth(token)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("X-Upload-Proxy-Secret", secret)
+                .body(form),
+        )
+        .await
+    }
+
     pub async fn create_org(&self, name: &str) -> String {
         let r = self
             .post("/v3/organizations", &self.admin(), &json!({"name": name}))

@@ -234,6 +234,55 @@ fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The proxy's file has a known length: over the limit it is refused before a byte is
+/// stored; within it, it is stored whole (one streamed PUT on S3, larger than a part).
+#[tokio::test]
+async fn proxy_files_over_the_limit_get_413_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 8u64 << 20;
+    let svc = Service::start_with(
+        Options::default()
+            .with("upload.bits_path_root", dir.path().display())
+            .with("upload.proxy_secret", PROXY_SECRET)
+            .with("upload.max_body_bytes", limit),
+    )
+    .await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let guid = svc.new_package(&ctx.app).await;
+
+    let big = dir.path().join("big");
+    zips::write_large_zip(&big, limit + 1);
+    let before = std::fs::read(&big).unwrap();
+    svc.upload_proxy_file(&guid, &admin, PROXY_SECRET, &big)
+        .await
+        .assert_error(
+            413,
+            150001,
+            "AppPackageInvalid",
+            &format!("The app package is invalid: Package may not be larger than {limit} bytes"),
+        );
+    assert_eq!(svc.package(&guid).await["state"], "AWAITING_UPLOAD");
+    assert_nothing_staged(&svc).await;
+    assert_eq!(
+        std::fs::read(&big).unwrap(),
+        before,
+        "a refused file is left to the proxy"
+    );
+
+    // 6 MiB: more than one S3 part, within the limit.
+    let fits = dir.path().join("fits");
+    let sha1 = zips::write_large_zip(&fits, 6 << 20);
+    let r = svc
+        .upload_proxy_file(&guid, &admin, PROXY_SECRET, &fits)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ready = svc.wait_final(&guid).await;
+    assert_eq!(ready["state"], "READY", "{ready}");
+    assert_eq!(ready["data"]["hash"]["value"], sha1);
+    assert!(!fits.exists(), "the proxy's file is consumed once accepted");
+}
+
 #[tokio::test]
 async fn proxy_form_only_reads_files_inside_the_upload_root() {
     let outside = tempfile::tempdir().unwrap();

@@ -212,7 +212,7 @@ struct UploadRun {
 async fn upload_to_ready(
     mode: Mode,
     s3: Option<S3Server>,
-    pool: Pool,
+    (pool, ingest): (Pool, Ingest),
     path: &Path,
     sha1: &str,
 ) -> (UploadRun, Service) {
@@ -224,11 +224,32 @@ async fn upload_to_ready(
         let size = std::fs::metadata(path).unwrap().len();
         options = options.with("resource_pool.maximum_size", size / 2);
     }
+    // The front proxy's directory: outside the service's own scratch, which holds the
+    // blobstore.
+    let proxy_root = tempfile::tempdir().unwrap();
+    if ingest == Ingest::ProxyFile {
+        options = options
+            .with("upload.bits_path_root", proxy_root.path().display())
+            .with("upload.proxy_secret", PROXY_SECRET);
+    }
     let svc = Service::start_with(options).await;
     let ctx = svc.ctx().await;
     let guid = svc.new_package(&ctx.app).await;
+    let stored = proxy_root.path().join("upload");
+    if ingest == Ingest::ProxyFile {
+        // What the proxy wrote before it called the API: not part of the time.
+        std::fs::copy(path, &stored).unwrap();
+        sync_disks();
+    }
     let started = Instant::now();
-    let r = svc.upload_file(&guid, &svc.admin(), path).await;
+    let r = match ingest {
+        Ingest::Form => svc.upload_file(&guid, &svc.admin(), path).await,
+        Ingest::ProxyFile => {
+            svc.upload_proxy_file(&guid, &svc.admin(), PROXY_SECRET, &stored)
+                .await
+        }
+        Ingest::Direct => direct_upload(&svc, &guid, path).await,
+    };
     assert_eq!(r.status, 200, "{}", r.text());
     if std::env::var_os("PACKAGES_BENCH_PHASES").is_some() {
         eprintln!(
@@ -284,10 +305,23 @@ enum Pool {
     TakesNothing,
 }
 
+/// How the bits reach the API: streamed in a multipart form (the length of the bits part
+/// is not known until it ends, so the API stores it in parts), or stored by the front
+/// proxy, whose file the API streams to the store knowing its length, or PUT by the
+/// client to a direct-upload link (on the stack, the S3 server itself).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ingest {
+    Form,
+    ProxyFile,
+    Direct,
+}
+
+const PROXY_SECRET: &str = "the-benchmark-front-proxy";
+
 /// Upload→READY of an incompressible zip next to the floor measured on the same file.
 async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String, embedded_only: bool) {
     writeln!(report, "## Upload pipeline\n").unwrap();
-    writeln!(report, "Time from the start of the upload request to READY, for an incompressible zip, next to the floor measured on the same file. Stack: one plain PUT plus one plain GET of the same bytes on the same S3 server (the API must store the bits and the worker must read them). Embedded default: one copy on the same disk (with fsync) plus one read through SHA-1 + SHA-256. Ratio = upload→READY / floor. The zip holds one file, which the resource pool takes by default: the spec has it written to the pool before READY, a second write of the same bytes that the floor does not count. The \"no pool write\" rows change one setting, `resource_pool.maximum_size`, set below the file's size: the pool takes nothing, and the pipeline alone is measured.\n").unwrap();
+    writeln!(report, "Time from the start of the upload request to READY, for an incompressible zip, next to the floor measured on the same file. Stack: one plain PUT plus one plain GET of the same bytes on the same S3 server (the API must store the bits and the worker must read them). Embedded default: one copy on the same disk (with fsync) plus one read through SHA-1 + SHA-256. Ratio = upload→READY / floor. The zip holds one file, which the resource pool takes by default: the spec has it written to the pool before READY, a second write of the same bytes that the floor does not count. The \"no pool write\" rows change one setting, `resource_pool.maximum_size`, set below the file's size: the pool takes nothing, and the pipeline alone is measured. The \"proxy's file\" rows (stack) post the form a front proxy sends once it has stored the bits (Cloud Controller's nginx does this), naming the file by `bits_path`: its length is known, so the API stores it in one streamed PUT; the form's bits part has no length until it ends, so the API stores it in parts. The \"direct\" rows time a direct upload from the link's request (the client PUTs the file to the S3 server, then completes).\n").unwrap();
     writeln!(
         report,
         "| backend | size | upload→READY | floor | floor parts | ratio | peak RSS |"
@@ -296,7 +330,7 @@ async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String, embed
     writeln!(report, "| --- | --- | --- | --- | --- | --- | --- |").unwrap();
     for &size in &plan.upload_sizes {
         let path = scratch.join(format!("upload-{}.zip", size / MIB));
-        let sha1 = zips::write_large_zip(&path, size);
+        let floor_path = scratch.join(format!("floor-{}.zip", size / MIB));
         let mut runs = Vec::new();
         if !embedded_only {
             runs.push(("stack (s3s-fs)", Mode::Stack, None));
@@ -306,15 +340,34 @@ async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String, embed
         }
         runs.push(("embedded", Mode::Embedded, None));
         let runs = runs.into_iter().flat_map(|(backend, mode, s3)| {
-            [
-                (backend.to_owned(), mode, s3.clone(), Pool::TakesTheFile),
+            let mut runs = vec![
+                (
+                    backend.to_owned(),
+                    mode,
+                    s3.clone(),
+                    (Pool::TakesTheFile, Ingest::Form),
+                ),
                 (
                     format!("{backend}, no pool write"),
                     mode,
-                    s3,
-                    Pool::TakesNothing,
+                    s3.clone(),
+                    (Pool::TakesNothing, Ingest::Form),
                 ),
-            ]
+            ];
+            if mode == Mode::Stack {
+                for (how, ingest) in [
+                    ("proxy's file", Ingest::ProxyFile),
+                    ("direct", Ingest::Direct),
+                ] {
+                    runs.push((
+                        format!("{backend}, no pool write, {how}"),
+                        mode,
+                        s3.clone(),
+                        (Pool::TakesNothing, ingest),
+                    ));
+                }
+            }
+            runs
         });
         // `PACKAGES_BENCH_ROWS=garage` keeps the rows whose backend names it: a quicker
         // loop when one change is measured against one server.
@@ -322,20 +375,29 @@ async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String, embed
         for (backend, mode, s3, pool) in runs.filter(|(backend, ..)| backend.contains(&rows)) {
             // What earlier runs left for the kernel to write back (the S3 server does not
             // sync) would otherwise slow this run's disk.
+            //
+            // Every upload and every floor gets bytes no server has seen: garage keeps
+            // each block once, so a PUT of blocks it already holds stores nothing, and a
+            // floor measured on the bits just uploaded (or an upload of an earlier row's)
+            // would be a PUT that writes nothing.
+            let sha1 = zips::write_large_zip(&path, size);
             sync_disks();
             let (result, svc) = upload_to_ready(mode, s3, pool, &path, &sha1).await;
+            let _ = std::fs::remove_file(&path);
+            zips::write_large_zip(&floor_path, size);
             sync_disks();
+            let path = &floor_path;
             let (floor, parts) = match mode {
                 Mode::Stack => {
-                    let (put, get) = s3_put_get_floor(&svc, &path);
+                    let (put, get) = s3_put_get_floor(&svc, path);
                     (
                         put + get,
                         format!("PUT {} + GET {}", seconds(put), seconds(get)),
                     )
                 }
                 Mode::Embedded => {
-                    let copy = disk_copy_floor(&svc, &path);
-                    let hash = hash_floor(&path);
+                    let copy = disk_copy_floor(&svc, path);
+                    let hash = hash_floor(path);
                     (
                         copy + hash,
                         format!("copy {} + hash {}", seconds(copy), seconds(hash)),
@@ -362,7 +424,7 @@ async fn upload_pipeline(plan: &Plan, scratch: &Path, report: &mut String, embed
             writeln!(report, "{line}").unwrap();
             drop(svc);
         }
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&floor_path);
     }
 }
 
@@ -410,15 +472,9 @@ fn process_cpu(pid: u32) -> f64 {
     ticks as f64 / per_second
 }
 
-/// A direct upload from link to READY: the time, and the API process's CPU seconds in
-/// that span (on the stack, the bytes go to S3 and the job runs in the worker).
-async fn direct_upload_to_ready(mode: Mode, path: &Path, sha1: &str) -> (Duration, f64) {
-    let svc = Service::start_with(options(mode, 1)).await;
-    let ctx = svc.ctx().await;
-    let guid = svc.new_package(&ctx.app).await;
+/// A direct upload: a link, the file PUT to it, and the completion's reply.
+async fn direct_upload(svc: &Service, guid: &str, path: &Path) -> packages_tests::Reply {
     let admin = svc.admin();
-    let api_cpu = process_cpu(svc.api_pid());
-    let started = Instant::now();
     let r = svc
         .post(
             &format!("/v3/packages/{guid}/direct_uploads"),
@@ -443,13 +499,23 @@ async fn direct_upload_to_ready(mode: Mode, path: &Path, sha1: &str) -> (Duratio
         .await
         .unwrap();
     assert!(put.status().is_success(), "{}", put.status());
-    let r = svc
-        .send(
-            svc.http
-                .post(link["links"]["complete"]["href"].as_str().unwrap())
-                .bearer_auth(&admin),
-        )
-        .await;
+    svc.send(
+        svc.http
+            .post(link["links"]["complete"]["href"].as_str().unwrap())
+            .bearer_auth(&admin),
+    )
+    .await
+}
+
+/// A direct upload from link to READY: the time, and the API process's CPU seconds in
+/// that span (on the stack, the bytes go to S3 and the job runs in the worker).
+async fn direct_upload_to_ready(mode: Mode, path: &Path, sha1: &str) -> (Duration, f64) {
+    let svc = Service::start_with(options(mode, 1)).await;
+    let ctx = svc.ctx().await;
+    let guid = svc.new_package(&ctx.app).await;
+    let api_cpu = process_cpu(svc.api_pid());
+    let started = Instant::now();
+    let r = direct_upload(&svc, &guid, path).await;
     assert_eq!(r.status, 200, "{}", r.text());
     wait_ready(&svc, &guid).await;
     let to_ready = started.elapsed();
@@ -1067,8 +1133,14 @@ async fn main() {
     // Memory of `packages` for the largest embedded case.
     let path = scratch.path().join("big.zip");
     let sha1 = zips::write_large_zip(&path, plan.big_embedded);
-    let (result, svc) =
-        upload_to_ready(Mode::Embedded, None, Pool::TakesTheFile, &path, &sha1).await;
+    let (result, svc) = upload_to_ready(
+        Mode::Embedded,
+        None,
+        (Pool::TakesTheFile, Ingest::Form),
+        &path,
+        &sha1,
+    )
+    .await;
     drop(svc);
     let _ = std::fs::remove_file(&path);
     let line = format!(

@@ -205,8 +205,8 @@ impl Services {
     /// Stores a proxy-stored file opened by [`Services::open_bits_path`] in a fresh staging
     /// key. Its length is known, so it goes as one streamed PUT (S3 needs a length for
     /// that; a form's bits part has none until it ends) and not as a multipart upload,
-    /// whose parts the server takes at a fraction of a plain PUT's speed. Refused with
-    /// `TooLarge` before a byte moves when it is over `upload.max_body_bytes`.
+    /// whose part buffers the API would hold. Refused with `TooLarge` before a byte
+    /// moves when it is over `upload.max_body_bytes`.
     pub async fn ingest_file(
         &self,
         ticket: &UploadTicket,

@@ -224,8 +224,28 @@ impl Service {
         .await
     }
 
-    /// The front proxy's upload: the proxy has stored the bits at `bits_path` and posts
-    /// the form that names it, with its shared secret.
+    /// The front proxy's upload form (urlencoded `fields`, e.g. `bits_name` and the
+    /// `bits_path` of the file it stored), with its shared secret when given.
+    pub async fn upload_proxy_form(
+        &self,
+        guid: &str,
+        token: &str,
+        secret: Option<&str>,
+        fields: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .http
+            .post(self.url(&format!("/v3/packages/{guid}/upload")))
+            .bearer_auth(token)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap());
+        if let Some(secret) = secret {
+            request = request.header("X-Upload-Proxy-Secret", secret);
+        }
+        self.send(request).await
+    }
+
+    /// The front proxy's upload of the file it stored at `bits_path`.
     pub async fn upload_proxy_file(
         &self,
         guid: &str,
@@ -233,20 +253,13 @@ impl Service {
         secret: &str,
         bits_path: &std::path::Path,
     ) -> Reply {
-        let form = serde_urlencoded::to_string([
+        let bits_path = bits_path.display().to_string();
+        let fields = [
             ("bits_name", "package.zip"),
-            ("bits_path", &bits_path.display().to_string()),
-        ])
-        .unwrap();
-        self.send(
-            self.http
-                .post(self.url(&format!("/v3/packages/{guid}/upload")))
-                .bearer_auth(token)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .header("X-Upload-Proxy-Secret", secret)
-                .body(form),
-        )
-        .await
+            ("bits_path", bits_path.as_str()),
+        ];
+        self.upload_proxy_form(guid, token, Some(secret), &fields)
+            .await
     }
 
     pub async fn create_org(&self, name: &str) -> String {

@@ -21,27 +21,6 @@ async fn assert_nothing_staged(svc: &Service) {
 
 const PROXY_SECRET: &str = "the-front-proxy-secret";
 
-/// A proxy-form upload as the front proxy sends it (with its secret) or, without
-/// `secret`, as any client could.
-async fn proxy_upload(
-    svc: &Service,
-    path: &str,
-    token: &str,
-    secret: Option<&str>,
-    fields: &[(&str, &str)],
-) -> packages_tests::Reply {
-    let mut request = svc
-        .http
-        .post(format!("{}{path}", svc.base))
-        .bearer_auth(token)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form(fields));
-    if let Some(secret) = secret {
-        request = request.header("X-Upload-Proxy-Secret", secret);
-    }
-    svc.send(request).await
-}
-
 #[tokio::test]
 async fn second_upload_is_refused() {
     let svc = Service::start().await;
@@ -303,19 +282,18 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
     let stored = root.join("d20151013-23073-iboity");
     std::fs::write(&stored, &zip).unwrap();
     let guid = svc.new_package(&ctx.app).await;
-    let path = format!("/v3/packages/{guid}/upload");
     let stored_path = stored.display().to_string();
-    let r = proxy_upload(
-        &svc,
-        &path,
-        &admin,
-        proxy,
-        &[
-            ("bits_name", "application.zip"),
-            ("bits_path", &stored_path),
-        ],
-    )
-    .await;
+    let r = svc
+        .upload_proxy_form(
+            &guid,
+            &admin,
+            proxy,
+            &[
+                ("bits_name", "application.zip"),
+                ("bits_path", &stored_path),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["state"], "PROCESSING_UPLOAD");
     let ready = svc.wait_final(&guid).await;
@@ -337,7 +315,6 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
     std::fs::hard_link(&secret, root.join("hard-link.zip")).unwrap();
     std::fs::create_dir_all(root.join("dir")).unwrap();
     let guid = svc.new_package(&ctx.app).await;
-    let path = format!("/v3/packages/{guid}/upload");
     for bad in [
         secret.display().to_string(),
         format!("{}/../secret.zip", root.display()),
@@ -348,9 +325,8 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
         root.join("missing.zip").display().to_string(),
         "/etc/passwd".to_owned(),
     ] {
-        proxy_upload(
-            &svc,
-            &path,
+        svc.upload_proxy_form(
+            &guid,
             &admin,
             proxy,
             &[("bits_name", "a.zip"), ("bits_path", &bad)],
@@ -367,7 +343,7 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
     assert!(root.join("hard-link.zip").exists());
     assert_eq!(svc.package(&guid).await["state"], "AWAITING_UPLOAD");
 
-    proxy_upload(&svc, &path, &admin, proxy, &[("bits_name", "a.zip")])
+    svc.upload_proxy_form(&guid, &admin, proxy, &[("bits_name", "a.zip")])
         .await
         .assert_error(
             422,
@@ -375,9 +351,8 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
             "UnprocessableEntity",
             "Bits path An application zip file must be uploaded",
         );
-    proxy_upload(
-        &svc,
-        &path,
+    svc.upload_proxy_form(
+        &guid,
         &admin,
         proxy,
         &[("resources", "[]"), ("bits_path", "x")],
@@ -389,7 +364,9 @@ async fn proxy_form_only_reads_files_inside_the_upload_root() {
         "UnprocessableEntity",
         "Unknown field(s): 'resources'",
     );
-    let r = proxy_upload(&svc, &path, &admin, proxy, &[("bits_path", "x")]).await;
+    let r = svc
+        .upload_proxy_form(&guid, &admin, proxy, &[("bits_path", "x")])
+        .await;
     assert_eq!(
         r.json()["description"],
         "The request is semantically invalid: Bits path is invalid"

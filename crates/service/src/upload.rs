@@ -5,7 +5,7 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -170,34 +170,31 @@ impl Services {
     {
         let mut writer = self.blobs.writer(&staging_key).await?;
         let limit = self.policy.max_body_bytes;
-        let mut size: u64 = 0;
-        let mut renewed = Instant::now();
-        let mut body = std::pin::pin!(body);
-        while let Some(chunk) = body.next().await {
-            let failure = match chunk {
-                Err(e) => Some(ServiceError::UploadInterrupted(e.to_string())),
-                Ok(chunk) => {
+        let streamed = self
+            .holding_claim(ticket, async {
+                let mut size: u64 = 0;
+                let mut body = std::pin::pin!(body);
+                while let Some(chunk) = body.next().await {
+                    let chunk =
+                        chunk.map_err(|e| ServiceError::UploadInterrupted(e.to_string()))?;
                     size = size.saturating_add(chunk.len() as u64);
                     if size > limit {
-                        Some(ServiceError::TooLarge { limit })
-                    } else if renewed.elapsed() >= CLAIM_RENEWAL {
-                        renewed = Instant::now();
-                        match self.renew_claim(ticket).await {
-                            Ok(()) => writer.write(chunk).await.err().map(ServiceError::from),
-                            Err(e) => Some(e),
-                        }
-                    } else {
-                        writer.write(chunk).await.err().map(ServiceError::from)
+                        return Err(ServiceError::TooLarge { limit });
                     }
+                    writer.write(chunk).await?;
                 }
-            };
-            if let Some(failure) = failure {
+                Ok(size)
+            })
+            .await;
+        let size = match streamed {
+            Ok(size) => size,
+            Err(failure) => {
                 if let Err(e) = writer.abort().await {
                     tracing::warn!(error = %packages_blobstore::Chain(&e), key = %staging_key, "discarding a partial upload failed");
                 }
                 return Err(failure);
             }
-        }
+        };
         writer.finish().await?;
         Ok(ProcessUpload::bits(staging_key, size))
     }
@@ -235,10 +232,12 @@ impl Services {
             }
         });
         let stored = self
-            .holding_claim(
-                ticket,
-                self.blobs.put_stream(&staging_key, size, Box::pin(body)),
-            )
+            .holding_claim(ticket, async {
+                Ok(self
+                    .blobs
+                    .put_stream(&staging_key, size, Box::pin(body))
+                    .await?)
+            })
             .await;
         match stored {
             Ok(()) => Ok(ProcessUpload::bits(staging_key, size)),
@@ -254,19 +253,20 @@ impl Services {
         }
     }
 
-    /// Runs `store` while renewing the upload's claim, so that a long store keeps it; a
-    /// claim lost meanwhile stops the store (dropped, it leaves nothing behind).
-    async fn holding_claim(
+    /// Runs `store` while renewing the upload's claim every [`CLAIM_RENEWAL`], so that a
+    /// long store keeps it; a claim lost meanwhile stops the store (dropped mid-way, a
+    /// store leaves nothing behind) with `BitsAlreadyUploaded`.
+    async fn holding_claim<T>(
         &self,
         ticket: &UploadTicket,
-        store: impl Future<Output = std::result::Result<(), BlobError>>,
-    ) -> Result<()> {
+        store: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let mut store = std::pin::pin!(store);
         let first = tokio::time::Instant::now() + CLAIM_RENEWAL;
         let mut renewal = tokio::time::interval_at(first, CLAIM_RENEWAL);
         loop {
             tokio::select! {
-                stored = &mut store => return stored.map_err(ServiceError::from),
+                stored = &mut store => return stored,
                 _ = renewal.tick() => self.renew_claim(ticket).await?,
             }
         }

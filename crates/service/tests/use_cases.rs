@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use packages_domain::{
     AppGuid, FailureReason, JobKind, PackageGuid, PackageState, Principal, RoleType,
 };
@@ -159,6 +160,32 @@ async fn an_upload_over_the_limit_stores_nothing_and_frees_the_package() {
     svc.release_upload(&ticket).await;
     assert!(rig.blobs.list("staging/").await.unwrap().is_empty());
     assert!(svc.prepare_upload(&admin(), &p.guid).await.is_ok());
+}
+
+/// A running upload renews its claim: once the claim has gone to another upload (as a
+/// lapsed one does), the next renewal finds it gone and the stalled upload stops, with
+/// nothing staged. Tokio's clock is paused, so the renewal comes without waiting for it.
+#[tokio::test]
+async fn an_upload_that_lost_its_claim_stops_at_the_next_renewal_and_stores_nothing() {
+    let rig = rig().await;
+    let svc = &rig.services;
+    let p = svc
+        .create_package(&admin(), &rig.app, bits())
+        .await
+        .unwrap();
+    let first = svc.prepare_upload(&admin(), &p.guid).await.unwrap();
+    svc.release_upload(&first).await;
+    let _second = svc.prepare_upload(&admin(), &p.guid).await.unwrap();
+    // One chunk, then a client that stalls mid-upload.
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"PK"))])
+        .chain(futures_util::stream::pending());
+    tokio::time::pause();
+    let stopped = tokio::time::timeout(Duration::from_secs(3600), svc.ingest(&first, body)).await;
+    assert!(
+        matches!(stopped, Ok(Err(ServiceError::BitsAlreadyUploaded))),
+        "{stopped:?}"
+    );
+    assert!(rig.blobs.list("staging/").await.unwrap().is_empty());
 }
 
 #[tokio::test]

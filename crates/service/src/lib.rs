@@ -26,6 +26,7 @@ use packages_domain::{ListQuery, PageWindow};
 use packages_storage::Database;
 
 use crate::credentials::CredentialKey;
+use crate::lookup::PackageReads;
 use tokio::sync::Notify;
 
 pub use error::{Resource, Result, ServiceError};
@@ -110,6 +111,8 @@ impl Default for Policy {
 #[derive(Clone)]
 pub struct Services {
     db: Database,
+    /// `GET /v3/packages/:guid`'s reads, batched under load.
+    package_reads: PackageReads,
     blobs: Arc<dyn Blobstore>,
     policy: Arc<Policy>,
     /// Wakes the outbox relay of this process when a job was recorded, so jobs are
@@ -120,6 +123,7 @@ pub struct Services {
 impl Services {
     pub fn new(db: Database, blobs: Arc<dyn Blobstore>, policy: Policy) -> Self {
         Services {
+            package_reads: lookup::package_reads(&db),
             db,
             blobs,
             policy: Arc::new(policy),

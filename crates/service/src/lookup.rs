@@ -4,8 +4,11 @@
 use packages_domain::access::Membership;
 use packages_domain::context::App;
 use packages_domain::{Access, AppGuid, Package, PackageGuid, Principal, SpaceGuid};
-use packages_storage::context;
+use packages_storage::batch::Batched;
 use packages_storage::packages;
+use packages_storage::{AnyConnection, Database, StorageError, context};
+
+use crate::packages::PackageView;
 
 use crate::{Resource, Result, ServiceError, Services};
 
@@ -46,7 +49,72 @@ fn readable(principal: &Principal, membership: &Membership) -> bool {
     .can_read()
 }
 
+/// A package asked for by a caller: by an admin (`user` `None`, who sees every space), or
+/// by a user whose roles in the package's space decide.
+pub(crate) struct PackageRead {
+    guid: PackageGuid,
+    user: Option<String>,
+}
+
+pub(crate) type PackageReads = Batched<PackageRead, Option<(PackageView, Membership)>>;
+
+pub(crate) fn package_reads(db: &Database) -> PackageReads {
+    Batched::new(db.clone(), read_packages)
+}
+
+/// The packages, each with what its caller holds in its space, in one statement for the
+/// packages and one lookup per caller and space.
+fn read_packages(
+    conn: &mut AnyConnection,
+    reads: &[PackageRead],
+) -> std::result::Result<Vec<Option<(PackageView, Membership)>>, StorageError> {
+    let guids: Vec<&str> = reads.iter().map(|read| read.guid.as_str()).collect();
+    let found = packages::find_many_with_space_and_metadata(conn, &guids)?;
+    let mut memberships: Vec<(&str, String, Membership)> = Vec::new();
+    let mut answers = Vec::with_capacity(reads.len());
+    for (read, found) in reads.iter().zip(found) {
+        let Some((package, space, metadata)) = found else {
+            answers.push(None);
+            continue;
+        };
+        let membership = match &read.user {
+            None => Membership::default(),
+            Some(user) => match memberships
+                .iter()
+                .find(|(u, s, _)| u == user && *s == space)
+            {
+                Some((_, _, membership)) => membership.clone(),
+                None => {
+                    let membership = context::membership(conn, user, &space)?.unwrap_or_default();
+                    memberships.push((user, space, membership.clone()));
+                    membership
+                }
+            },
+        };
+        answers.push(Some((PackageView { package, metadata }, membership)));
+    }
+    Ok(answers)
+}
+
 impl Services {
+    /// The package with its metadata, and what the caller holds in its space; `NotFound`
+    /// when it does not exist or the caller cannot read it. Reads that arrive together go
+    /// to the database together.
+    pub(crate) async fn readable_package_view(
+        &self,
+        principal: &Principal,
+        guid: &PackageGuid,
+    ) -> Result<(PackageView, Membership)> {
+        let read = PackageRead {
+            guid: guid.clone(),
+            user: (!principal.is_admin()).then(|| principal.user_guid.clone()),
+        };
+        match self.package_reads.get(read).await? {
+            Some((view, membership)) if readable(principal, &membership) => Ok((view, membership)),
+            _ => Err(ServiceError::NotFound(Resource::Package)),
+        }
+    }
+
     /// A resource that hangs off a space, with what the caller holds there; `NotFound`
     /// (as `missing`) when it does not exist or the caller cannot read it.
     pub(crate) async fn readable<T, F>(

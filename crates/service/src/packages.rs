@@ -336,21 +336,7 @@ impl Services {
         guid: &PackageGuid,
     ) -> Result<PackageView> {
         require_read_scope(principal)?;
-        // The package, the caller's role and the metadata in one trip to the database
-        // (one hop to the blocking pool per request, not two), the package and its metadata
-        // in one statement.
-        let guid = guid.clone();
-        let (view, _) = self
-            .readable(principal, Resource::Package, move |conn| {
-                let Some((package, space, metadata)) =
-                    packages::find_with_space_and_metadata(conn, &guid)?
-                else {
-                    return Ok(None);
-                };
-                Ok(Some((PackageView { package, metadata }, space.into())))
-            })
-            .await?;
-        Ok(view)
+        Ok(self.readable_package_view(principal, guid).await?.0)
     }
 
     /// `GET /v3/packages` and `GET /v3/apps/:guid/packages`, with GA's filters and

@@ -19,6 +19,7 @@ macro_rules! on_each_backend {
     };
 }
 
+pub mod batch;
 pub mod connection;
 pub mod context;
 pub mod jobs;
@@ -28,6 +29,7 @@ pub mod resource_pool;
 mod rows;
 mod schema;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use connection::{AnyConnection, DatabaseUrl, migrate, revert_all, write_transaction};
@@ -49,6 +51,12 @@ pub enum StorageError {
     /// The blocking task that ran the query did not finish (runtime shutting down).
     #[error("the database task did not finish")]
     Task(#[source] tokio::task::JoinError),
+    /// A batched read was dropped unanswered (runtime shutting down).
+    #[error("the batched read was not answered")]
+    Abandoned,
+    /// The failure of a batched read, shared by every caller in the batch.
+    #[error(transparent)]
+    Shared(Arc<StorageError>),
     /// A unique key refused the row (duplicate name, role, …).
     #[error("a row with the same key exists")]
     Conflict(#[source] diesel::result::Error),
@@ -70,10 +78,14 @@ impl StorageError {
     /// Whether the same operation may succeed later: the database was out of reach, not
     /// the request at fault.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StorageError::Pool(_) | StorageError::ConnectionLost(_) | StorageError::Task(_)
-        )
+        match self {
+            StorageError::Shared(error) => error.is_retryable(),
+            StorageError::Pool(_)
+            | StorageError::ConnectionLost(_)
+            | StorageError::Task(_)
+            | StorageError::Abandoned => true,
+            _ => false,
+        }
     }
 }
 

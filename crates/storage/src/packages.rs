@@ -170,6 +170,52 @@ pub fn find_with_space_and_metadata(
     .transpose()
 }
 
+/// A package, the GUID of its app's space and its metadata.
+pub type PackageInSpace = (Package, String, Metadata);
+
+/// [`find_with_space_and_metadata`] for many packages in one statement, in the order of
+/// `guids` (a GUID asked twice is answered twice). One GUID runs that function's
+/// statement, which every backend keeps prepared; more run it with `= ANY($1)` on
+/// PostgreSQL (one prepared statement whatever their number) and `IN (…)` on SQLite.
+pub fn find_many_with_space_and_metadata(
+    conn: &mut AnyConnection,
+    guids: &[&str],
+) -> Result<Vec<Option<PackageInSpace>>, StorageError> {
+    match guids {
+        [] => return Ok(Vec::new()),
+        [guid] => return Ok(vec![find_with_space_and_metadata(conn, guid)?]),
+        _ => {}
+    }
+    let rows = on_each_backend!(conn, |c| {
+        packages::table
+            .inner_join(apps::table.on(apps::guid.eq(packages::app_guid)))
+            .filter(packages::guid.eq_any(guids))
+            .select((
+                PackageRow::as_select(),
+                apps::space_guid,
+                metadata::LabelsJson,
+                metadata::AnnotationsJson,
+            ))
+            .load::<(PackageRow, String, String, String)>(c)
+    })?;
+    let found = rows
+        .into_iter()
+        .map(|(row, space, labels, annotations)| {
+            let metadata = metadata::from_aggregated(&labels, &annotations)?;
+            Ok((Package::try_from(row)?, space, metadata))
+        })
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    Ok(guids
+        .iter()
+        .map(|guid| {
+            found
+                .iter()
+                .find(|(package, _, _)| package.guid.as_str() == *guid)
+                .cloned()
+        })
+        .collect())
+}
+
 /// A page of packages, with what it takes to show it.
 #[derive(Debug)]
 pub struct ListedPage {

@@ -892,6 +892,23 @@ fn a_package_with_its_space_and_metadata_reads_as_the_separate_reads_do() {
                 .unwrap()
                 .is_none()
         );
+        // Many in one statement: in the order asked, a GUID asked twice answered twice,
+        // an unknown one answered `None`, each as the single read answers it.
+        let asked = [rich.as_str(), "unknown", bare.as_str(), rich.as_str()];
+        let many = packages::find_many_with_space_and_metadata(c, &asked).unwrap();
+        assert_eq!(many.len(), asked.len());
+        for (guid, read) in asked.iter().zip(many) {
+            assert_eq!(
+                read,
+                packages::find_with_space_and_metadata(c, guid).unwrap(),
+                "{guid}"
+            );
+        }
+        assert!(
+            packages::find_many_with_space_and_metadata(c, &[])
+                .unwrap()
+                .is_empty()
+        );
     });
 }
 
@@ -1513,4 +1530,119 @@ fn concurrent_pool_inserts_leave_one_entry() {
         assert_eq!(added, 1);
         assert_eq!(count_rows(&mut conn(db), "resource_pool"), 1);
     });
+}
+
+// Batched reads. SQLite reads on the calling thread, so these run on PostgreSQL only.
+
+/// The size of each batch `gated_find` was given, and whether it may answer.
+static BATCHES: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+type Found = Option<(packages_domain::Package, String, Metadata)>;
+
+fn gated_find(c: &mut AnyConnection, guids: &[String]) -> Result<Vec<Found>, StorageError> {
+    BATCHES.lock().unwrap().push(guids.len());
+    let (open, opened) = &GATE;
+    let _open = opened
+        .wait_while(open.lock().unwrap(), |open| !*open)
+        .unwrap();
+    let guids: Vec<&str> = guids.iter().map(String::as_str).collect();
+    packages::find_many_with_space_and_metadata(c, &guids)
+}
+
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "gave up waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_queue_behind_statements_in_flight_share_the_next_and_each_gets_its_own_answer()
+{
+    let test = postgres();
+    let db = test.db.clone();
+    let (guids, unknown) = {
+        let c = &mut conn(&db);
+        let (_, _, app) = seed(c);
+        let a = packages::insert(c, &new_bits(&app)).unwrap().guid;
+        let b = with_labels(c, &app, &[("env", "prod")]);
+        (vec![a.to_string(), b.to_string()], "unknown".to_string())
+    };
+    let batched = packages_storage::batch::Batched::new(db.clone(), gated_find);
+    let get = |guid: &str| {
+        let (batched, guid) = (batched.clone(), guid.to_string());
+        tokio::spawn(async move { (guid.clone(), batched.get(guid).await) })
+    };
+    // Two reads, one after the other, take the two statements in flight and hold them at
+    // the gate.
+    let mut reads = Vec::new();
+    for (n, guid) in guids.iter().enumerate() {
+        reads.push(get(guid));
+        until("a statement in flight", || {
+            BATCHES.lock().unwrap().len() == n + 1
+        })
+        .await;
+    }
+    // Six more queue: known, unknown and repeated GUIDs.
+    for guid in [
+        &guids[0], &unknown, &guids[1], &guids[1], &guids[0], &unknown,
+    ] {
+        reads.push(get(guid));
+    }
+    until("six queued reads", || batched.queued() == 6).await;
+    assert_eq!(
+        *BATCHES.lock().unwrap(),
+        [1, 1],
+        "queued reads wait for a statement"
+    );
+
+    *GATE.0.lock().unwrap() = true;
+    GATE.1.notify_all();
+    let c = &mut conn(&db);
+    for read in reads {
+        let (guid, found) = read.await.unwrap();
+        assert_eq!(
+            found.unwrap(),
+            packages::find_with_space_and_metadata(c, &guid).unwrap(),
+            "{guid}"
+        );
+    }
+    let mut batches = BATCHES.lock().unwrap().clone();
+    batches.sort();
+    assert_eq!(
+        batches,
+        [1, 1, 6],
+        "the six queued reads went in one statement"
+    );
+}
+
+fn failing_find(c: &mut AnyConnection, guids: &[String]) -> Result<Vec<Found>, StorageError> {
+    if guids.iter().any(|g| g == "panic") {
+        panic!("a read that panics");
+    }
+    if guids.iter().any(|g| g == "broken") {
+        return Err(StorageError::ConnectionLost(
+            diesel::result::Error::BrokenTransactionManager,
+        ));
+    }
+    let guids: Vec<&str> = guids.iter().map(String::as_str).collect();
+    packages::find_many_with_space_and_metadata(c, &guids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_read_that_fails_or_panics_answers_an_error_and_the_next_read_works() {
+    let test = postgres();
+    let batched = packages_storage::batch::Batched::new(test.db.clone(), failing_find);
+    let lost = batched.get("broken".to_string()).await.unwrap_err();
+    assert!(lost.is_retryable(), "{lost}");
+    let panicked = batched.get("panic".to_string()).await.unwrap_err();
+    assert!(matches!(panicked, StorageError::Shared(_)), "{panicked:?}");
+    assert!(!panicked.is_retryable(), "{panicked}");
+    assert_eq!(batched.get("unknown".to_string()).await.unwrap(), None);
+    assert_eq!(batched.queued(), 0);
 }

@@ -2,14 +2,15 @@
 //! characters and a page up to 5,000 packages, so the body is written as it is rendered:
 //! the page's metadata is loaded in batches of at most [`METADATA_BATCH_CHARACTERS`] (an
 //! ordinary page's came with the page), and memory stays bounded by one batch whatever
-//! the page holds.
+//! the page holds. An ordinary page fits one write: it is rendered whole before the
+//! status goes out and sent with its length, with no stream around it.
 
 use std::collections::VecDeque;
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{self, HeaderValue};
 use bytes::Bytes;
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use packages_domain::{Metadata, Package};
 use packages_service::Services;
 use packages_service::packages::{
@@ -23,17 +24,19 @@ use crate::{ApiError, JSON_CONTENT_TYPE};
 /// no small trailing write waits on the client's delayed ACK.
 const WRITE_BYTES: usize = 64 * 1024;
 
-pub(crate) fn response(
+pub(crate) async fn response(
     links: Links,
     path: &str,
     list: PackageList,
     services: Services,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let pagination = presenters::pagination(&links, path, &list.page);
-    let mut head = b"{\n  \"pagination\": ".to_vec();
+    // Room for the first write, so that rendering it never copies what it has written.
+    let mut head = Vec::with_capacity(WRITE_BYTES + WRITE_BYTES / 4);
+    head.extend_from_slice(b"{\n  \"pagination\": ");
     head.extend(serde_json::to_vec_pretty(&pagination).unwrap_or_default());
     head.extend_from_slice(b",\n  \"resources\": [");
-    let page = Page {
+    let mut page = Page {
         links,
         services,
         packages: list.page.resources.into_iter().collect(),
@@ -42,12 +45,18 @@ pub(crate) fn response(
         rendered: 0,
         done: false,
     };
-    HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(JSON_CONTENT_TYPE),
-        ))
-        .streaming(body(page))
+    // Before the status: a failure here still answers with an error, not a cut body.
+    let first = page.next_write().await?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(JSON_CONTENT_TYPE),
+    ));
+    Ok(if page.done {
+        response.body(first)
+    } else {
+        response.streaming(stream::once(async { Ok(first) }).chain(body(page)))
+    })
 }
 
 /// What is left to render of a page.
@@ -71,24 +80,31 @@ fn body(page: Page) -> impl Stream<Item = Result<Bytes, ApiError>> {
         if page.done {
             return None;
         }
-        loop {
-            if let Err(e) = page.render_batch().await {
-                page.done = true;
-                return Some((Err(e), page));
-            }
-            if page.packages.is_empty() {
-                page.out.extend_from_slice(b"\n  ]\n}");
-                page.done = true;
-                return Some((Ok(Bytes::from(std::mem::take(&mut page.out))), page));
-            }
-            if page.out.len() >= WRITE_BYTES {
-                return Some((Ok(Bytes::from(std::mem::take(&mut page.out))), page));
-            }
+        let write = page.next_write().await;
+        if write.is_err() {
+            page.done = true;
         }
+        Some((write, page))
     })
 }
 
 impl Page {
+    /// Renders until about [`WRITE_BYTES`] are ready or the page ends, and takes them.
+    async fn next_write(&mut self) -> Result<Bytes, ApiError> {
+        loop {
+            self.render_batch().await?;
+            if self.packages.is_empty() {
+                self.out.extend_from_slice(b"\n  ]\n}");
+                self.done = true;
+                return Ok(Bytes::from(std::mem::take(&mut self.out)));
+            }
+            if self.out.len() >= WRITE_BYTES {
+                let room = Vec::with_capacity(WRITE_BYTES + WRITE_BYTES / 4);
+                return Ok(Bytes::from(std::mem::replace(&mut self.out, room)));
+            }
+        }
+    }
+
     /// Renders the next packages whose metadata fits [`BATCH_CHARACTERS`] together (at
     /// least one) into `out`.
     async fn render_batch(&mut self) -> Result<(), ApiError> {

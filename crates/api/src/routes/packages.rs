@@ -133,12 +133,7 @@ async fn list_page(
         Some(app) => format!("/v3/apps/{app}/packages"),
         None => "/v3/packages".to_owned(),
     };
-    Ok(crate::package_page::response(
-        state.links(req),
-        &base,
-        list,
-        state.services.clone(),
-    ))
+    crate::package_page::response(state.links(req), &base, list, state.services.clone()).await
 }
 
 /// `GET /v3/packages/:guid/droplets` (GA): always an empty page here.

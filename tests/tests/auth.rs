@@ -1015,3 +1015,57 @@ async fn uaa_signing_keys_rotate_without_a_restart() {
         );
     }
 }
+
+/// GETs that arrive together (on PostgreSQL they share statements): each caller gets what
+/// its own roles let it see, whoever arrived beside it.
+#[tokio::test]
+async fn reads_that_arrive_together_each_answer_their_own_caller() {
+    let svc = Service::start().await;
+    let (one, two) = (svc.ctx().await, svc.ctx().await);
+    let in_one = svc.new_package(&one.app).await;
+    let in_two = svc.new_package(&two.app).await;
+    let (auditor, developer, stranger) = (new_user(), new_user(), new_user());
+    svc.grant(&auditor, "space_auditor", &one.space).await;
+    svc.grant(&developer, "space_developer", &two.space).await;
+    let admin = svc.admin();
+    let (auditor, developer, stranger) = (
+        svc.token(&auditor, READ_WRITE),
+        svc.token(&developer, READ_WRITE),
+        svc.token(&stranger, READ_WRITE),
+    );
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let cases: Vec<(&str, &str, Option<&str>)> = vec![
+        (admin.as_str(), in_one.as_str(), Some(in_one.as_str())),
+        (admin.as_str(), in_two.as_str(), Some(in_two.as_str())),
+        (admin.as_str(), unknown.as_str(), None),
+        (auditor.as_str(), in_one.as_str(), Some(in_one.as_str())),
+        (auditor.as_str(), in_two.as_str(), None),
+        (developer.as_str(), in_two.as_str(), Some(in_two.as_str())),
+        (developer.as_str(), in_one.as_str(), None),
+        (stranger.as_str(), in_one.as_str(), None),
+        (stranger.as_str(), in_two.as_str(), None),
+    ];
+    // Every case many times over, all at once.
+    let svc = &svc;
+    let reads =
+        cases
+            .iter()
+            .cycle()
+            .take(cases.len() * 20)
+            .map(|&(token, guid, visible)| async move {
+                (
+                    svc.get(&format!("/v3/packages/{guid}"), token).await,
+                    guid,
+                    visible,
+                )
+            });
+    for (reply, guid, visible) in futures_util::future::join_all(reads).await {
+        match visible {
+            Some(expected) => {
+                assert_eq!(reply.status, 200, "{guid}: {}", reply.text());
+                assert_eq!(reply.json()["guid"], expected);
+            }
+            None => reply.assert_error(404, 10010, "ResourceNotFound", "Package not found"),
+        }
+    }
+}

@@ -141,13 +141,8 @@ impl Page {
             }
             self.out.extend_from_slice(b"\n    ");
             let view = PackageView { package, metadata };
-            // Straight into the page's buffer. A body that could not be serialised ends
-            // the page early, as a database failure does (none can: plain strings).
-            if serde_json::to_writer(&mut self.out, &presenters::package(&self.links, &view))
-                .is_err()
-            {
-                return Err(ApiError::unknown());
-            }
+            // Straight into the page's buffer.
+            presenters::package(&self.links, &view).write_compact(&mut self.out);
             self.rendered += 1;
         }
         Ok(())

@@ -49,7 +49,7 @@ pub struct PackageBody<'a> {
     updated_at: Option<Timestamp>,
     relationships: AppRelationship<'a>,
     metadata: MetadataBody<'a>,
-    links: PackageLinks,
+    links: PackageLinks<'a>,
 }
 
 #[derive(Serialize)]
@@ -90,27 +90,44 @@ struct Guid<'a> {
 }
 
 #[derive(Serialize)]
-struct PackageLinks {
+struct PackageLinks<'a> {
     #[serde(rename = "self")]
-    this: Href,
+    this: Href<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    upload: Option<Action>,
+    upload: Option<Action<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    download: Option<Action>,
+    download: Option<Action<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    stage: Option<Action>,
-    app: Href,
+    stage: Option<Action<'a>>,
+    app: Href<'a>,
 }
 
 #[derive(Serialize)]
-struct Href {
-    href: String,
+struct Href<'a> {
+    href: Joined<'a>,
 }
 
 #[derive(Serialize)]
-struct Action {
-    href: String,
+struct Action<'a> {
+    href: Joined<'a>,
     method: &'static str,
+}
+
+/// A link as its pieces, written straight into the body: a list page has hundreds, and
+/// a `String` for each was an allocation and a copy.
+#[derive(Clone, Copy)]
+struct Joined<'a>([&'a str; 4]);
+
+impl std::fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|part| f.write_str(part))
+    }
+}
+
+impl Serialize for Joined<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// `{"labels": {…}, "annotations": {…}}`, keys with a prefix as `prefix/name`.
@@ -135,21 +152,11 @@ fn metadata_map<S: Serializer>(
     serializer.collect_map(map.iter().map(|(key, value)| (Key(key), value)))
 }
 
-/// The pieces joined, without the formatting machinery `format!` runs (a list page
-/// builds hundreds of links).
-fn joined(parts: &[&str]) -> String {
-    let mut out = String::with_capacity(parts.iter().map(|part| part.len()).sum());
-    for part in parts {
-        out.push_str(part);
-    }
-    out
-}
-
-pub fn package<'a>(links: &Links, view: &'a PackageView) -> PackageBody<'a> {
+pub fn package<'a>(links: &'a Links, view: &'a PackageView) -> PackageBody<'a> {
     let p = &view.package;
-    let path = joined(&[&links.base, "/v3/packages/", p.guid.as_str()]);
-    let action = |suffix: &str, method| Action {
-        href: joined(&[&path, suffix]),
+    let path = |suffix| Joined([&links.base, "/v3/packages/", p.guid.as_str(), suffix]);
+    let action = |suffix, method| Action {
+        href: path(suffix),
         method,
     };
     let bits = p.package_type == PackageType::Bits;
@@ -190,12 +197,133 @@ pub fn package<'a>(links: &Links, view: &'a PackageView) -> PackageBody<'a> {
             upload: bits.then(|| action("/upload", "POST")),
             download: bits.then(|| action("/download", "GET")),
             stage: bits.then(|| action("/droplets", "POST")),
-            this: Href { href: path.clone() },
+            this: Href { href: path("") },
             app: Href {
-                href: joined(&[&links.base, "/v3/apps/", p.app_guid.as_str()]),
+                href: Joined([&links.base, "/v3/apps/", p.app_guid.as_str(), ""]),
             },
         },
     }
+}
+
+impl PackageBody<'_> {
+    /// Appends the body as compact JSON, byte for byte what `serde_json::to_writer` writes:
+    /// the keys and the punctuation are literals, and a value is escaped only when it holds
+    /// a character JSON escapes. A list page writes fifty of these, and serde's derived
+    /// path escaped every key and every byte of every value, a tenth of the API's CPU.
+    pub fn write_compact(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"guid\":");
+        string(out, self.guid);
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(self.package_type.as_bytes());
+        out.extend_from_slice(b"\",\"data\":{\"hash\":{\"type\":\"");
+        out.extend_from_slice(self.data.hash.algorithm.as_bytes());
+        out.extend_from_slice(b"\",\"value\":");
+        optional(out, self.data.hash.value.as_deref());
+        out.extend_from_slice(b"},\"checksum\":{\"type\":\"");
+        out.extend_from_slice(self.data.checksum.algorithm.as_bytes());
+        out.extend_from_slice(b"\",\"value\":");
+        optional(out, self.data.checksum.value.as_deref());
+        out.extend_from_slice(b"},\"error\":");
+        optional(out, self.data.error.as_deref());
+        if let Some(image) = self.data.image {
+            out.extend_from_slice(b",\"image\":");
+            optional(out, image.as_deref());
+        }
+        if let Some(username) = self.data.username {
+            out.extend_from_slice(b",\"username\":");
+            optional(out, username.as_deref());
+        }
+        if let Some(password) = self.data.password {
+            out.extend_from_slice(b",\"password\":");
+            optional(out, password);
+        }
+        out.extend_from_slice(b"},\"url\":");
+        optional(out, self.url.as_deref());
+        out.extend_from_slice(b",\"state\":\"");
+        out.extend_from_slice(self.state.as_bytes());
+        out.extend_from_slice(b"\",\"created_at\":");
+        timestamp(out, Some(self.created_at));
+        out.extend_from_slice(b",\"updated_at\":");
+        timestamp(out, self.updated_at);
+        out.extend_from_slice(b",\"relationships\":{\"app\":{\"data\":{\"guid\":");
+        string(out, self.relationships.app.data.guid);
+        out.extend_from_slice(b"}}},\"metadata\":");
+        if self.metadata.labels.is_empty() && self.metadata.annotations.is_empty() {
+            out.extend_from_slice(b"{\"labels\":{},\"annotations\":{}}");
+        } else if serde_json::to_writer(&mut *out, &self.metadata).is_err() {
+            // Writing into a Vec cannot fail, nor can plain strings and maps of them.
+            out.extend_from_slice(b"null");
+        }
+        out.extend_from_slice(b",\"links\":{\"self\":{\"href\":");
+        self.links.this.href.write(out);
+        out.push(b'}');
+        for (key, action) in [
+            (&b",\"upload\":{\"href\":"[..], &self.links.upload),
+            (b",\"download\":{\"href\":", &self.links.download),
+            (b",\"stage\":{\"href\":", &self.links.stage),
+        ] {
+            if let Some(action) = action {
+                out.extend_from_slice(key);
+                action.href.write(out);
+                out.extend_from_slice(b",\"method\":\"");
+                out.extend_from_slice(action.method.as_bytes());
+                out.extend_from_slice(b"\"}");
+            }
+        }
+        out.extend_from_slice(b",\"app\":{\"href\":");
+        self.links.app.href.write(out);
+        out.extend_from_slice(b"}}}");
+    }
+}
+
+impl Joined<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        if self.0.iter().all(|part| is_plain(part)) {
+            out.push(b'"');
+            for part in self.0 {
+                out.extend_from_slice(part.as_bytes());
+            }
+            out.push(b'"');
+        } else {
+            string(out, &self.to_string());
+        }
+    }
+}
+
+/// Whether JSON shows `s` as it is: no quote, backslash or control character (the
+/// characters serde_json escapes). Without an early exit, so the loop is vectorised.
+fn is_plain(s: &str) -> bool {
+    !s.bytes().fold(false, |special, b| {
+        special | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    if is_plain(s) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        // Writing into a Vec cannot fail.
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn optional(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn timestamp(out: &mut Vec<u8>, t: Option<Timestamp>) {
+    use std::io::Write;
+    // Digits, dashes and colons: nothing to escape.
+    let written = match t {
+        Some(t) => write!(out, "\"{t}\""),
+        None => out.write_all(b"null"),
+    };
+    debug_assert!(written.is_ok(), "writing into a Vec cannot fail");
 }
 
 pub fn organization(links: &Links, o: &Organization) -> Value {
@@ -368,7 +496,7 @@ pub fn v3_root(links: &Links) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use packages_domain::{Package, PackageState, Timestamp};
+    use packages_domain::{Metadata, Package, PackageState, Timestamp};
 
     use super::*;
 
@@ -393,6 +521,62 @@ mod tests {
             updated_at: Some(Timestamp(1_444_757_503)),
             docker_username: None,
             docker_password: None,
+        }
+    }
+
+    #[test]
+    fn a_compact_package_is_what_serde_writes() {
+        let links = Links::new("https://api.example.org");
+        let mut shapes = vec![
+            bits(PackageState::AwaitingUpload),
+            Package {
+                sha1: Some("a".repeat(40)),
+                sha256: Some("b".repeat(64)),
+                ..bits(PackageState::Ready)
+            },
+            Package {
+                error: Some("bad \"zip\"\n\\ \u{1} é ✓".into()),
+                updated_at: None,
+                ..bits(PackageState::Failed)
+            },
+        ];
+        for username in [None, Some("user \"x\"".to_owned())] {
+            shapes.push(Package {
+                package_type: PackageType::Docker,
+                url: Some("registry/image:latest".into()),
+                docker_password: username.as_ref().map(|_| "secret".to_owned()),
+                docker_username: username,
+                ..bits(PackageState::Ready)
+            });
+        }
+        let mut metadata = Metadata::default();
+        metadata.labels.insert(
+            MetadataKey::parse("example.org/tier").unwrap(),
+            "web \"front\"".into(),
+        );
+        metadata
+            .annotations
+            .insert(MetadataKey::parse("note").unwrap(), "line\nbreak".into());
+        let escaped_links = Links::new("https://api.example.org/\"odd\"");
+        for (i, shape) in shapes.into_iter().enumerate() {
+            for (links, metadata) in [
+                (&links, Metadata::default()),
+                (&links, metadata.clone()),
+                (&escaped_links, Metadata::default()),
+            ] {
+                let view = PackageView {
+                    package: shape.clone(),
+                    metadata,
+                };
+                let body = package(links, &view);
+                let mut compact = Vec::new();
+                body.write_compact(&mut compact);
+                assert_eq!(
+                    String::from_utf8(compact).unwrap(),
+                    serde_json::to_string(&body).unwrap(),
+                    "shape {i}"
+                );
+            }
         }
     }
 

@@ -291,11 +291,9 @@ impl Joined<'_> {
 }
 
 /// Whether JSON shows `s` as it is: no quote, backslash or control character (the
-/// characters serde_json escapes). Without an early exit, so the loop is vectorised.
+/// characters serde_json escapes).
 fn is_plain(s: &str) -> bool {
-    !s.bytes().fold(false, |special, b| {
-        special | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
+    !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {

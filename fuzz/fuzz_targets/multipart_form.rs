@@ -14,7 +14,11 @@ impl BitsSink for Counting {
     type Staged = usize;
     type Error = String;
 
-    async fn ingest(&mut self, field: &mut actix_multipart::Field) -> Result<usize, String> {
+    async fn ingest(
+        &mut self,
+        field: &mut actix_multipart::Field,
+        _: u64,
+    ) -> Result<usize, String> {
         let mut n = 0;
         while let Some(chunk) = field.next().await {
             n += chunk.map_err(|e| e.to_string())?.len();

@@ -38,8 +38,27 @@ pub async fn send(stream: &mut TcpStream, bytes: &[u8]) {
     let _ = stream.write_all(bytes).await;
 }
 
+/// Sends `head` and `body` while reading the answer, for a server that answers before it
+/// has read a body too large for the socket's buffers.
+pub async fn exchange_while_sending(port: u16, head: &str, body: &[u8]) -> RawReply {
+    let (mut reader, mut writer) = connect(port).await.into_split();
+    let mut request = head.as_bytes().to_vec();
+    request.extend_from_slice(body);
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let reply = read_reply(&mut reader, Duration::from_secs(60)).await;
+    // Kept open until the answer is read: a closed write half could end the exchange.
+    drop(sending.await);
+    reply
+}
+
 /// Reads one answer (head and a `Content-Length` body) within `timeout`.
-pub async fn read_reply(stream: &mut TcpStream, timeout: Duration) -> RawReply {
+pub async fn read_reply<R>(stream: &mut R, timeout: Duration) -> RawReply
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
     let mut answer = Vec::new();
     let read = tokio::time::timeout(timeout, async {
         let mut buf = [0u8; 8192];

@@ -184,6 +184,59 @@ async fn empty_and_non_zip_uploads_are_accepted_then_fail() {
     assert_nothing_staged(&svc).await;
 }
 
+/// The API sends a form's bits to the blobstore as they come, trusting its Content-Length
+/// for a lower bound of their size (on S3, one streamed request instead of buffered
+/// parts). A form whose bits end far short of that bound (here, before 12 MiB that
+/// follow its closing boundary, unread) is refused and leaves nothing; the same form with
+/// its true length is taken.
+#[tokio::test]
+async fn a_form_whose_bits_end_short_of_its_length_is_refused() {
+    use rand::RngCore;
+    let svc = Service::start().await;
+    let ctx = svc.ctx().await;
+    let admin = svc.admin();
+    let guid = svc.new_package(&ctx.app).await;
+    let mut noise = vec![0u8; 20 << 20];
+    rand::rng().fill_bytes(&mut noise);
+    let zip = zips::zip(&[Entry::file("noise.bin", &noise)]);
+    let mut body = b"--XBOUNDARYX\r\nContent-Disposition: form-data; name=\"bits\"; filename=\"a.zip\"\r\n\r\n".to_vec();
+    body.extend_from_slice(&zip);
+    body.extend_from_slice(b"\r\n--XBOUNDARYX--\r\n");
+    let mut padded = body.clone();
+    padded.resize(body.len() + (12 << 20), b'x');
+
+    let head = multipart_head(
+        &guid,
+        &admin,
+        &format!("Content-Length: {}\r\n", padded.len()),
+    );
+    let reply = packages_tests::raw::exchange_while_sending(svc.api_port, &head, &padded).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let v = reply.json();
+    assert_eq!(v["errors"][0]["title"], "CF-MessageParseError");
+    let detail = v["errors"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "Request invalid due to parse error: the upload could not be read: the bits ended after {} bytes",
+            zip.len()
+        )),
+        "{detail}"
+    );
+    assert_eq!(svc.package(&guid).await["state"], "AWAITING_UPLOAD");
+    assert_nothing_staged(&svc).await;
+
+    let head = multipart_head(
+        &guid,
+        &admin,
+        &format!("Content-Length: {}\r\n", body.len()),
+    );
+    let reply = packages_tests::raw::exchange_while_sending(svc.api_port, &head, &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let ready = svc.wait_final(&guid).await;
+    assert_eq!(ready["state"], "READY", "{ready}");
+    assert_eq!(ready["data"]["hash"]["value"], zips::sha1_hex(&zip));
+}
+
 fn multipart_head(guid: &str, token: &str, length: &str) -> String {
     packages_tests::raw::multipart_head(guid, token, "XBOUNDARYX", length)
 }

@@ -222,8 +222,13 @@ pub(crate) async fn put_through_writer(
 #[async_trait]
 pub trait BlobWriter: Send {
     /// Appends a chunk. Implementations keep memory bounded (S3: one part buffering and at
-    /// most two parts in flight), whatever the total size.
+    /// most three parts in flight), whatever the total size.
     async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError>;
+
+    /// Before the first write: at least `bytes` will be written. A store may then send
+    /// that many as they come instead of buffering them; if fewer arrive, `finish` fails
+    /// with [`BlobError::Length`] and nothing is stored. Stores that do not buffer ignore it.
+    fn expect_at_least(&mut self, _bytes: u64) {}
 
     /// Makes the blob visible under its key; returns its size in bytes.
     async fn finish(self: Box<Self>) -> Result<u64, BlobError>;

@@ -118,6 +118,57 @@ async fn blob_of_exactly_whole_parts() {
     assert_eq!(read_all(&store, "whole").await, bytes);
 }
 
+/// A writer told how many bytes to expect sends its first part as they come: the first
+/// write opens the part's request, where a buffering writer waits for a whole part.
+#[tokio::test]
+async fn promised_bytes_stream_as_the_first_part() {
+    let (store, _) = fresh_store(PART).await;
+    let bytes = data(3 * PART + 4321, 7);
+    let mut writer = store.s3_writer("gu/id/streamed").unwrap();
+    writer.expect_at_least(2 * PART as u64 + 10);
+    write_chunked(&mut writer, &bytes[..100_000], 7_000).await;
+    assert!(
+        writer.upload_id().is_some(),
+        "the first bytes must open the streamed part"
+    );
+    write_chunked(&mut writer, &bytes[100_000..], 64 * 1024).await;
+    assert_eq!(Box::new(writer).finish().await.unwrap(), bytes.len() as u64);
+    assert_eq!(read_all(&store, "gu/id/streamed").await, bytes);
+
+    // Exactly the promise: the streamed part is the whole blob.
+    let exact = data(PART + 1, 8);
+    let mut writer = store.s3_writer("gu/id/exact").unwrap();
+    writer.expect_at_least(exact.len() as u64);
+    write_chunked(&mut writer, &exact, 1 << 20).await;
+    assert_eq!(Box::new(writer).finish().await.unwrap(), exact.len() as u64);
+    assert_eq!(read_all(&store, "gu/id/exact").await, exact);
+
+    // Below one part a promise changes nothing: one PUT at the end.
+    let mut writer = store.s3_writer("gu/id/small").unwrap();
+    writer.expect_at_least(100_000);
+    write_chunked(&mut writer, &bytes[..100_000], 7_000).await;
+    assert_eq!(writer.upload_id(), None);
+    assert_eq!(Box::new(writer).finish().await.unwrap(), 100_000);
+}
+
+/// Fewer bytes than promised: the blob is refused and its upload aborted.
+#[tokio::test]
+async fn a_broken_promise_stores_nothing() {
+    let (store, bucket) = fresh_store(PART).await;
+    let mut writer = store.s3_writer("staging/p/short").unwrap();
+    writer.expect_at_least(2 * PART as u64);
+    write_chunked(&mut writer, &data(PART, 9), 64 * 1024).await;
+    let upload_id = writer.upload_id().unwrap().to_string();
+    let e = Box::new(writer).finish().await.unwrap_err();
+    assert!(
+        matches!(e, BlobError::Length { expected, actual } if expected == 2 * PART as u64 && actual == PART as u64),
+        "{e:?}"
+    );
+    assert!(!upload_exists(&bucket, "staging/p/short", &upload_id).await);
+    assert_eq!(store.size("staging/p/short").await.unwrap(), None);
+    assert!(store.list("").await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn aborted_multipart_writer_leaves_nothing() {
     let (store, bucket) = fresh_store(PART).await;

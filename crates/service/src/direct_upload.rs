@@ -194,7 +194,7 @@ impl Services {
         }
         // Claimed while the bytes stream: two PUTs to one link cannot both store.
         let ticket = self.claim_for_upload(&package.guid).await?;
-        let stored = self.ingest_into(&ticket, key.clone(), body).await;
+        let stored = self.ingest_into(&ticket, key.clone(), body, 0).await;
         self.release_upload(&ticket).await;
         let staged = stored?;
         Ok(staged.size)

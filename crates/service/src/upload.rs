@@ -148,13 +148,23 @@ impl Services {
     /// Streams an upload into a fresh staging key and stops with
     /// `TooLarge` as soon as it passes `upload.max_body_bytes`. Whatever goes wrong, the
     /// partial blob is discarded.
-    pub async fn ingest<S, E>(&self, ticket: &UploadTicket, body: S) -> Result<ProcessUpload>
+    ///
+    /// `at_least` is how many bytes the body announced it has at least (a form's
+    /// Content-Length less what can follow its bits), 0 when it announced nothing: the
+    /// blobstore may then send them as they come, where it would otherwise buffer parts.
+    /// A body that ends short of it is refused.
+    pub async fn ingest<S, E>(
+        &self,
+        ticket: &UploadTicket,
+        body: S,
+        at_least: u64,
+    ) -> Result<ProcessUpload>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: Display,
     {
         let staging_key = staging_key(&ticket.package_guid, &new_guid());
-        self.ingest_into(ticket, staging_key, body).await
+        self.ingest_into(ticket, staging_key, body, at_least).await
     }
 
     /// [`Services::ingest`] into a given staging key.
@@ -163,6 +173,7 @@ impl Services {
         ticket: &UploadTicket,
         staging_key: BlobKey,
         body: S,
+        at_least: u64,
     ) -> Result<ProcessUpload>
     where
         S: Stream<Item = Result<Bytes, E>>,
@@ -170,6 +181,9 @@ impl Services {
     {
         let mut writer = self.blobs.writer(&staging_key).await?;
         let limit = self.policy.max_body_bytes;
+        if at_least <= limit {
+            writer.expect_at_least(at_least);
+        }
         let streamed = self
             .holding_claim(ticket, async {
                 let mut size: u64 = 0;
@@ -182,6 +196,12 @@ impl Services {
                         return Err(ServiceError::TooLarge { limit });
                     }
                     writer.write(chunk).await?;
+                }
+                if size < at_least {
+                    // Whatever the store, so that both backends answer alike.
+                    return Err(ServiceError::UploadInterrupted(format!(
+                        "the bits ended after {size} bytes; the request's length left room for at least {at_least}"
+                    )));
                 }
                 Ok(size)
             })
@@ -201,9 +221,9 @@ impl Services {
 
     /// Stores a proxy-stored file opened by [`Services::open_bits_path`] in a fresh staging
     /// key. Its length is known, so it goes as one streamed PUT (S3 needs a length for
-    /// that; a form's bits part has none until it ends) and not as a multipart upload,
-    /// whose part buffers the API would hold. Refused with `TooLarge` before a byte
-    /// moves when it is over `upload.max_body_bytes`.
+    /// that; of a form's bits part only a lower bound is known until it ends) and not as
+    /// a multipart upload, whose part buffers the API would hold. Refused with `TooLarge`
+    /// before a byte moves when it is over `upload.max_body_bytes`.
     pub async fn ingest_file(
         &self,
         ticket: &UploadTicket,

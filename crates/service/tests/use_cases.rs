@@ -125,7 +125,7 @@ async fn a_package_takes_one_upload_at_a_time() {
     svc.release_upload(&first).await;
     let second = svc.prepare_upload(&admin(), &p.guid).await.unwrap();
     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(tiny_zip()))]);
-    let staged = svc.ingest(&second, body).await.unwrap();
+    let staged = svc.ingest(&second, body, 0).await.unwrap();
     let accepted = svc
         .accept_upload(&second, Some(staged), None, "r")
         .await
@@ -154,7 +154,7 @@ async fn an_upload_over_the_limit_stores_nothing_and_frees_the_package() {
     let ticket = svc.prepare_upload(&admin(), &p.guid).await.unwrap();
     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(tiny_zip()))]);
     assert!(matches!(
-        svc.ingest(&ticket, body).await,
+        svc.ingest(&ticket, body, 0).await,
         Err(ServiceError::TooLarge { limit: 10 })
     ));
     svc.release_upload(&ticket).await;
@@ -180,7 +180,8 @@ async fn an_upload_that_lost_its_claim_stops_at_the_next_renewal_and_stores_noth
     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"PK"))])
         .chain(futures_util::stream::pending());
     tokio::time::pause();
-    let stopped = tokio::time::timeout(Duration::from_secs(3600), svc.ingest(&first, body)).await;
+    let stopped =
+        tokio::time::timeout(Duration::from_secs(3600), svc.ingest(&first, body, 0)).await;
     assert!(
         matches!(stopped, Ok(Err(ServiceError::BitsAlreadyUploaded))),
         "{stopped:?}"

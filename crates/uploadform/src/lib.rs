@@ -8,6 +8,8 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_multipart::{Field, Multipart};
 use actix_web::error::PayloadError;
@@ -24,16 +26,23 @@ pub const MAX_PARTS: usize = 64;
 pub const MAX_FIELDS_BYTES: usize = 1 << 20;
 /// Most bytes of `resources` (GA's limit): about 50,000 fingerprints.
 pub const MAX_RESOURCES_BYTES: usize = 8 << 20;
+/// Most bytes a form that is accepted can have after its bits: `resources`, the other
+/// parts' budget, every part's headers with room to spare, and the closing boundary.
+pub const AFTER_BITS_ALLOWANCE: u64 = (MAX_RESOURCES_BYTES + MAX_FIELDS_BYTES + (1 << 20)) as u64;
 
 /// Where the `bits` part goes.
 pub trait BitsSink {
     type Staged;
     type Error;
 
-    /// Consumes the part's bytes; what it returns is handed back on success.
+    /// Consumes the part's bytes; what it returns is handed back on success. `at_least`
+    /// is how many bytes the part has if the form is to be accepted (the request's
+    /// Content-Length less what came before and [`AFTER_BITS_ALLOWANCE`]), 0 when the
+    /// request announced no length.
     fn ingest(
         &mut self,
         field: &mut Field,
+        at_least: u64,
     ) -> impl Future<Output = Result<Self::Staged, Self::Error>>;
 
     /// Throws away what `ingest` stored when the form as a whole is refused.
@@ -78,12 +87,40 @@ where
             "the multipart boundary must have {MIN_BOUNDARY} to {MAX_BOUNDARY} characters"
         )));
     }
-    let mut multipart = Multipart::new(headers, with_trailer(body, headers));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let pulled = Arc::new(AtomicU64::new(0));
+    let counted = body.inspect({
+        let pulled = pulled.clone();
+        move |chunk| {
+            if let Ok(bytes) = chunk {
+                pulled.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
+        }
+    });
+    // What the bits will have at least: everything not read yet, less what may follow
+    // them. The parser may hold some of their bytes already, which only lowers the bound.
+    let bits_at_least = move || {
+        declared.map_or(0, |declared| {
+            declared
+                .saturating_sub(pulled.load(Ordering::Relaxed))
+                .saturating_sub(AFTER_BITS_ALLOWANCE)
+        })
+    };
+    let mut multipart = Multipart::new(headers, with_trailer(counted, headers));
     let mut summary = MultipartSummary::default();
     let mut staged = None;
     // The parser has panicked on malformed input before (see MIN_BOUNDARY); should it do
     // so again, the request gets an error instead of taking its worker thread's task down.
-    let reading = read_parts(&mut multipart, sink, &mut summary, &mut staged);
+    let reading = read_parts(
+        &mut multipart,
+        sink,
+        &mut summary,
+        &mut staged,
+        &bits_at_least,
+    );
     let outcome = match AssertUnwindSafe(reading).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(_) => Err(FormError::Unreadable(
@@ -108,6 +145,7 @@ async fn read_parts<S: BitsSink>(
     sink: &mut S,
     summary: &mut MultipartSummary,
     staged: &mut Option<S::Staged>,
+    bits_at_least: &dyn Fn() -> u64,
 ) -> Result<(), FormError<S::Error>> {
     let mut parts = 0usize;
     let mut field_bytes = 0usize;
@@ -124,7 +162,12 @@ async fn read_parts<S: BitsSink>(
         match name.as_str() {
             "bits" if staged.is_none() => {
                 summary.has_bits = true;
-                *staged = Some(sink.ingest(&mut field).await.map_err(FormError::Sink)?);
+                let at_least = bits_at_least();
+                *staged = Some(
+                    sink.ingest(&mut field, at_least)
+                        .await
+                        .map_err(FormError::Sink)?,
+                );
             }
             "resources" => {
                 let value = read_text(&mut field, &mut resources_bytes, MAX_RESOURCES_BYTES)
@@ -221,13 +264,16 @@ mod tests {
     #[derive(Default)]
     struct Counting {
         discarded: usize,
+        /// What `ingest` was told the bits have at least.
+        at_least: Option<u64>,
     }
 
     impl BitsSink for Counting {
         type Staged = usize;
         type Error = String;
 
-        async fn ingest(&mut self, field: &mut Field) -> Result<usize, String> {
+        async fn ingest(&mut self, field: &mut Field, at_least: u64) -> Result<usize, String> {
+            self.at_least = Some(at_least);
             let mut n = 0;
             while let Some(chunk) = field.next().await {
                 n += chunk.map_err(|e| e.to_string())?.len();
@@ -283,6 +329,43 @@ mod tests {
         let mut body = parts.concat();
         body.extend_from_slice(b"--XBOUNDARY--\r\n");
         body
+    }
+
+    /// With a Content-Length the sink learns a lower bound of the bits that holds for
+    /// every form that can be accepted; without one it learns nothing.
+    #[tokio::test]
+    async fn the_sink_is_told_what_the_bits_have_at_least() {
+        let bits = vec![7u8; 12 << 20];
+        let resources = format!("[{}]", vec!["{}"; 1000].join(","));
+        for trailing in [Vec::new(), part("resources", false, resources.as_bytes())] {
+            let body = form(&[part("bits", true, &bits), trailing]);
+            let mut with_length = headers();
+            with_length.insert(header::CONTENT_LENGTH, body.len().into());
+            // Chunks that arrive one at a time, as from a socket: the parser reads what
+            // has arrived, no further.
+            let chunk = 64 * 1024;
+            let stream = futures_util::stream::iter(
+                body.chunks(chunk)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>(),
+            )
+            .then(|chunk| async {
+                tokio::task::yield_now().await;
+                chunk
+            });
+            let mut sink = Counting::default();
+            let _ = read(&with_length, stream, &mut sink).await;
+            let at_least = sink.at_least.unwrap();
+            assert!(at_least <= bits.len() as u64, "{at_least}");
+            // Off by no more than one chunk the parser read ahead, and the part's header.
+            let lowest = bits.len() as u64 - AFTER_BITS_ALLOWANCE - chunk as u64 - 200;
+            assert!(at_least >= lowest, "{at_least} < {lowest}");
+        }
+        let mut sink = Counting::default();
+        read_all(form(&[part("bits", true, &bits)]), &mut sink)
+            .await
+            .unwrap();
+        assert_eq!(sink.at_least, Some(0), "no Content-Length, no bound");
     }
 
     #[tokio::test]

@@ -188,6 +188,7 @@ impl BitsSink for StagingSink<'_> {
     async fn ingest(
         &mut self,
         field: &mut actix_multipart::Field,
+        at_least: u64,
     ) -> Result<Self::Staged, ServiceError> {
         use futures_util::StreamExt;
         let metrics = &self.state.metrics;
@@ -197,7 +198,10 @@ impl BitsSink for StagingSink<'_> {
             }
             chunk
         });
-        self.state.services.ingest(self.ticket, counted).await
+        self.state
+            .services
+            .ingest(self.ticket, counted, at_least)
+            .await
     }
 
     async fn discard(&mut self, staged: Self::Staged) {

@@ -1,4 +1,5 @@
-//! Writing one blob: a single PUT, or a multipart upload with parts in flight.
+//! Writing one blob: a single PUT, or a multipart upload with parts in flight, whose
+//! first part may be one streamed request when the writer was told a length to expect.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use bytes::Bytes;
 use s3::Bucket;
 use s3::error::S3Error;
 use s3::serde_types::Part;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::errors::map_error;
@@ -23,6 +25,11 @@ use crate::{BlobError, BlobWriter, Blobstore as _, Chain, validate_key};
 const PARTS_IN_FLIGHT: usize = 3;
 /// S3 numbers parts 1..=10000.
 const MAX_PARTS: u32 = 10_000;
+/// Largest part S3 takes.
+const MAX_PART_BYTES: u64 = 5 << 30;
+/// Chunks of a streamed part queued ahead of its request: the writer waits when the
+/// server reads slower than the caller writes.
+const STREAMED_CHUNKS_AHEAD: usize = 8;
 
 impl S3Blobstore {
     /// The writer behind [`Blobstore::writer`](crate::Blobstore::writer), as its concrete type.
@@ -38,6 +45,8 @@ impl S3Blobstore {
             total: 0,
             upload: None,
             in_flight: VecDeque::new(),
+            promised: 0,
+            streamed: None,
             failed: false,
         })
     }
@@ -293,6 +302,12 @@ struct MultipartUpload {
 
 type PartTask = JoinHandle<Result<Part, BlobError>>;
 
+/// A part sent as its bytes are written: the request's body is fed through `sender`.
+struct StreamedPart {
+    sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    task: PartTask,
+}
+
 /// Writes one blob: a single PUT when it fits in one part, otherwise a multipart upload
 /// with one part uploading while the next one fills.
 pub struct S3Writer {
@@ -307,6 +322,11 @@ pub struct S3Writer {
     upload: Option<MultipartUpload>,
     /// Parts being uploaded, oldest first (at most [`PARTS_IN_FLIGHT`]).
     in_flight: VecDeque<PartTask>,
+    /// Bytes of the first part still to come (see [`BlobWriter::expect_at_least`]); 0
+    /// when no part is streamed.
+    promised: u64,
+    /// The first part's request, while its bytes are coming.
+    streamed: Option<StreamedPart>,
     /// A part failed: finishing would complete a blob with a hole in it.
     failed: bool,
 }
@@ -370,8 +390,8 @@ impl S3Writer {
         Ok(())
     }
 
-    /// Takes the buffer as the next part number.
-    fn next_part(&mut self) -> Result<(String, u32, Vec<u8>), BlobError> {
+    /// The upload's id and the next part number.
+    fn next_part_number(&mut self) -> Result<(String, u32), BlobError> {
         let upload = self
             .upload
             .as_mut()
@@ -384,8 +404,67 @@ impl S3Writer {
         }
         let number = upload.next_part;
         upload.next_part += 1;
-        let body = std::mem::take(&mut self.buf);
-        Ok((upload.id.clone(), number, body))
+        Ok((upload.id.clone(), number))
+    }
+
+    /// Takes the buffer as the next part number.
+    fn next_part(&mut self) -> Result<(String, u32, Vec<u8>), BlobError> {
+        let (upload_id, number) = self.next_part_number()?;
+        Ok((upload_id, number, std::mem::take(&mut self.buf)))
+    }
+
+    /// Sends what `chunk` holds of a promised first part, opening its request with the
+    /// first bytes; returns the rest of the chunk. Once the part has all its bytes its
+    /// request joins the parts in flight.
+    async fn stream_part(&mut self, mut chunk: Bytes) -> Result<Bytes, BlobError> {
+        if self.promised == 0 || chunk.is_empty() {
+            return Ok(chunk);
+        }
+        if self.streamed.is_none() {
+            self.start_upload().await?;
+            let (upload_id, number) = self.next_part_number()?;
+            let (sender, receiver) = mpsc::channel(STREAMED_CHUNKS_AHEAD);
+            let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(
+                receiver,
+                |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+            ));
+            let len = self.promised;
+            let (bucket, http, key) = (self.control.clone(), self.http.clone(), self.key.clone());
+            let task = tokio::spawn(async move {
+                upload_part(&bucket, &http, &key, &upload_id, number, body, len).await
+            });
+            self.streamed = Some(StreamedPart { sender, task });
+        }
+        let take = usize::try_from(self.promised).map_or(chunk.len(), |left| left.min(chunk.len()));
+        let head = chunk.split_to(take);
+        self.promised -= take as u64;
+        self.total += take as u64;
+        let part = self
+            .streamed
+            .as_ref()
+            .ok_or(BlobError::Bug("streamed part vanished"))?;
+        if part.sender.send(Ok(head)).await.is_err() {
+            // The request stopped taking bytes: its task says why.
+            let part = self
+                .streamed
+                .take()
+                .ok_or(BlobError::Bug("streamed part vanished"))?;
+            return Err(match part.task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => BlobError::Bug("a streamed part ended before its bytes"),
+                Err(source) => BlobError::Task {
+                    what: "part upload task failed",
+                    source,
+                },
+            });
+        }
+        if self.promised == 0
+            && let Some(part) = self.streamed.take()
+        {
+            // Dropping the sender ends the request's body.
+            self.in_flight.push_back(part.task);
+        }
+        Ok(chunk)
     }
 
     /// Starts uploading the full buffer in the background; with [`PARTS_IN_FLIGHT`]
@@ -399,13 +478,20 @@ impl S3Writer {
         // Full parts keep coming: allocate the whole part once instead of regrowing.
         self.buf = Vec::with_capacity(self.part_size);
         let (bucket, http, key) = (self.control.clone(), self.http.clone(), self.key.clone());
+        let len = body.len() as u64;
         self.in_flight.push_back(tokio::spawn(async move {
-            upload_part(&bucket, &http, &key, &upload_id, number, body).await
+            upload_part(&bucket, &http, &key, &upload_id, number, body.into(), len).await
         }));
         Ok(())
     }
 
     async fn complete(&mut self) -> Result<u64, BlobError> {
+        if self.promised > 0 {
+            return Err(BlobError::Length {
+                expected: self.total + self.promised,
+                actual: self.total,
+            });
+        }
         if self.upload.is_none() {
             let body = std::mem::take(&mut self.buf);
             self.transfer
@@ -417,13 +503,15 @@ impl S3Writer {
         self.settle_all().await?;
         if !self.buf.is_empty() {
             let (upload_id, number, body) = self.next_part()?;
+            let len = body.len() as u64;
             let part = upload_part(
                 &self.control,
                 &self.http,
                 &self.key,
                 &upload_id,
                 number,
-                body,
+                body.into(),
+                len,
             )
             .await?;
             if let Some(upload) = self.upload.as_mut() {
@@ -444,6 +532,9 @@ impl S3Writer {
     }
 
     async fn abort_upload(&mut self) -> Result<(), BlobError> {
+        if let Some(part) = self.streamed.take() {
+            self.in_flight.push_back(part.task);
+        }
         for task in std::mem::take(&mut self.in_flight) {
             task.abort();
             let _ = task.await;
@@ -463,16 +554,18 @@ impl S3Writer {
     }
 }
 
-/// Uploads one part with a PUT to a presigned UploadPart URL: the buffer becomes the
-/// request body as is (rust-s3's own part upload copies it and computes its MD5, which
-/// made multipart uploads about three times slower than a plain PUT).
+/// Uploads one part of `len` bytes with a PUT to a presigned UploadPart URL: a buffer or
+/// a stream becomes the request body as is (rust-s3's own part upload copies it and
+/// computes its MD5, which made multipart uploads about three times slower than a plain
+/// PUT).
 async fn upload_part(
     bucket: &Bucket,
     http: &reqwest::Client,
     key: &str,
     upload_id: &str,
     number: u32,
-    body: Vec<u8>,
+    body: reqwest::Body,
+    len: u64,
 ) -> Result<Part, BlobError> {
     let queries = std::collections::HashMap::from([
         ("partNumber".to_string(), number.to_string()),
@@ -484,7 +577,7 @@ async fn upload_part(
         .map_err(|e| map_error(e, key))?;
     let response = http
         .put(url)
-        .header(reqwest::header::CONTENT_LENGTH, body.len())
+        .header(reqwest::header::CONTENT_LENGTH, len)
         .body(body)
         .send()
         .await
@@ -515,6 +608,13 @@ impl BlobWriter for S3Writer {
         if self.failed {
             return Err(BlobError::WriterFailed);
         }
+        let chunk = match self.stream_part(chunk).await {
+            Ok(rest) => rest,
+            Err(e) => {
+                self.failed = true;
+                return Err(e);
+            }
+        };
         let mut rest: &[u8] = &chunk;
         while !rest.is_empty() {
             let take = (self.part_size - self.buf.len()).min(rest.len());
@@ -529,6 +629,14 @@ impl BlobWriter for S3Writer {
             }
         }
         Ok(())
+    }
+
+    fn expect_at_least(&mut self, bytes: u64) {
+        // Below one part a single PUT of the buffer does better; a streamed part must be
+        // the first, and no larger than S3 takes.
+        if self.total == 0 && self.upload.is_none() && bytes >= self.part_size as u64 {
+            self.promised = bytes.min(MAX_PART_BYTES);
+        }
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64, BlobError> {
@@ -552,6 +660,9 @@ impl BlobWriter for S3Writer {
 
 impl Drop for S3Writer {
     fn drop(&mut self) {
+        if let Some(part) = self.streamed.take() {
+            self.in_flight.push_back(part.task);
+        }
         let in_flight = std::mem::take(&mut self.in_flight);
         for task in &in_flight {
             task.abort();
@@ -589,7 +700,8 @@ mod tests {
     #[tokio::test]
     async fn failed_part_upload_shows_no_signature() {
         let store = dead_store();
-        let e = upload_part(&store.control, &store.http, "gu/id/k", "u-1", 1, vec![1, 2])
+        let body = vec![1, 2].into();
+        let e = upload_part(&store.control, &store.http, "gu/id/k", "u-1", 1, body, 2)
             .await
             .unwrap_err();
         assert!(matches!(e, BlobError::Http { .. }), "{e:?}");

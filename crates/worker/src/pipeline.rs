@@ -21,6 +21,10 @@ use crate::pool::FillError;
 use crate::pool::WriteAhead;
 use crate::zipread::BlobReadAt;
 
+/// Largest staged upload read whole into memory (see `read_whole_if_small`): small apps
+/// gain most from fewer round trips, and a worker's jobs in flight hold at most this each.
+const READ_WHOLE_MAX: u64 = 256 * 1024;
+
 /// How a job ended, when it ended.
 #[derive(Debug)]
 pub(crate) enum Done {
@@ -334,14 +338,22 @@ impl Pipeline {
         let bits_key = package.blob_key();
         // The checked bits become the package's by rename. An attempt that died after
         // the rename left them at the package's key: a retry checks them there.
-        let (source, size) = match self.blobs().size(staging).await? {
-            Some(size) => (staging, size),
-            None => match self.blobs().size(&bits_key).await? {
-                Some(size) => (bits_key.as_str(), size),
-                None => return self.staged_bits_missing(&package).await,
+        let whole = self.read_whole_if_small(staging, expected_size).await?;
+        let (source, size) = match &whole {
+            Some(bytes) => (staging, bytes.len() as u64),
+            None => match self.blobs().size(staging).await? {
+                Some(size) => (staging, size),
+                None => match self.blobs().size(&bits_key).await? {
+                    Some(size) => (bits_key.as_str(), size),
+                    None => return self.staged_bits_missing(&package).await,
+                },
             },
         };
-        let (local_headers, largest_file) = match self.check_zip(source, size).await {
+        let checked = match &whole {
+            Some(bytes) => packages_zipcheck::check(&bytes[..], &self.zip_limits()),
+            None => self.check_zip(source, size).await,
+        };
+        let (local_headers, largest_file) = match checked {
             Ok(checked) => {
                 tracing::info!(
                     entries = checked.summary.entries,
@@ -398,6 +410,7 @@ impl Pipeline {
         let hashed = self
             .hash_checking(
                 source,
+                whole,
                 size,
                 local_headers,
                 pool_hasher.as_mut(),
@@ -528,25 +541,53 @@ impl Pipeline {
     /// runtime). The local headers are checked later, in the pass that hashes the bits.
     pub(crate) async fn check_zip(&self, key: &str, size: u64) -> Result<Checked, CheckError> {
         let reader = BlobReadAt::new(self.blobs().clone(), key, size);
-        let policy = self.services.policy();
-        let limits = Limits {
-            max_uncompressed_bytes: policy.max_package_size,
-            max_entries: policy.max_zip_entries,
-            max_name_bytes: policy.max_zip_name_bytes,
-            max_symlinks: policy.max_zip_symlinks,
-        };
+        let limits = self.zip_limits();
         tokio::task::spawn_blocking(move || packages_zipcheck::check(&reader, &limits))
             .await
             .map_err(|e| CheckError::Io(std::io::Error::other(e.to_string())))?
     }
 
-    /// Reads the `size` bytes at `key` once, hashing every byte and checking the local
-    /// headers on the way, and hands the pool's hasher and writes their share; memory
-    /// stays a few read chunks. A local header at odds with the central directory stops
-    /// the read.
+    fn zip_limits(&self) -> Limits {
+        let policy = self.services.policy();
+        Limits {
+            max_uncompressed_bytes: policy.max_package_size,
+            max_entries: policy.max_zip_entries,
+            max_name_bytes: policy.max_zip_name_bytes,
+            max_symlinks: policy.max_zip_symlinks,
+        }
+    }
+
+    /// A staged upload of at most [`READ_WHOLE_MAX`] bytes, read in one request: its
+    /// check and its hashing then read memory, where each would be a request of its own
+    /// (with the size's, three round trips to the blobstore instead of one). `None` for
+    /// a larger or empty upload, or one no longer staged, which take the general path.
+    async fn read_whole_if_small(
+        &self,
+        staging: &str,
+        expected_size: u64,
+    ) -> Result<Option<Bytes>, Retry> {
+        if expected_size == 0 || expected_size > READ_WHOLE_MAX {
+            return Ok(None);
+        }
+        match self
+            .blobs()
+            .read_range(staging, 0, READ_WHOLE_MAX + 1)
+            .await
+        {
+            Ok(bytes) if bytes.len() as u64 <= READ_WHOLE_MAX => Ok(Some(bytes)),
+            Ok(_) | Err(BlobError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the `size` bytes at `key` once (or takes them `whole`, already read),
+    /// hashing every byte and checking the local headers on the way, and hands the pool's
+    /// hasher and writes their share; memory stays a few read chunks. A local header at
+    /// odds with the central directory stops the read.
     async fn hash_checking(
         &self,
         key: &str,
+        whole: Option<Bytes>,
         size: u64,
         mut local_headers: LocalHeaders,
         mut pool_hasher: Option<&mut StreamHasher>,
@@ -554,7 +595,10 @@ impl Pipeline {
     ) -> Result<(String, String, u64), Moved> {
         let mut digests = Digests::new(size);
         let mut read = 0u64;
-        let mut chunks = self.blobs().read(key).await?;
+        let mut chunks = match whole {
+            Some(bytes) => Box::pin(futures_util::stream::iter([Ok(bytes)])),
+            None => self.blobs().read(key).await?,
+        };
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             digests.update(&chunk).await?;

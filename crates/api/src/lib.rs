@@ -107,6 +107,16 @@ pub(crate) fn json(
         .body(serde_json::to_vec_pretty(body).unwrap_or_default())
 }
 
+/// A JSON body rendered by hand (see [`presenters::PackageBody::write_compact`]).
+pub(crate) fn json_rendered(status: actix_web::http::StatusCode, body: Vec<u8>) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        ))
+        .body(body)
+}
+
 /// Compares two byte strings without an early exit on the first difference, so the time
 /// taken does not tell an attacker how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

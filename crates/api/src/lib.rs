@@ -99,15 +99,11 @@ pub(crate) fn json(
     status: actix_web::http::StatusCode,
     body: &impl serde::Serialize,
 ) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(JSON_CONTENT_TYPE),
-        ))
-        .body(serde_json::to_vec_pretty(body).unwrap_or_default())
+    json_rendered(status, serde_json::to_vec_pretty(body).unwrap_or_default())
 }
 
-/// A JSON body rendered by hand (see [`presenters::PackageBody::write_compact`]).
+/// A JSON body already rendered (by serde, or by hand: see
+/// [`presenters::PackageBody::write_compact`]).
 pub(crate) fn json_rendered(status: actix_web::http::StatusCode, body: Vec<u8>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((

@@ -375,7 +375,7 @@ impl Pipeline {
         // An archive whose files are all below the pool's minimum has nothing for it, and
         // the check already read its central directory: no second read.
         let mut pool_hasher = if largest_file >= self.services.policy().resource_pool.minimum_size {
-            match crate::pool::candidates(&self.services, source, size).await {
+            match crate::pool::candidates(&self.services, source, size, whole.as_ref()).await {
                 Ok(candidates) => Some(StreamHasher::new(candidates)),
                 Err(FillError::Corrupt(corrupt)) => {
                     return self

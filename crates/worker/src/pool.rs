@@ -238,8 +238,17 @@ pub(crate) async fn candidates(
     services: &Services,
     key: &str,
     size: u64,
+    whole: Option<&Bytes>,
 ) -> Result<Vec<Candidate>, FillError> {
     let bounds = services.policy().resource_pool;
+    // A small upload already read whole is not asked for again.
+    if let Some(bytes) = whole {
+        return Ok(packages_assembly::pool_candidates(
+            &&bytes[..],
+            bounds.minimum_size,
+            bounds.maximum_size,
+        )?);
+    }
     let zip = BlobReadAt::new(services.blobs().clone(), key, size);
     Ok(blocking(move || {
         packages_assembly::pool_candidates(&zip, bounds.minimum_size, bounds.maximum_size)

@@ -52,6 +52,9 @@ fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
+/// A port free now. It is released before the process under test binds it, so another
+/// process may take it first; the harness then starts the process again on another
+/// (see `Service::wait_ready`).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -132,19 +135,42 @@ struct Process {
     port: u16,
 }
 
+/// Starts tried before a process that keeps finding its port taken fails the test.
+const BIND_ATTEMPTS: usize = 5;
+
+/// How waiting for a process ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ready {
+    Yes,
+    /// It exited because the port it was given was taken meanwhile.
+    PortTaken,
+}
+
 impl Process {
+    /// What this process logged (not an earlier run's lines in the same log).
+    fn own_log(&self) -> String {
+        let mut own = String::new();
+        if let Ok(mut file) = File::open(&self.log)
+            && file.seek(SeekFrom::Start(self.log_from)).is_ok()
+        {
+            let _ = file.read_to_string(&mut own);
+        }
+        own
+    }
+
+    /// Whether it could not bind a port the harness picked (`server.bind`,
+    /// `worker.bind`): the runtime names the key in its setup error.
+    fn port_was_taken(&self) -> bool {
+        self.own_log().lines().any(|line| {
+            (line.contains("server.bind") || line.contains("worker.bind"))
+                && line.contains("Address already in use")
+        })
+    }
+
     /// Whether the process logged `started`, which it does once its listeners are bound.
     fn has_started(&self) -> bool {
-        let Ok(mut file) = File::open(&self.log) else {
-            return false;
-        };
-        let mut own = String::new();
-        if file.seek(SeekFrom::Start(self.log_from)).is_err()
-            || file.read_to_string(&mut own).is_err()
-        {
-            return false;
-        }
-        own.lines()
+        self.own_log()
+            .lines()
             .any(|line| line.contains("started") && line.contains("binary"))
     }
 }
@@ -378,18 +404,37 @@ impl Service {
 
     /// Starts the API (`packages` in embedded mode) and waits until it is ready.
     pub async fn start_api(&mut self, extra_env: &[(&str, &str)]) {
-        self.spawn_api(extra_env);
-        // With `server.ops_bind` the operator endpoints have a port of their own.
-        let url = match self
-            .options
-            .settings
-            .iter()
-            .find(|(k, _)| k == "server.ops_bind")
-        {
-            Some((_, ops)) => format!("http://{ops}/readyz"),
-            None => format!("{}/readyz", self.base),
-        };
-        self.wait_ready(&url, true).await;
+        for _ in 0..BIND_ATTEMPTS {
+            self.spawn_api(extra_env);
+            // With `server.ops_bind` the operator endpoints have a port of their own.
+            let url = match self
+                .options
+                .settings
+                .iter()
+                .find(|(k, _)| k == "server.ops_bind")
+            {
+                Some((_, ops)) => format!("http://{ops}/readyz"),
+                None => format!("{}/readyz", self.base),
+            };
+            if self.wait_ready(&url, true).await == Ready::Yes {
+                return;
+            }
+            self.move_api_port();
+        }
+        panic!("the API found no free port in {BIND_ATTEMPTS} attempts");
+    }
+
+    /// Gives the API a new port, after another process took the one it was given.
+    fn move_api_port(&mut self) {
+        let port = free_port();
+        let bind = env_key("server.bind");
+        for (key, value) in self.env.iter_mut() {
+            if *key == bind {
+                *value = format!("127.0.0.1:{port}");
+            }
+        }
+        self.api_port = port;
+        self.base = format!("http://127.0.0.1:{port}");
     }
 
     /// Starts the API without waiting for it: for a process expected to die early.
@@ -436,11 +481,17 @@ impl Service {
 
     /// Starts one more worker process with extra environment, and waits until it is ready.
     pub async fn start_worker_with(&mut self, extra_env: &[(&str, &str)]) -> usize {
-        let index = self.spawn_worker(extra_env);
-        let port = self.workers[index].port;
-        self.wait_ready(&format!("http://127.0.0.1:{port}/readyz"), false)
-            .await;
-        index
+        for _ in 0..BIND_ATTEMPTS {
+            let index = self.spawn_worker(extra_env);
+            let port = self.workers[index].port;
+            let url = format!("http://127.0.0.1:{port}/readyz");
+            if self.wait_ready(&url, false).await == Ready::Yes {
+                return index;
+            }
+            // Its port was taken: the next attempt picks another.
+            self.workers.remove(index);
+        }
+        panic!("the worker found no free port in {BIND_ATTEMPTS} attempts");
     }
 
     /// Starts one more worker process without waiting for it (it may die early); returns
@@ -511,7 +562,9 @@ impl Service {
         std::fs::write(root.join(&key[..2]), b"in the way").unwrap();
     }
 
-    async fn wait_ready(&mut self, url: &str, api: bool) {
+    /// Waits until the process answers `url` with 200, or reports that it exited because
+    /// its port was taken (see [`free_port`]); any other exit fails the test.
+    async fn wait_ready(&mut self, url: &str, api: bool) -> Ready {
         let started = Instant::now();
         // `started` is an info line; the benchmark logs warnings only (and runs alone).
         let level_key = env_key("log.level");
@@ -537,7 +590,7 @@ impl Service {
                 && let Ok(res) = self.http.get(url).send().await
                 && res.status() == 200
             {
-                return;
+                return Ready::Yes;
             }
             let process = if api {
                 self.api.as_mut()
@@ -547,6 +600,9 @@ impl Service {
             if let Some(p) = process
                 && let Ok(Some(status)) = p.child.try_wait()
             {
+                if p.port_was_taken() {
+                    return Ready::PortTaken;
+                }
                 panic!(
                     "{url}: process exited with {status}\n{}",
                     std::fs::read_to_string(&p.log).unwrap_or_default()

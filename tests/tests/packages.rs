@@ -566,6 +566,28 @@ async fn headers_request_ids_and_unknown_routes() {
     assert_eq!(ready.json()["checks"]["database"], "ok");
 }
 
+/// The harness picks ports that are free when picked; one taken before the process binds
+/// it must cost a restart on another port, not a failed test.
+#[tokio::test]
+async fn an_api_whose_port_was_taken_starts_again_on_another() {
+    let mut svc = Service::start_with(packages_tests::Options {
+        workers: 1,
+        defer_start: true,
+        ..Default::default()
+    })
+    .await;
+    let given = svc.api_port;
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", given)).unwrap();
+    svc.start_api(&[]).await;
+    assert_ne!(svc.api_port, given);
+    assert!(
+        svc.api_log().contains("Address already in use"),
+        "the first start should have found the port taken:\n{}",
+        svc.api_log()
+    );
+    assert_eq!(svc.get_anonymous("/healthz").await.status, 200);
+}
+
 #[tokio::test]
 async fn ops_bind_moves_the_operator_endpoints_off_the_api_port() {
     let ops = format!("127.0.0.1:{}", packages_tests::service::free_port());

@@ -25,8 +25,9 @@ struct Plan {
     wrk_duration: &'static str,
     concurrency: Vec<u32>,
     drain_packages: usize,
-    /// Back-to-back pairs measured for each read against its ceiling.
-    ceiling_pairs: usize,
+    /// Back-to-back pairs measured for each ratio of two rates: a read against its
+    /// ceiling, two workers against one.
+    pairs_per_ratio: usize,
 }
 
 impl Plan {
@@ -46,7 +47,7 @@ impl Plan {
                 wrk_duration: "3s",
                 concurrency: vec![16],
                 drain_packages: 60,
-                ceiling_pairs: 1,
+                pairs_per_ratio: 1,
             }
         } else {
             Plan {
@@ -59,7 +60,7 @@ impl Plan {
                 concurrency: vec![1, 16, 64],
                 drain_packages: 200,
                 // On a shared box one pair's ratio moves by a tenth from run to run.
-                ceiling_pairs: 3,
+                pairs_per_ratio: 3,
             }
         }
     }
@@ -830,7 +831,7 @@ async fn reads_against_ceilings(
     writeln!(
         report,
         "Each pair measured back to back, `wrk -t2 -c16` ({}), admin token. The GETs: {} pairs one after the other, the pair of median ratio shown, every pair's ratio in brackets in the order measured (on a box shared with the load generator and the database, one pair's ratio moves by a tenth from run to run).\n",
-        plan.wrk_duration, plan.ceiling_pairs
+        plan.wrk_duration, plan.pairs_per_ratio
     )
     .unwrap();
     writeln!(
@@ -841,7 +842,7 @@ async fn reads_against_ceilings(
     writeln!(report, "| --- | --- | --- | --- | --- | --- |").unwrap();
 
     let ((get, healthz), ratios) =
-        median_pair(&embedded_get_and_healthz(plan, plan.ceiling_pairs).await);
+        median_pair(&embedded_get_and_healthz(plan, plan.pairs_per_ratio).await);
     let line = format!(
         "| `GET /v3/packages/:guid`, embedded | {get:.0} | `/healthz` of the same process | {healthz:.0} | {:.2} ({ratios}) | ≥ 0.40 |",
         get / healthz
@@ -852,7 +853,7 @@ async fn reads_against_ceilings(
     // The creates above left the database tens of thousands of new rows: their vacuum,
     // statistics and checkpoint are done now rather than during some of the pairs.
     settle_database(stack);
-    let pairs: Vec<(f64, f64)> = (0..plan.ceiling_pairs)
+    let pairs: Vec<(f64, f64)> = (0..plan.pairs_per_ratio)
         .map(|_| stack_get_and_pgbench(plan, stack, stack_guid, scratch))
         .collect();
     let ((get, tps), ratios) = median_pair(&pairs);
@@ -879,8 +880,8 @@ async fn scale_out(plan: &Plan, report: &mut String) {
     writeln!(report, "\n## Scale-out\n").unwrap();
     writeln!(
         report,
-        "{} small packages queued with no worker running, then drained by workers started together; jobs/s and CPU from the first package READY to the last (the processes' start left out):\n",
-        plan.drain_packages
+        "{} small packages queued with no worker running, then drained by workers started together; jobs/s and CPU from the first package READY to the last (the processes' start left out). A drain lasts seconds, so one pair's ratio moves by a tenth or more from run to run: {} pairs (one worker, then two) one after the other for each setting, the pair of median ratio shown, every pair's ratio in brackets in the order measured:\n",
+        plan.drain_packages, plan.pairs_per_ratio
     )
     .unwrap();
     writeln!(
@@ -892,8 +893,18 @@ async fn scale_out(plan: &Plan, report: &mut String) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let default = format!("default (one per core: {cores})");
     for (label, concurrency) in [(default.as_str(), None), ("16", Some(RAISED_CONCURRENCY))] {
-        let (one, cpu_one) = drain(1, plan.drain_packages, concurrency).await;
-        let (two, cpu_two) = drain(2, plan.drain_packages, concurrency).await;
+        let mut pairs = Vec::with_capacity(plan.pairs_per_ratio);
+        for _ in 0..plan.pairs_per_ratio {
+            let one = drain(1, plan.drain_packages, concurrency).await;
+            let two = drain(2, plan.drain_packages, concurrency).await;
+            pairs.push((two, one));
+        }
+        let rates: Vec<(f64, f64)> = pairs.iter().map(|(two, one)| (two.0, one.0)).collect();
+        let ((two, one), ratios) = median_pair(&rates);
+        let (cpu_two, cpu_one) = pairs
+            .iter()
+            .find(|(t, o)| t.0 == two && o.0 == one)
+            .map_or((0.0, 0.0), |(t, o)| (t.1, o.1));
         let speedup = two / one;
         writeln!(
             report,
@@ -903,12 +914,12 @@ async fn scale_out(plan: &Plan, report: &mut String) {
         .unwrap();
         writeln!(
             report,
-            "| {label} | 2 | {two:.1} | {:.0} % | {speedup:.2}× |",
+            "| {label} | 2 | {two:.1} | {:.0} % | {speedup:.2}× ({ratios}) |",
             cpu_two * 100.0
         )
         .unwrap();
         println!(
-            "scale-out, concurrency {label}: 1 worker {one:.1} jobs/s ({:.0} % CPU), 2 workers {two:.1} jobs/s ({:.0} % CPU), {speedup:.2}x",
+            "scale-out, concurrency {label}: 1 worker {one:.1} jobs/s ({:.0} % CPU), 2 workers {two:.1} jobs/s ({:.0} % CPU), {speedup:.2}x ({ratios})",
             cpu_one * 100.0,
             cpu_two * 100.0
         );

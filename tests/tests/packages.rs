@@ -571,7 +571,6 @@ async fn headers_request_ids_and_unknown_routes() {
 #[tokio::test]
 async fn an_api_whose_port_was_taken_starts_again_on_another() {
     let mut svc = Service::start_with(packages_tests::Options {
-        workers: 1,
         defer_start: true,
         ..Default::default()
     })

@@ -755,9 +755,13 @@ fn settle_database(stack: &Service) {
     );
 }
 
-/// The pair of median ratio, and each pair's ratio in the order measured.
-fn median_pair(pairs: &[(f64, f64)]) -> ((f64, f64), String) {
-    let ratio = |&(read, ceiling): &(f64, f64)| read / ceiling;
+/// A rate over its ceiling (or over the rate it is compared with).
+fn rate_ratio(&(rate, ceiling): &(f64, f64)) -> f64 {
+    rate / ceiling
+}
+
+/// The pair of median `ratio`, and each pair's ratio in the order measured.
+fn median_pair<T: Copy>(pairs: &[T], ratio: impl Fn(&T) -> f64) -> (T, String) {
     let mut sorted = pairs.to_vec();
     sorted.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
     let ratios = pairs
@@ -841,8 +845,10 @@ async fn reads_against_ceilings(
     .unwrap();
     writeln!(report, "| --- | --- | --- | --- | --- | --- |").unwrap();
 
-    let ((get, healthz), ratios) =
-        median_pair(&embedded_get_and_healthz(plan, plan.pairs_per_ratio).await);
+    let ((get, healthz), ratios) = median_pair(
+        &embedded_get_and_healthz(plan, plan.pairs_per_ratio).await,
+        rate_ratio,
+    );
     let line = format!(
         "| `GET /v3/packages/:guid`, embedded | {get:.0} | `/healthz` of the same process | {healthz:.0} | {:.2} ({ratios}) | ≥ 0.40 |",
         get / healthz
@@ -856,7 +862,7 @@ async fn reads_against_ceilings(
     let pairs: Vec<(f64, f64)> = (0..plan.pairs_per_ratio)
         .map(|_| stack_get_and_pgbench(plan, stack, stack_guid, scratch))
         .collect();
-    let ((get, tps), ratios) = median_pair(&pairs);
+    let ((get, tps), ratios) = median_pair(&pairs, rate_ratio);
     let line = format!(
         "| `GET /v3/packages/:guid`, stack | {get:.0} | pgbench, the same statement, prepared, `-c16 -j2` | {tps:.0} | {:.2} ({ratios}) | ≥ 0.50 |",
         get / tps
@@ -899,12 +905,8 @@ async fn scale_out(plan: &Plan, report: &mut String) {
             let two = drain(2, plan.drain_packages, concurrency).await;
             pairs.push((two, one));
         }
-        let rates: Vec<(f64, f64)> = pairs.iter().map(|(two, one)| (two.0, one.0)).collect();
-        let ((two, one), ratios) = median_pair(&rates);
-        let (cpu_two, cpu_one) = pairs
-            .iter()
-            .find(|(t, o)| t.0 == two && o.0 == one)
-            .map_or((0.0, 0.0), |(t, o)| (t.1, o.1));
+        let (((two, cpu_two), (one, cpu_one)), ratios) =
+            median_pair(&pairs, |(two, one)| two.0 / one.0);
         let speedup = two / one;
         writeln!(
             report,
